@@ -1,0 +1,1 @@
+"""The status sidecar: serves task records from the cache over HTTP (async FastAPI)."""

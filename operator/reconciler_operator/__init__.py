@@ -1,0 +1,1 @@
+"""The Kopf operator: turns Reconcile resources into runs and reports them on status."""

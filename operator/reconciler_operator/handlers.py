@@ -1,0 +1,178 @@
+"""Kopf handlers: when to run a Reconcile, and what its status says afterwards.
+
+Handlers are async and only do bookkeeping on the event loop; every run (Slack/GitLab calls, Secret
+reads, Valkey writes) goes to the bounded worker pool, so the loop stays responsive while all
+workers are busy. A new generation first gets `Ready=Unknown` (its own handler, applied before the
+run starts: Kopf's default lifecycle runs one handler per cycle and patches in between).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import kopf
+
+from reconciler.errors import ReconcileError
+from reconciler.models.task import ReconcileRef, new_task_id
+from reconciler.models.spec import parse_duration
+from reconciler.settings import get_settings
+from reconciler_operator import conditions
+from reconciler_operator.runs import RunRequest
+from reconciler_operator.runtime import Runtime, configure_kopf, watch_loop_lag
+
+GROUP, VERSION, PLURAL = "reconciler.dev", "v1alpha1", "reconciles"
+RESOURCE = (GROUP, VERSION, PLURAL)
+REQUESTED_AT = "reconciler.dev/requested-at"
+FLUX_REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _requested_at(meta: Mapping[str, Any]) -> str | None:
+    annotations = meta.get("annotations") or {}
+    value = annotations.get(REQUESTED_AT) or annotations.get(FLUX_REQUESTED_AT)
+    return str(value) if value else None
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config = get_settings()
+    runtime = await asyncio.get_running_loop().run_in_executor(None, Runtime.create, config)
+    configure_kopf(settings, config, runtime.executor)
+    memo["runtime"] = runtime
+    memo["loop_lag"] = asyncio.create_task(watch_loop_lag())
+    runtime.start_background()
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    lag_task: asyncio.Task[None] | None = memo.get("loop_lag")
+    if lag_task is not None:
+        lag_task.cancel()
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is not None:
+        await asyncio.get_running_loop().run_in_executor(None, runtime.close)
+
+
+# --- new generation: Ready=Unknown before anything else -------------------------------------------
+
+
+@kopf.on.create(*RESOURCE, id="progressing")
+@kopf.on.update(*RESOURCE, field="spec", id="progressing-update")
+async def mark_progressing(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, patch: kopf.Patch,
+                           **_: Any) -> None:
+    generation = int(body.meta.get("generation") or 0)
+    if spec.get("suspend"):
+        patch.status.update(conditions.suspended(status, generation=generation, now=_now()))
+        return
+    patch.status.update(conditions.progressing(status, generation=generation, now=_now()))
+
+
+# --- runs ----------------------------------------------------------------------------------------
+
+
+@kopf.on.create(*RESOURCE, id="run")
+async def run_on_create(**kwargs: Any) -> None:
+    await _reconcile("create", **kwargs)
+
+
+@kopf.on.update(*RESOURCE, field="spec", id="run-update")
+async def run_on_update(**kwargs: Any) -> None:
+    await _reconcile("update", **kwargs)
+
+
+@kopf.on.resume(*RESOURCE, id="run-resume")
+async def run_on_resume(**kwargs: Any) -> None:
+    await _reconcile("resume", **kwargs)
+
+
+@kopf.on.update(*RESOURCE, field=("metadata", "annotations", REQUESTED_AT), id="run-requested")
+@kopf.on.update(*RESOURCE, field=("metadata", "annotations", FLUX_REQUESTED_AT), id="run-requested-flux")
+async def run_on_request(new: Any, status: kopf.Status, **kwargs: Any) -> None:
+    if not new or str(new) == status.get("lastHandledRequestedAt"):
+        return
+    await _reconcile("requested", status=status, **kwargs)
+
+
+@kopf.timer(*RESOURCE, interval=get_settings().interval_check_seconds, id="interval")
+async def run_on_interval(spec: kopf.Spec, status: kopf.Status, body: kopf.Body, **kwargs: Any) -> None:
+    interval = spec.get("interval")
+    if not interval or spec.get("suspend") or not status.get("lastRunTime"):
+        return
+    try:
+        every = max(parse_duration(str(interval)), timedelta(seconds=get_settings().min_interval_seconds))
+    except ValueError:
+        return  # an invalid interval is reported by the run it belongs to (InvalidSpec)
+    last = datetime.fromisoformat(str(status["lastRunTime"]).replace("Z", "+00:00"))
+    if datetime.now(UTC) < last + every:
+        return
+    stalled = next((c for c in status.get("conditions") or [] if c.get("type") == conditions.STALLED), {})
+    if stalled.get("status") == "True" and stalled.get("reason") == "InvalidSpec" and \
+            status.get("observedGeneration") == body.meta.get("generation"):
+        return  # only a new generation can fix an invalid spec
+    await _reconcile("interval", spec=spec, status=status, body=body, raise_transient=False, **kwargs)
+
+
+async def _reconcile(
+    trigger: str,
+    *,
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    retry: int = 0,
+    raise_transient: bool = True,
+    **_: Any,
+) -> None:
+    """Run once (in the worker pool), then write status, post an event, and retry if transient."""
+    runtime: Runtime = memo["runtime"]
+    meta = body.meta
+    generation = int(meta.get("generation") or 0)
+    if spec.get("suspend"):
+        patch.status.update(conditions.suspended(status, generation=generation, now=_now()))
+        return
+
+    ref = ReconcileRef(namespace=str(meta["namespace"]), name=str(meta["name"]), generation=generation)
+    request = RunRequest(ref=ref, raw_spec=dict(spec), trigger=trigger, task_id=new_task_id())
+    async with runtime.object_lock(str(meta.get("uid") or ref.key)):
+        loop = asyncio.get_running_loop()
+        report = await loop.run_in_executor(runtime.executor, runtime.runner.execute, request)
+
+    error = report.error
+    if report.record is None:
+        # The run could not start (cache down, lock busy): nothing was done; say so and retry.
+        assert error is not None
+        delay = runtime.backoff(retry, error)
+        patch.status.update(conditions.not_started(status, error, generation=generation, retry_in=delay, now=_now()))
+        kopf.event(body, type="Warning", reason=error.reason, message=f"{error.message}; retrying in {delay:.0f}s")
+        if raise_transient:
+            raise kopf.TemporaryError(error.message, delay=delay)
+        return
+
+    record = report.record
+    permanent = error is not None and error.permanent
+    delay = runtime.backoff(retry, error) if error is not None and not permanent else None
+    patch.status.update(conditions.finished(
+        status, record, permanent=permanent, retry_in=delay, requested_at=_requested_at(meta), now=_now()))
+    runtime.count_run(record.integration, record.status.value)
+    _post_event(body, record.task_id, error, len(record.actions), record.applied, record.dry_run)
+    if delay is not None and raise_transient:
+        raise kopf.TemporaryError(f"{error.reason}: {error.message}", delay=delay)  # type: ignore[union-attr]
+
+
+def _post_event(body: kopf.Body, task_id: str, error: ReconcileError | None, planned: int, applied: int,
+                dry_run: bool) -> None:
+    if error is None:
+        what = f"planned {planned} action(s), dry run" if dry_run else f"applied {applied} of {planned} action(s)"
+        kopf.event(body, type="Normal", reason="Succeeded", message=f"Task {task_id}: {what}")
+    else:
+        kopf.event(body, type="Warning", reason=error.reason, message=f"Task {task_id}: {error.message}")

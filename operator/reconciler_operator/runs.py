@@ -1,0 +1,144 @@
+"""One run of one Reconcile, start to finish, in a worker thread: the sync half of the reconciler.
+
+Order matters for "never lose an outcome, never apply twice": take the Reconcile's lock (so two
+operators or two triggers never run it at once), write the task as pending, then running, run the
+integration, and always write the finished record (deferred to an outbox if Valkey died meanwhile).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pydantic import SecretStr
+
+from reconciler.cache.base import CacheBackend
+from reconciler.errors import CacheUnavailable, ReconcileError, TransientError
+from reconciler.models.spec import SecretRef
+from reconciler.models.task import ReconcileRef, TaskError, TaskRecord, TaskStatus, utcnow
+from reconciler.runner import RunOutcome, parse_spec, run_integration
+from reconciler.settings import Settings
+from reconciler.tasks import TaskStore, lock_key
+
+log = logging.getLogger(__name__)
+
+
+class TokenSource(Protocol):
+    def read_token(self, namespace: str, ref: SecretRef) -> SecretStr: ...
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    ref: ReconcileRef
+    raw_spec: dict[str, Any]
+    trigger: str
+    task_id: str
+
+
+@dataclass
+class RunReport:
+    record: TaskRecord | None
+    """None when the run could not even start (cache down, lock busy): nothing was done."""
+    error: ReconcileError | None
+
+
+class LockLease:
+    """Holds a Reconcile's lock for a run and renews it from a thread until released."""
+
+    def __init__(self, cache: CacheBackend, name: str, owner: str, ttl_seconds: int) -> None:
+        self.cache, self.name, self.owner, self.ttl = cache, name, owner, ttl_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name=f"lease-{owner[:8]}", daemon=True)
+
+    def __enter__(self) -> LockLease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        try:
+            self.cache.release_lock(self.name, self.owner)
+        except CacheUnavailable:
+            log.warning("could not release %s (cache down); it expires in %ss", self.name, self.ttl)
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            try:
+                if not self.cache.extend_lock(self.name, self.owner, self.ttl):
+                    log.warning("lost the lock %s while running", self.name)
+            except CacheUnavailable:
+                pass
+
+
+class Runner:
+    def __init__(self, settings: Settings, store: TaskStore, tokens: TokenSource) -> None:
+        self.settings = settings
+        self.store = store
+        self.tokens = tokens
+
+    def execute(self, request: RunRequest) -> RunReport:
+        ref = request.ref
+        lock = lock_key(ref.namespace, ref.name)
+        try:
+            self.store.flush()
+            if not self.store.cache.acquire_lock(lock, request.task_id, self.settings.lock_ttl_seconds):
+                return RunReport(None, TransientError(
+                    "RunInProgress", "another run of this Reconcile is in progress; retrying after it"))
+            record = TaskRecord(
+                task_id=request.task_id,
+                reconcile=ref,
+                integration=str(request.raw_spec.get("integration", "")),
+                dry_run=bool(request.raw_spec.get("dryRun", False)),
+                trigger=request.trigger,
+            )
+            self._close_interrupted(ref)
+            self.store.save(record)
+        except CacheUnavailable as exc:
+            return RunReport(None, exc)
+
+        with LockLease(self.store.cache, lock, request.task_id, self.settings.lock_ttl_seconds):
+            record.status, record.started_at = TaskStatus.RUNNING, utcnow()
+            self.store.save_or_defer(record)
+            outcome = self._run(request, record)
+            self._finish(record, outcome)
+            self.store.save_or_defer(record)
+            self.store.count_finished(record)
+        return RunReport(record, outcome.error)
+
+    def _run(self, request: RunRequest, record: TaskRecord) -> RunOutcome:
+        try:
+            spec = parse_spec(request.raw_spec)
+            token = self.tokens.read_token(request.ref.namespace, spec.credentials.secret_ref)
+        except ReconcileError as exc:
+            return RunOutcome(error=exc, dry_run=record.dry_run)
+
+        def planned(actions: list[Any]) -> None:
+            record.actions = [a.to_record() for a in actions]
+            self.store.save_or_defer(record)
+
+        return run_integration(spec, token, self.settings, dry_run=spec.dry_run, on_planned=planned)
+
+    @staticmethod
+    def _finish(record: TaskRecord, outcome: RunOutcome) -> None:
+        record.actions = [a.to_record() for a in outcome.actions]
+        record.applied = len(outcome.applied)
+        record.failed = 1 if outcome.failed_action is not None else 0
+        if outcome.error is not None:
+            failed = outcome.failed_action.to_record() if outcome.failed_action else None
+            record.errors = [TaskError(reason=outcome.error.reason, message=outcome.error.message, action=failed)]
+        record.status = TaskStatus.FAILED if outcome.error else TaskStatus.SUCCESS
+        record.finished_at = utcnow()
+
+    def _close_interrupted(self, ref: ReconcileRef) -> None:
+        """A run still pending/running while we hold the lock died with its operator: say so."""
+        previous = self.store.latest(ref)
+        if previous is None or previous.status.finished:
+            return
+        previous.status = TaskStatus.FAILED
+        previous.finished_at = utcnow()
+        previous.errors = [*previous.errors, TaskError(
+            reason="Interrupted", message="the operator stopped during this run; a later run replaced it")]
+        self.store.save(previous)

@@ -1,0 +1,108 @@
+"""What the operator holds for its lifetime: the worker pool, the cache, the runner, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+
+import kopf
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from reconciler.cache import connect_cache
+from reconciler.errors import ReconcileError
+from reconciler.settings import Settings
+from reconciler.tasks import TaskStore
+from reconciler_operator.credentials import SecretReader
+from reconciler_operator.runs import Runner
+
+log = logging.getLogger(__name__)
+
+KOPF_PREFIX = "operator.reconciler.dev"
+"""Kopf's own annotations. Not bare `reconciler.dev`: Kopf hides every annotation under its prefix
+from change detection, which would hide the user's `reconciler.dev/requested-at`."""
+
+RUNS = Counter("reconciler_operator_runs_total", "Runs finished by this operator", ["integration", "status"])
+LOOP_LAG = Histogram(
+    "reconciler_operator_event_loop_lag_seconds", "How late the event loop wakes a 50 ms sleep",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+BUSY_WORKERS = Gauge("reconciler_operator_busy_workers", "Worker threads running a service now")
+DEFERRED = Gauge("reconciler_operator_deferred_records", "Finished task records waiting for Valkey")
+
+
+class Runtime:
+    def __init__(self, settings: Settings, store: TaskStore, secrets: SecretReader) -> None:
+        self.settings = settings
+        self.executor = ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="reconcile")
+        self.store = store
+        self.runner = Runner(settings, store, secrets)
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._stop = threading.Event()
+
+    @classmethod
+    def create(cls, settings: Settings) -> Runtime:
+        cache = connect_cache(settings)
+        store = TaskStore(cache, ttl_seconds=settings.task_ttl_seconds, history_size=settings.history_size)
+        return cls(settings, store, SecretReader(settings.max_workers))
+
+    def object_lock(self, key: str) -> asyncio.Lock:
+        """One run at a time per Reconcile inside this process (timer vs. change handlers)."""
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[key] = lock
+        return lock
+
+    def backoff(self, retry: int, error: ReconcileError | None) -> float:
+        """Exponential backoff from `backoff_base_seconds`, at least the service's Retry-After."""
+        base = self.settings.backoff_base_seconds * (2 ** min(retry, 16))
+        delay = min(base, self.settings.backoff_max_seconds)
+        if error is not None and error.retry_after:
+            delay = max(delay, error.retry_after)
+        return delay
+
+    def count_run(self, integration: str, status: str) -> None:
+        RUNS.labels(integration or "unknown", status).inc()
+
+    def start_background(self) -> None:
+        if self.settings.operator_metrics_port:
+            start_http_server(self.settings.operator_metrics_port)
+        threading.Thread(target=self._flush_outbox, name="outbox", daemon=True).start()
+
+    def _flush_outbox(self) -> None:
+        while not self._stop.wait(2.0):
+            if self.store.deferred:
+                DEFERRED.set(self.store.flush())
+
+    def close(self) -> None:
+        self._stop.set()
+        self.store.flush()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def watch_loop_lag(interval: float = 0.05) -> None:
+    """Measure how late the loop wakes up: the operator's responsiveness, exported as a metric."""
+    loop = asyncio.get_running_loop()
+    while True:
+        started = loop.time()
+        await asyncio.sleep(interval)
+        LOOP_LAG.observe(max(0.0, loop.time() - started - interval))
+
+
+def configure_kopf(settings: kopf.OperatorSettings, config: Settings, executor: ThreadPoolExecutor) -> None:
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=KOPF_PREFIX, key="last-handled-configuration")
+    settings.persistence.finalizer = f"{KOPF_PREFIX}/finalizer"
+    settings.execution.executor = executor
+    settings.execution.max_workers = config.max_workers
+    settings.watching.server_timeout = config.watch_server_timeout
+    settings.watching.client_timeout = config.watch_client_timeout
+    settings.watching.connect_timeout = config.watch_connect_timeout
+    settings.posting.level = logging.WARNING  # our own events say what a run did; skip Kopf's chatter
+    settings.peering.name = "reconciler"
+    settings.peering.mandatory = False
+    settings.batching.error_delays = (1, 2, 5, 10, 30, 60)

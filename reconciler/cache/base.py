@@ -1,0 +1,96 @@
+"""A small sync cache interface, so the operator, sidecar and scripts share one implementation.
+
+Sync on purpose (ADR: sync by default): the operator calls it from worker threads, the sidecar from
+its thread pool. Backends raise `CacheUnavailable` when the server cannot be reached.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class CacheCorrupt(Exception):
+    """A cached value is not what its model says: reported, never silently used."""
+
+
+class Subscription(ABC):
+    @abstractmethod
+    def get(self, timeout: float) -> str | None:
+        """The next message, or None after `timeout` seconds. Raises CacheUnavailable."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class CacheBackend(ABC):
+    @abstractmethod
+    def get(self, key: str) -> str | None: ...
+
+    @abstractmethod
+    def set(self, key: str, value: str, ttl_seconds: int | None = None) -> None: ...
+
+    @abstractmethod
+    def push_recent(self, key: str, value: str, *, keep: int, ttl_seconds: int | None = None) -> None:
+        """Put `value` first in the list at `key`, keeping at most `keep` entries."""
+
+    @abstractmethod
+    def recent(self, key: str, limit: int) -> list[str]: ...
+
+    @abstractmethod
+    def acquire_lock(self, name: str, owner: str, ttl_seconds: int) -> bool:
+        """Take `name` for `owner` unless someone else holds it; it expires after `ttl_seconds`."""
+
+    @abstractmethod
+    def extend_lock(self, name: str, owner: str, ttl_seconds: int) -> bool:
+        """Push `name`'s expiry out if `owner` still holds it; False if it was lost."""
+
+    @abstractmethod
+    def release_lock(self, name: str, owner: str) -> None:
+        """Release `name` only if `owner` still holds it."""
+
+    @abstractmethod
+    def publish(self, channel: str, message: str) -> None: ...
+
+    @abstractmethod
+    def subscribe(self, channel: str) -> Subscription:
+        """Listen to `channel` on a connection of its own."""
+
+    @abstractmethod
+    def incr(self, key: str, field: str, amount: int = 1) -> None:
+        """Add to a counter in the hash at `key` (metrics shared between processes)."""
+
+    @abstractmethod
+    def counters(self, key: str) -> dict[str, int]: ...
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise CacheUnavailable unless the server answers."""
+
+    def get_model(self, key: str, model: type[M]) -> M | None:
+        raw = self.get(key)
+        if raw is None:
+            return None
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError as exc:
+            raise CacheCorrupt(f"{key} does not hold a valid {model.__name__}: {exc.errors()[0]['msg']}") from None
+
+    def set_model(self, key: str, value: BaseModel, ttl_seconds: int | None = None) -> None:
+        self.set(key, value.model_dump_json(), ttl_seconds)
+
+    @contextmanager
+    def lock(self, name: str, owner: str, ttl_seconds: int) -> Iterator[bool]:
+        """`with cache.lock(...) as held:`; `held` is False when another owner has it."""
+        held = self.acquire_lock(name, owner, ttl_seconds)
+        try:
+            yield held
+        finally:
+            if held:
+                self.release_lock(name, owner)

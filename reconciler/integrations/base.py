@@ -1,0 +1,64 @@
+"""The small interface every integration implements.
+
+An integration only observes and applies (as a Crossplane provider does): `plan()` reads the
+external service and returns typed actions, `apply()` performs them. Conditions, events, retries,
+timing and the task record belong to the shared runner and the operator, never to an integration.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Generic, TypeVar
+
+from pydantic import SecretStr
+
+from reconciler.errors import ReconcileError
+from reconciler.models.base import Action, SpecModel
+from reconciler.settings import Settings
+
+SpecT = TypeVar("SpecT", bound=SpecModel)
+
+
+@dataclass
+class ApplyResult:
+    """What apply did: actions done in order, and the error that stopped it, if any.
+
+    Apply stops at the first failure: later actions may depend on earlier ones, and the next run
+    re-plans from the service's real state, so nothing is ever applied twice.
+    """
+
+    applied: list[Action] = field(default_factory=list)
+    failed: Action | None = None
+    error: ReconcileError | None = None
+
+
+class IntegrationService(ABC):
+    """A planned run against one external service, bound to one spec and one token."""
+
+    @abstractmethod
+    def plan(self) -> list[Action]:
+        """Read the current state and return the actions that make it match the spec.
+
+        Raises a permanent ReconcileError when the spec cannot be satisfied (unknown users, ...):
+        nothing is written unless the whole plan is valid.
+        """
+
+    @abstractmethod
+    def apply(self, actions: Sequence[Action]) -> ApplyResult:
+        """Perform `actions` (from `plan()`, in order)."""
+
+
+class Integration(ABC, Generic[SpecT]):
+    """Registry entry: how to read an integration's spec block and build its service."""
+
+    name: ClassVar[str]
+    """Value of `spec.integration`, e.g. `slack-usergroups`."""
+    spec_field: ClassVar[str]
+    """camelCase name of the spec block, e.g. `slackUsergroups`."""
+    spec_model: ClassVar[type[SpecModel]]
+
+    @abstractmethod
+    def service(self, spec: SpecT, token: SecretStr, settings: Settings) -> IntegrationService:
+        """Build the service for one run; clients are created here and live for that run only."""

@@ -1,0 +1,23 @@
+"""gitlab-members: direct members of GitLab groups and projects."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import SecretStr
+
+from reconciler.integrations.base import Integration, IntegrationService
+from reconciler.integrations.gitlab_members.models import GitlabMembersSpec
+from reconciler.models.base import SpecModel
+from reconciler.settings import Settings
+
+
+class GitlabMembers(Integration[GitlabMembersSpec]):
+    name: ClassVar[str] = "gitlab-members"
+    spec_field: ClassVar[str] = "gitlabMembers"
+    spec_model: ClassVar[type[SpecModel]] = GitlabMembersSpec
+
+    def service(self, spec: GitlabMembersSpec, token: SecretStr, settings: Settings) -> IntegrationService:
+        from reconciler.integrations.gitlab_members.service import GitlabMembersService
+
+        return GitlabMembersService.create(spec, token, settings)

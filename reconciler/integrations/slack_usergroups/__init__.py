@@ -1,0 +1,23 @@
+"""slack-usergroups: Slack user groups (handle, name, description, members, default channels)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import SecretStr
+
+from reconciler.integrations.base import Integration, IntegrationService
+from reconciler.integrations.slack_usergroups.client import SlackClient
+from reconciler.integrations.slack_usergroups.models import SlackUsergroupsSpec
+from reconciler.integrations.slack_usergroups.service import SlackUsergroupsService
+from reconciler.models.base import SpecModel
+from reconciler.settings import Settings
+
+
+class SlackUsergroups(Integration[SlackUsergroupsSpec]):
+    name: ClassVar[str] = "slack-usergroups"
+    spec_field: ClassVar[str] = "slackUsergroups"
+    spec_model: ClassVar[type[SpecModel]] = SlackUsergroupsSpec
+
+    def service(self, spec: SlackUsergroupsSpec, token: SecretStr, settings: Settings) -> IntegrationService:
+        return SlackUsergroupsService(spec, SlackClient(token, str(spec.api_url), settings))

@@ -1,0 +1,239 @@
+"""The only code that talks to Slack: slack-sdk's WebClient with retries, pagination and typed answers.
+
+Errors become ReconcileErrors with the condition reason the operator reports. The token goes into
+the WebClient and nowhere else; slack-sdk never puts it into exceptions or (at INFO) logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import urllib.error
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackRequestError
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+from slack_sdk.web import SlackResponse
+
+from reconciler.errors import Forbidden, PermanentError, ReconcileError, TransientError, Unauthorized
+from reconciler.integrations.slack_usergroups.models import SlackUser, SlackUsergroupState
+from reconciler.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 200
+MAX_PAGES = 1000
+AUTH_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
+T = TypeVar("T")
+
+
+# --- Slack's answers, validated -----------------------------------------------------------------
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class _Profile(_Answer):
+    email: str | None = None
+
+
+class _Member(_Answer):
+    id: str
+    deleted: bool = False
+    is_bot: bool = False
+    profile: _Profile = Field(default_factory=_Profile)
+
+
+class _Channel(_Answer):
+    id: str
+    name: str
+    is_archived: bool = False
+
+
+class _Prefs(_Answer):
+    channels: list[str] = Field(default_factory=list)
+
+
+class _Usergroup(_Answer):
+    id: str
+    handle: str
+    name: str
+    description: str | None = ""
+    date_delete: int = 0
+    users: list[str] = Field(default_factory=list)
+    prefs: _Prefs = Field(default_factory=_Prefs)
+
+    def to_state(self) -> SlackUsergroupState:
+        return SlackUsergroupState(
+            id=self.id,
+            handle=self.handle,
+            name=self.name,
+            description=self.description or "",
+            enabled=self.date_delete == 0,
+            users=frozenset(self.users),
+            channels=frozenset(self.prefs.channels),
+        )
+
+
+_USERGROUPS = TypeAdapter(list[_Usergroup])
+_USERGROUP = TypeAdapter(_Usergroup)
+_MEMBERS = TypeAdapter(list[_Member])
+_CHANNELS = TypeAdapter(list[_Channel])
+
+
+class SlackClient:
+    """Typed, retrying access to the Slack Web API methods reconciler uses."""
+
+    def __init__(self, token: SecretStr, api_url: str, settings: Settings) -> None:
+        self._web = WebClient(
+            token=token.get_secret_value(),
+            base_url=api_url,
+            timeout=int(max(1, settings.http_timeout_seconds)),
+            retry_handlers=[
+                ConnectionErrorRetryHandler(max_retry_count=settings.transient_retries),
+                ServerErrorRetryHandler(max_retry_count=settings.transient_retries),
+                RateLimitErrorRetryHandler(max_retry_count=settings.rate_limit_retries),
+            ],
+        )
+        self.calls = 0
+        """API calls made (each page counts; retries of one call do not)."""
+
+    # --- reads -----------------------------------------------------------------------------------
+
+    def list_usergroups(self) -> list[SlackUsergroupState]:
+        answer = self._call(
+            "usergroups.list",
+            lambda: self._web.usergroups_list(include_disabled=True, include_users=True),
+        )
+        groups = _parse(_USERGROUPS, answer.get("usergroups", []), "usergroups.list")
+        return [g.to_state() for g in groups]
+
+    def list_users(self) -> list[SlackUser]:
+        members = self._paginate("users.list", "members", lambda cursor: self._web.users_list(
+            cursor=cursor, limit=PAGE_SIZE))
+        parsed = _parse(_MEMBERS, members, "users.list")
+        return [
+            SlackUser(id=m.id, email=m.profile.email.lower() if m.profile.email else None, deleted=m.deleted)
+            for m in parsed
+            if not m.is_bot
+        ]
+
+    def list_channels(self) -> dict[str, str]:
+        """Channel name -> id of unarchived public channels (needs only `channels:read`)."""
+        channels = self._paginate("conversations.list", "channels", lambda cursor: self._web.conversations_list(
+            cursor=cursor, limit=PAGE_SIZE, exclude_archived=True, types="public_channel"))
+        parsed = _parse(_CHANNELS, channels, "conversations.list")
+        return {c.name: c.id for c in parsed if not c.is_archived}
+
+    # --- writes ----------------------------------------------------------------------------------
+
+    def create_usergroup(self, handle: str, name: str, description: str, channel_ids: tuple[str, ...]) -> str:
+        answer = self._call("usergroups.create", lambda: self._web.usergroups_create(
+            name=name, handle=handle, description=description, channels=list(channel_ids)))
+        return _parse(_USERGROUP, answer.get("usergroup"), "usergroups.create").id
+
+    def update_usergroup(
+        self,
+        usergroup_id: str,
+        *,
+        name: str | None,
+        description: str | None,
+        channel_ids: tuple[str, ...] | None,
+    ) -> None:
+        params: dict[str, Any] = {"usergroup": usergroup_id}
+        if name is not None:
+            params["name"] = name
+        if description is not None:
+            params["description"] = description
+        if channel_ids is not None:
+            params["channels"] = ",".join(channel_ids)
+        self._call("usergroups.update", lambda: self._web.api_call("usergroups.update", params=params))
+
+    def set_users(self, usergroup_id: str, user_ids: tuple[str, ...]) -> None:
+        self._call("usergroups.users.update", lambda: self._web.usergroups_users_update(
+            usergroup=usergroup_id, users=list(user_ids)))
+
+    def enable(self, usergroup_id: str) -> None:
+        self._call("usergroups.enable", lambda: self._web.usergroups_enable(usergroup=usergroup_id))
+
+    def disable(self, usergroup_id: str) -> None:
+        self._call("usergroups.disable", lambda: self._web.usergroups_disable(usergroup=usergroup_id))
+
+    # --- plumbing --------------------------------------------------------------------------------
+
+    def _paginate(self, method: str, key: str, fetch: Callable[[str | None], SlackResponse]) -> list[Any]:
+        items: list[Any] = []
+        cursor: str | None = None
+        for _ in range(MAX_PAGES):
+            answer = self._call(method, lambda: fetch(cursor))
+            page = answer.get(key, [])
+            if not isinstance(page, list):
+                raise TransientError("BadResponse", f"Slack {method} answered without a list of {key}")
+            items.extend(page)
+            cursor = (answer.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                return items
+        raise TransientError("BadResponse", f"Slack {method} kept paginating past {MAX_PAGES} pages")
+
+    def _call(self, method: str, send: Callable[[], SlackResponse]) -> SlackResponse:
+        self.calls += 1
+        log.debug("slack %s", method)
+        try:
+            return send()
+        except SlackApiError as exc:
+            raise _translate(method, exc.response) from None
+        except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError, SlackRequestError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise TransientError("SlackUnavailable", f"Slack {method} failed: {reason}") from None
+
+
+def _translate(method: str, response: SlackResponse) -> ReconcileError:
+    status = response.status_code
+    data = response.data if isinstance(response.data, dict) else {}
+    error = str(data.get("error", f"HTTP {status}"))
+    if status == 429 or error == "ratelimited":
+        retry_after = _retry_after(response)
+        return TransientError(
+            "RateLimited", f"Slack {method} is still rate limited after retries", retry_after=retry_after
+        )
+    if status >= 500:
+        return TransientError("SlackUnavailable", f"Slack {method} answered HTTP {status}")
+    if error in AUTH_ERRORS:
+        return Unauthorized(f"Slack rejected the token ({error}); put a valid bot token in the Secret")
+    if error == "missing_scope":
+        needed = data.get("needed", "unknown")
+        return Forbidden(f"the Slack token lacks the scope {needed} (needed by {method}); add it to the app")
+    if error in {"not_allowed_token_type", "no_permission", "permission_denied", "paid_teams_only"}:
+        return Forbidden(f"Slack refused {method}: {error}")
+    if error in {"name_already_exists", "handle_already_exists"}:
+        return PermanentError("Conflict", f"Slack refused {method}: {error}")
+    return PermanentError("SlackError", f"Slack {method} failed: {error}")
+
+
+def _retry_after(response: SlackResponse) -> float | None:
+    for key, value in (response.headers or {}).items():
+        if key.lower() == "retry-after":
+            raw = value[0] if isinstance(value, list) else value
+            try:
+                return float(raw)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def _parse(adapter: TypeAdapter[T], data: Any, method: str) -> T:
+    """Validate an answer: a malformed one is reported (and retried), never half-used."""
+    try:
+        return adapter.validate_python(data)
+    except ValidationError as exc:
+        raise TransientError(
+            "BadResponse", f"Slack {method} answered in an unexpected shape: {exc.errors()[0]['msg']}"
+        ) from None

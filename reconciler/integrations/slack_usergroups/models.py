@@ -1,0 +1,165 @@
+"""Slack user groups: the spec block, the observed state, and the typed actions of a plan."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, model_validator
+
+from reconciler.models.base import Action, SpecModel, reject_duplicates
+
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+HANDLE_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+CHANNEL_PATTERN = r"^#?[a-z0-9][a-z0-9._-]*$"
+
+
+def _lower(text: str) -> str:
+    return text.lower()
+
+
+def _strip_hash(text: str) -> str:
+    return text.removeprefix("#")
+
+
+Email = Annotated[str, Field(pattern=EMAIL_PATTERN, max_length=254), AfterValidator(_lower)]
+ChannelName = Annotated[str, Field(pattern=CHANNEL_PATTERN, max_length=81), AfterValidator(_strip_hash)]
+
+
+class SlackUsergroup(SpecModel):
+    """One desired user group; `users` and `channels` are authoritative lists."""
+
+    handle: str = Field(pattern=HANDLE_PATTERN, min_length=1, max_length=80)
+    name: str = Field(min_length=1, max_length=255)
+    description: str = Field(default="", max_length=500)
+    users: list[Email] = Field(default_factory=list, max_length=1000)
+    channels: list[ChannelName] = Field(default_factory=list, max_length=100)
+
+    @model_validator(mode="after")
+    def _no_duplicates(self) -> SlackUsergroup:
+        reject_duplicates(self.users, f"usergroup {self.handle}: user")
+        reject_duplicates(self.channels, f"usergroup {self.handle}: channel")
+        return self
+
+
+class SlackUsergroupsSpec(SpecModel):
+    """`spec.slackUsergroups`."""
+
+    api_url: HttpUrl = HttpUrl("https://slack.com/api/")
+    usergroups: list[SlackUsergroup] = Field(min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _unique(self) -> SlackUsergroupsSpec:
+        reject_duplicates([g.handle for g in self.usergroups], "usergroup handle")
+        reject_duplicates([g.name.casefold() for g in self.usergroups], "usergroup name")
+        return self
+
+
+# --- what Slack has now ---------------------------------------------------------------------------
+
+
+class Observed(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class SlackUser(Observed):
+    id: str
+    email: str | None = None
+    deleted: bool = False
+
+
+class SlackUsergroupState(Observed):
+    id: str
+    handle: str
+    name: str
+    description: str = ""
+    enabled: bool = True
+    users: frozenset[str] = frozenset()
+    channels: frozenset[str] = frozenset()
+
+
+class SlackState(Observed):
+    """Everything the planner needs, read once per run."""
+
+    usergroups: tuple[SlackUsergroupState, ...] = ()
+    users: tuple[SlackUser, ...] = ()
+    channels: dict[str, str] = Field(default_factory=dict)
+    """Channel name -> id."""
+
+
+# --- actions --------------------------------------------------------------------------------------
+
+
+def _channels(names: tuple[str, ...]) -> str:
+    return ", ".join(f"#{name}" for name in names) or "none"
+
+
+class CreateUsergroup(Action):
+    type: Literal["create_usergroup"] = "create_usergroup"
+    name: str
+    description: str
+    channel_ids: tuple[str, ...] = ()
+    channel_names: tuple[str, ...] = ()
+
+    @property
+    def detail(self) -> str:
+        return f"name {self.name!r}, channels {_channels(self.channel_names)}"
+
+
+class EnableUsergroup(Action):
+    type: Literal["enable_usergroup"] = "enable_usergroup"
+    usergroup_id: str
+
+    @property
+    def detail(self) -> str:
+        return "re-enable the disabled user group"
+
+
+class UpdateUsergroup(Action):
+    """Changes name, description and/or default channels; fields left None stay as they are."""
+
+    type: Literal["update_usergroup"] = "update_usergroup"
+    usergroup_id: str
+    name: str | None = None
+    description: str | None = None
+    channel_ids: tuple[str, ...] | None = None
+    changes: tuple[str, ...] = ()
+
+    @property
+    def detail(self) -> str:
+        return "; ".join(self.changes)
+
+
+class AddUsers(Action):
+    """Users to add. Slack sets the whole list at once, so `user_ids` is the complete new list."""
+
+    type: Literal["add_users"] = "add_users"
+    usergroup_id: str | None
+    emails: tuple[str, ...]
+    user_ids: tuple[str, ...]
+
+    @property
+    def detail(self) -> str:
+        return ", ".join(self.emails)
+
+
+class RemoveUsers(Action):
+    type: Literal["remove_users"] = "remove_users"
+    usergroup_id: str
+    emails: tuple[str, ...]
+    user_ids: tuple[str, ...]
+
+    @property
+    def detail(self) -> str:
+        return ", ".join(self.emails)
+
+
+class DisableUsergroup(Action):
+    type: Literal["disable_usergroup"] = "disable_usergroup"
+    usergroup_id: str | None
+
+    @property
+    def detail(self) -> str:
+        return "no users listed; Slack refuses empty user groups, so it is disabled"
+
+
+SlackAction = CreateUsergroup | EnableUsergroup | UpdateUsergroup | AddUsers | RemoveUsers | DisableUsergroup

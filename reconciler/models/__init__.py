@@ -1,0 +1,1 @@
+"""Typed models shared by the operator, the sidecar and the command line."""

@@ -1,0 +1,98 @@
+"""The Reconcile custom resource's spec, as the operator and the command line read it.
+
+The CRD's OpenAPI schema rejects most bad specs at `kubectl apply`; this model checks the same rules
+again, because specs also come from files (`reconciler plan`) and from clusters whose CRD is older
+than the operator. The integration blocks (`slackUsergroups`, `gitlabMembers`, ...) are validated by
+the integration named in `spec.integration`, found in the registry.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, model_validator
+
+from reconciler.models.base import SpecModel
+
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse a Go-style duration (`90s`, `10m`, `1h30m`), as Flux and Kubernetes users write them."""
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"{text!r} is not a duration like 30s, 10m or 1h30m")
+    seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(text))
+    return timedelta(seconds=seconds)
+
+
+def _check_duration(text: str) -> str:
+    if parse_duration(text) <= timedelta(0):
+        raise ValueError("interval must be longer than zero")
+    return text
+
+
+Duration = Annotated[str, AfterValidator(_check_duration)]
+
+
+class SecretRef(SpecModel):
+    """Where the integration's token lives: a key of a Secret in the Reconcile's namespace."""
+
+    name: str = Field(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)
+    key: str = Field(default="token", pattern=SECRET_KEY_PATTERN, max_length=253)
+
+
+class Credentials(SpecModel):
+    secret_ref: SecretRef
+
+
+class ReconcileSpec(SpecModel):
+    """`spec` of a Reconcile: which integration, its desired state, and how runs happen."""
+
+    model_config = ConfigDict(extra="allow")
+
+    integration: str
+    dry_run: bool = False
+    suspend: bool = False
+    interval: Duration | None = None
+    credentials: Credentials
+
+    _integration_spec: SpecModel = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _validate_integration_block(self) -> ReconcileSpec:
+        from reconciler.integrations.registry import INTEGRATIONS
+
+        integration = INTEGRATIONS.get(self.integration)
+        if integration is None:
+            known = ", ".join(sorted(INTEGRATIONS))
+            raise ValueError(f"unknown integration {self.integration!r}; known: {known}")
+        blocks: dict[str, Any] = dict(self.model_extra or {})
+        known_blocks = {i.spec_field for i in INTEGRATIONS.values()}
+        unknown = sorted(set(blocks) - known_blocks)
+        if unknown:
+            raise ValueError(f"unknown field(s) in spec: {', '.join(unknown)}")
+        if integration.spec_field not in blocks:
+            raise ValueError(f"integration {self.integration} needs spec.{integration.spec_field}")
+        others = sorted(set(blocks) - {integration.spec_field})
+        if others:
+            raise ValueError(
+                f"spec.{others[0]} is set but integration is {self.integration}; remove spec.{others[0]}"
+            )
+        self._integration_spec = integration.spec_model.model_validate(blocks[integration.spec_field])
+        return self
+
+    @property
+    def integration_spec(self) -> SpecModel:
+        """The validated block of this spec's integration (e.g. a SlackUsergroupsSpec)."""
+        return self._integration_spec
+
+    @property
+    def interval_delta(self) -> timedelta | None:
+        return parse_duration(self.interval) if self.interval else None

@@ -1,0 +1,81 @@
+"""The one entry point that runs a Reconcile's integration: used by the operator and the CLI alike.
+
+Sync (ADR: services are sync); the operator calls it from its bounded worker pool.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pydantic import SecretStr, ValidationError
+
+from reconciler.errors import InvalidSpec, ReconcileError, TransientError
+from reconciler.integrations.registry import INTEGRATIONS
+from reconciler.models.base import Action
+from reconciler.models.spec import ReconcileSpec
+from reconciler.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOutcome:
+    """What one run planned and did. `error` is None on success."""
+
+    actions: list[Action] = field(default_factory=list)
+    applied: list[Action] = field(default_factory=list)
+    failed_action: Action | None = None
+    error: ReconcileError | None = None
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def parse_spec(raw: object) -> ReconcileSpec:
+    """Validate a raw `spec` mapping; InvalidSpec names the offending field."""
+    try:
+        return ReconcileSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidSpec(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors()[:5]:
+        location = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"spec.{location}: {message}" if location else f"spec: {message}")
+    more = exc.error_count() - len(problems)
+    return "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")
+
+
+def run_integration(
+    spec: ReconcileSpec,
+    token: SecretStr,
+    settings: Settings,
+    *,
+    dry_run: bool,
+    on_planned: Callable[[list[Action]], None] | None = None,
+) -> RunOutcome:
+    """Plan, and unless `dry_run`, apply. Never raises ReconcileError: it is returned in the outcome."""
+    outcome = RunOutcome(dry_run=dry_run)
+    integration = INTEGRATIONS[spec.integration]
+    try:
+        service = integration.service(spec.integration_spec, token, settings)
+        outcome.actions = service.plan()
+        if on_planned is not None:
+            on_planned(outcome.actions)
+        if dry_run or not outcome.actions:
+            return outcome
+        result = service.apply(outcome.actions)
+        outcome.applied, outcome.failed_action, outcome.error = result.applied, result.failed, result.error
+    except ReconcileError as exc:
+        outcome.error = exc
+    except Exception as exc:  # a bug or an unexpected library error: report it, retry later
+        log.exception("%s run failed unexpectedly", spec.integration)
+        outcome.error = TransientError("InternalError", f"unexpected {type(exc).__name__}; see operator logs")
+    return outcome

@@ -1,0 +1,90 @@
+"""All settings, from `RECONCILER_*` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_runtime_dir() -> Path:
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return Path(base) / f"reconciler-{os.getuid()}"
+
+
+class Settings(BaseSettings):
+    """Operator, sidecar and command-line settings. Every field is `RECONCILER_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="RECONCILER_", extra="ignore", validate_default=True)
+
+    valkey_url: str | None = None
+    """Valkey to keep task records in (`valkey://host:6379/0`, `unix:///path`). Unset: an embedded,
+    private valkey-server is started under `runtime_dir` and shared by `run` and `api` (dev only)."""
+
+    runtime_dir: Path = Field(default_factory=_default_runtime_dir)
+    """Where the embedded Valkey keeps its socket, pid file and data."""
+
+    max_workers: int = Field(default=8, ge=1, le=512)
+    """Threads that run integration services; also the size of Kopf's sync-handler executor."""
+
+    task_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    """How long task records stay in the cache."""
+
+    history_size: int = Field(default=20, ge=1, le=1000)
+    """How many recent task ids are kept per Reconcile."""
+
+    api_token: SecretStr | None = None
+    """When set, the sidecar requires `Authorization: Bearer <token>` (except /healthz, /readyz)."""
+
+    lock_ttl_seconds: int = Field(default=30, ge=3)
+    """A run renews its Reconcile's lock every third of this; a crashed run's lock frees after it."""
+
+    operator_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """Port for the operator's own Prometheus metrics (event-loop lag, runs); unset: off."""
+
+    min_interval_seconds: float = Field(default=10.0, ge=0.1)
+    """Shortest `spec.interval` honoured; shorter ones are raised to this to avoid hot loops."""
+
+    interval_check_seconds: float = Field(default=5.0, gt=0)
+    """How often each Reconcile's timer checks whether its `spec.interval` has passed."""
+
+    backoff_base_seconds: float = Field(default=5.0, gt=0)
+    """First retry delay after a transient failure; doubles per retry."""
+
+    backoff_max_seconds: float = Field(default=600.0, gt=0)
+    """Longest retry delay after transient failures."""
+
+    watch_server_timeout: int = Field(default=300, ge=10)
+    """Seconds the API server keeps a watch open before closing it (Kopf reconnects)."""
+
+    watch_client_timeout: int = Field(default=330, ge=10)
+    """Seconds after which the operator drops a silent watch stream and reconnects."""
+
+    watch_connect_timeout: int = Field(default=30, ge=1)
+    """Seconds to establish a connection to the Kubernetes API."""
+
+    http_timeout_seconds: float = Field(default=30.0, gt=0)
+    """Timeout of every call to Slack or GitLab."""
+
+    rate_limit_retries: int = Field(default=8, ge=0, le=100)
+    """How many HTTP 429 answers in a row a client waits out (Retry-After) before giving up."""
+
+    transient_retries: int = Field(default=3, ge=0, le=20)
+    """Retries of connection errors and HTTP 5xx per call."""
+
+    cache_timeout_seconds: float = Field(default=2.0, gt=0)
+    """Socket timeout of Valkey calls, so a dead cache fails fast instead of hanging."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Log level of the operator and the sidecar."""
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
