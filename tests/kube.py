@@ -1,0 +1,289 @@
+"""A Kubernetes API on loopback for tests: kmock's KubernetesEmulator plus what a real API server does.
+
+kmock stores objects as plain JSON and merges patches into them. The operator relies on more, so
+this subclass adds it: `uid`, `creationTimestamp`, `resourceVersion` on every write,
+`metadata.generation` bumped on spec changes only, and status-subresource semantics (writes to
+`/status` touch only status; writes to the object ignore status). The server runs in a thread with
+its own event loop, so sync tests and subprocesses (the real `reconciler run`) can talk to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp.web
+import attrs
+import httpx
+import jsonpatch
+import jsonpointer
+import kmock
+from kmock._internal import dicts as kmock_dicts
+
+CRD_GROUP, CRD_VERSION, CRD_PLURAL = "reconciler.dev", "v1alpha1", "reconciles"
+
+CORE_RESOURCES: dict[str, kmock.ResourceInfo] = {
+    "v1/namespaces": kmock.ResourceInfo(kind="Namespace", singular="namespace", namespaced=False,
+                                        verbs={"get", "list", "watch"}),
+    "v1/secrets": kmock.ResourceInfo(kind="Secret", singular="secret", namespaced=True,
+                                     verbs={"get", "list", "watch", "create", "patch", "delete"}),
+    "v1/events": kmock.ResourceInfo(kind="Event", singular="event", namespaced=True,
+                                    verbs={"get", "list", "watch", "create", "patch"}),
+    "apiextensions.k8s.io/v1/customresourcedefinitions": kmock.ResourceInfo(
+        kind="CustomResourceDefinition", singular="customresourcedefinition", namespaced=False,
+        verbs={"get", "list", "watch", "create"}),
+    f"{CRD_GROUP}/{CRD_VERSION}/{CRD_PLURAL}": kmock.ResourceInfo(
+        kind="Reconcile", singular="reconcile", namespaced=True, shortnames={"rec"}, categories={"all"},
+        verbs={"get", "list", "watch", "create", "patch", "update", "delete"}, subresources={"status"}),
+}
+
+
+@attrs.define(kw_only=True)
+class ApiServerEmulator(kmock.KubernetesEmulator):
+    """KubernetesEmulator with the object bookkeeping of a real kube-apiserver."""
+
+    _versions: Iterator[int] = attrs.field(factory=lambda: itertools.count(1000), init=False)
+
+    def _next_version(self) -> str:
+        return str(next(self._versions))
+
+    def _subresources(self, resource: kmock.resource) -> set[str]:
+        for key, info in self.resources.items():
+            if key == resource:
+                return set(info.subresources)
+        return set()
+
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        # kmock matches reactions by the identity of the recorded request: edit its data in place.
+        if request.resource is not None and isinstance(request.data, dict):
+            if request.action == kmock.action.CREATE:
+                _replace(request.data, self._on_create(request))
+            elif request.action == kmock.action.UPDATE and request.name is not None:
+                _replace(request.data, self._on_patch(request))
+        elif request.resource is not None and request.action == kmock.action.UPDATE and \
+                isinstance(request.data, list):
+            return await self._json_patch(request)
+        return await super()._handle(request)
+
+    async def _json_patch(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        """RFC 6902 patches (Kopf uses them with a `test` of resourceVersion for finalizers)."""
+        key = (request.resource, request.namespace, request.name)
+        async with self._lock:
+            if key not in self.objects or self.objects[key].deleted:
+                return _status(404, "NotFound", f"{request.name} not found")
+            current = self.objects[key].raw
+            try:
+                new = jsonpatch.apply_patch(current, request.data)
+            except jsonpatch.JsonPatchTestFailed:
+                return _status(409, "Conflict", "the object has been modified; please apply your changes "
+                                                "to the latest version and try again")
+            except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+                return _status(422, "Invalid", str(exc))
+            new.setdefault("metadata", {})["resourceVersion"] = self._next_version()
+            self.objects[key].patch(_merge_diff(current, new))
+            raw = self.objects[key].raw
+            meta = raw.get("metadata", {})
+            if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+                self.objects[key].delete()
+                await self._buses[request.resource].put({"type": "DELETED", "object": raw})  # type: ignore[index]
+            else:
+                await self._buses[request.resource].put({"type": "MODIFIED", "object": raw})  # type: ignore[index]
+        return aiohttp.web.json_response(raw)
+
+    def _on_create(self, request: kmock.Request) -> dict[str, Any]:
+        data = copy.deepcopy(request.data)
+        meta = data.setdefault("metadata", {})
+        if request.namespace and not meta.get("namespace"):
+            meta["namespace"] = request.namespace
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta.setdefault("creationTimestamp", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        meta["resourceVersion"] = self._next_version()
+        meta["generation"] = 1
+        if "status" in self._subresources(request.resource):  # type: ignore[arg-type]
+            data.pop("status", None)
+        return data  # type: ignore[no-any-return]
+
+    def _on_patch(self, request: kmock.Request) -> dict[str, Any]:
+        patch = copy.deepcopy(request.data)
+        has_status = "status" in self._subresources(request.resource)  # type: ignore[arg-type]
+        if has_status and request.subresource == "status":
+            patch = {"status": patch.get("status")} if "status" in patch else {}
+        elif has_status:
+            patch.pop("status", None)
+        key = (request.resource, request.namespace, request.name)
+        current = self.objects[key].raw if key in self.objects and not self.objects[key].deleted else None
+        meta = patch.setdefault("metadata", {})
+        meta.pop("generation", None)
+        meta["resourceVersion"] = self._next_version()
+        if current is not None and "spec" in patch and request.subresource != "status":
+            new_spec = kmock_dicts.patch_dict(current.get("spec") or {}, patch["spec"] or {})
+            if new_spec != current.get("spec"):
+                meta["generation"] = int(current.get("metadata", {}).get("generation", 1)) + 1
+        return patch
+
+
+def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
+    return aiohttp.web.json_response(
+        {"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": code, "reason": reason,
+         "message": message}, status=code)
+
+
+def _merge_diff(old: Any, new: Any) -> Any:
+    """The JSON merge patch (RFC 7386) that turns `old` into `new`."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return new
+    diff: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        if key not in old:
+            diff[key] = value
+        elif old[key] != value:
+            diff[key] = _merge_diff(old[key], value)
+    return diff
+
+
+def _replace(target: dict[str, Any], new: dict[str, Any]) -> None:
+    target.clear()
+    target.update(new)
+
+
+class KubeApi:
+    """The emulator on a loopback port in a background thread, plus a small sync client for tests."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="kube-api", daemon=True)
+        self.emulator: ApiServerEmulator | None = None
+        self.url = ""
+        self.http: httpx.Client | None = None
+
+    def start(self) -> KubeApi:
+        self._thread.start()
+        if not self._ready.wait(15):
+            raise RuntimeError("the Kubernetes API emulator did not start")
+        self.http = httpx.Client(base_url=self.url, timeout=10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=10)
+        if self.http is not None:
+            self.http.close()
+
+    def _serve(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with ApiServerEmulator() as emulator, kmock.Server(emulator, host="127.0.0.1") as server:
+            for name, info in CORE_RESOURCES.items():
+                emulator.resources[name] = info
+            self.emulator = emulator
+            self.url = str(server.url).rstrip("/")
+            self._ready.set()
+            await self._stop.wait()
+
+    def _in_loop(self, fn: Callable[[], Any]) -> Any:
+        assert self._loop is not None
+        future: Future[Any] = Future()
+
+        def call() -> None:
+            try:
+                future.set_result(fn())
+            except Exception as exc:  # noqa: BLE001 - handed back to the test thread
+                future.set_exception(exc)
+
+        self._loop.call_soon_threadsafe(call)
+        return future.result(timeout=10)
+
+    # --- what kubectl would do ------------------------------------------------------------------
+
+    def add_namespace(self, name: str) -> None:
+        """kmock 0.8 cannot parse POST /api/v1/namespaces, so namespaces go into its store directly."""
+        assert self.emulator is not None
+        emulator = self.emulator
+        body = {"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": name, "uid": str(uuid.uuid4()), "resourceVersion": "1"}}
+        self._in_loop(lambda: emulator.objects.__setitem__((kmock.resource("v1/namespaces"), None, name), body))
+
+    def write_kubeconfig(self, path: Path) -> Path:
+        path.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "test",
+            "clusters": [{"name": "test", "cluster": {"server": self.url}}],
+            "users": [{"name": "test", "user": {"token": "kube-test-token"}}],
+            "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}],
+        }))
+        return path
+
+    def _client(self) -> httpx.Client:
+        assert self.http is not None
+        return self.http
+
+    def create_secret(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        import base64
+
+        body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
+                "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+        self._check(self._client().post(f"/api/v1/namespaces/{namespace}/secrets", json=body))
+
+    def create_reconcile(self, body: dict[str, Any]) -> dict[str, Any]:
+        namespace = body["metadata"]["namespace"]
+        return self._check(self._client().post(self._rec_path(namespace), json=body))
+
+    def patch_reconcile(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return self._check(self._client().patch(
+            f"{self._rec_path(namespace)}/{name}", json=patch,
+            headers={"Content-Type": "application/merge-patch+json"}))
+
+    def delete_reconcile(self, namespace: str, name: str) -> None:
+        self._check(self._client().delete(f"{self._rec_path(namespace)}/{name}"))
+
+    def get_reconcile(self, namespace: str, name: str) -> dict[str, Any]:
+        return self._check(self._client().get(f"{self._rec_path(namespace)}/{name}"))
+
+    def events(self, namespace: str) -> list[dict[str, Any]]:
+        items = self._check(self._client().get(f"/api/v1/namespaces/{namespace}/events"))["items"]
+        return list(items)
+
+    def wait_for(self, namespace: str, name: str, predicate: Callable[[dict[str, Any]], bool],
+                 timeout: float = 30, what: str = "condition") -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        obj: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            obj = self.get_reconcile(namespace, name)
+            if predicate(obj):
+                return obj
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what} on {namespace}/{name}; last: "
+                             f"{json.dumps(obj.get('status'), indent=1)}")
+
+    @staticmethod
+    def _rec_path(namespace: str) -> str:
+        return f"/apis/{CRD_GROUP}/{CRD_VERSION}/namespaces/{namespace}/{CRD_PLURAL}"
+
+    @staticmethod
+    def _check(response: httpx.Response) -> Any:
+        if response.status_code >= 400:
+            raise AssertionError(f"{response.request.method} {response.request.url}: "
+                                 f"{response.status_code} {response.text[:500]}")
+        return response.json()
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == type_:
+            return dict(cond)
+    return {}

