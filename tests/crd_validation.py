@@ -48,7 +48,7 @@ CEL_REASONS = {
 }
 
 
-# --- loading -----------------------------------------------------------------------------------------
+# --- loading ---
 
 
 class KubeYamlLoader(yaml.SafeLoader):
@@ -67,7 +67,7 @@ KubeYamlLoader.yaml_implicit_resolvers = {
 def load_yaml_documents(path: Path | str) -> list[dict[str, Any]]:
     """Every non-empty document of a (multi-document) YAML file."""
     with open(path, encoding="utf-8") as stream:
-        return [doc for doc in yaml.load_all(stream, Loader=KubeYamlLoader) if doc]  # noqa: S506
+        return [doc for doc in yaml.load_all(stream, Loader=KubeYamlLoader) if doc]
 
 
 @functools.cache
@@ -100,7 +100,7 @@ def expect_comments(path: Path | str) -> list[str]:
     return [match.strip() for match in re.findall(r"^#\s*expect:\s*(.+)$", text, flags=re.MULTILINE)]
 
 
-# --- errors ------------------------------------------------------------------------------------------
+# --- errors ---
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ def _child(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
-# --- formats -----------------------------------------------------------------------------------------
+# --- formats ---
 
 FORMAT_CHECKER = jsonschema.FormatChecker(formats=())
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -188,7 +188,7 @@ def _is_int32(value: object) -> bool:
     return not isinstance(value, int) or -(2**31) <= value < 2**31
 
 
-# --- structural schemas ------------------------------------------------------------------------------
+# --- structural schemas ---
 
 _FORBIDDEN_KEYWORDS = ("$ref", "definitions", "dependencies", "patternProperties", "additionalItems", "id")
 _JUNCTORS = ("allOf", "anyOf", "oneOf", "not")
@@ -342,7 +342,7 @@ def iter_schemas(schema: Mapping[str, Any], path: str = "") -> Iterator[tuple[st
         yield from iter_schemas(schema["items"], f"{path}[]")
 
 
-# --- pruning, nulls and defaults -----------------------------------------------------------------------
+# --- pruning, nulls and defaults ---
 
 
 def pruned_fields(value: Any, schema: Mapping[str, Any], path: str = "") -> list[str]:
@@ -413,7 +413,7 @@ def apply_defaults(value: Any, schema: Mapping[str, Any]) -> Any:
     return copy.deepcopy(value)
 
 
-# --- OpenAPI v3 schema, through jsonschema -----------------------------------------------------------
+# --- OpenAPI v3 schema, through jsonschema ---
 
 
 def to_json_schema(schema: Any) -> Any:
@@ -494,7 +494,7 @@ def _translate(error: jsonschema.ValidationError, path: str) -> list[FieldError]
             return [FieldError(path, "Invalid value", f"{quoted}: {error.message}")]
 
 
-# --- list types ----------------------------------------------------------------------------------------
+# --- list types ---
 
 
 def _walk(value: Any, schema: Mapping[str, Any], path: str) -> Iterator[tuple[Any, Mapping[str, Any], str]]:
@@ -539,7 +539,7 @@ def list_type_errors(value: Any, schema: Mapping[str, Any], path: str = "") -> l
     return errors
 
 
-# --- CEL -----------------------------------------------------------------------------------------------
+# --- CEL ---
 
 
 @dataclass(frozen=True)
@@ -611,7 +611,9 @@ _JSON_TYPES: dict[str, type | tuple[type, ...]] = {
 }
 
 
-def cel_errors(value: Any, schema: Mapping[str, Any], path: str = "", engine: str = "cel") -> list[FieldError]:
+def cel_errors(
+    value: Any, schema: Mapping[str, Any], path: str = "", engine: str = "cel"
+) -> list[FieldError]:
     """Evaluate every `x-kubernetes-validations` rule on every node of `value` it applies to."""
     errors: list[FieldError] = []
     for node, node_schema, node_path in _walk(value, schema, path):
@@ -636,7 +638,7 @@ def cel_errors(value: Any, schema: Mapping[str, Any], path: str = "", engine: st
     return errors
 
 
-# --- whole objects -------------------------------------------------------------------------------------
+# --- whole objects ---
 
 
 def validate_object(
@@ -644,7 +646,9 @@ def validate_object(
 ) -> list[FieldError]:
     """All the API server's checks of `obj` against a structural schema: unknown fields (strict field
     validation), then, on the pruned and defaulted object, the OpenAPI schema, list types and CEL."""
-    errors = [FieldError(field, "unknown field", source="strict") for field in pruned_fields(obj, schema, path)]
+    errors = [
+        FieldError(field, "unknown field", source="strict") for field in pruned_fields(obj, schema, path)
+    ]
     defaulted = apply_defaults(prune(obj, schema, root=not path), schema)
     errors += schema_errors(defaulted, schema, path)
     errors += list_type_errors(defaulted, schema, path)

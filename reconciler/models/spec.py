@@ -38,7 +38,7 @@ def _check_duration(text: str) -> str:
     return text
 
 
-Duration = Annotated[str, AfterValidator(_check_duration)]
+Duration = Annotated[str, Field(max_length=64), AfterValidator(_check_duration)]
 
 
 class SecretRef(SpecModel):
