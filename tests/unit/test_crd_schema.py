@@ -291,7 +291,6 @@ EXPECTED_DIFFERENCES = {
     ("spec.integration", "enum"): "the model looks the name up in the integration registry",
     ("spec.integration", "maxLength"): "a bound for CEL cost estimation; every enum value is shorter",
     ("spec.interval", "pattern"): "the model checks DURATION_PATTERN in an AfterValidator",
-    ("spec.interval", "maxLength"): "NOT IN THE MODEL: a bound for the CEL rule's cost estimation",
     ("spec.slackUsergroups.apiUrl", "pattern"): "the model's HttpUrl restricts the scheme to http(s)",
     ("spec.gitlabMembers.url", "pattern"): "the model's HttpUrl restricts the scheme to http(s)",
     ("spec.gitlabMembers.groups[].members[].accessLevel", "maxLength"): "bound; every enum value is shorter",
