@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
+from slack_sdk.http_retry import HttpRequest, HttpResponse, RetryState
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
@@ -89,6 +90,20 @@ _MEMBERS = TypeAdapter(list[_Member])
 _CHANNELS = TypeAdapter(list[_Channel])
 
 
+class _ServerErrorRetryHandler(ServerErrorRetryHandler):
+    """Retries every HTTP 5xx: slack-sdk's own handler retries only 500 and 503, not gateway 502/504."""
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        return response is not None and 500 <= response.status_code <= 599
+
+
 class SlackClient:
     """Typed, retrying access to the Slack Web API methods reconciler uses."""
 
@@ -99,7 +114,7 @@ class SlackClient:
             timeout=int(max(1, settings.http_timeout_seconds)),
             retry_handlers=[
                 ConnectionErrorRetryHandler(max_retry_count=settings.transient_retries),
-                ServerErrorRetryHandler(max_retry_count=settings.transient_retries),
+                _ServerErrorRetryHandler(max_retry_count=settings.transient_retries),
                 RateLimitErrorRetryHandler(max_retry_count=settings.rate_limit_retries),
             ],
         )

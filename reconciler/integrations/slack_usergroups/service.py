@@ -31,10 +31,16 @@ class SlackUsergroupsService(IntegrationService):
         self._ids: dict[str, str] = {}
 
     def plan(self) -> list[Action]:
-        """Read usergroups once, and users/channels once each only when the spec names any."""
+        """Read usergroups once, and users/channels once each only when the spec names any.
+
+        Channels are also read when a managed group has some, so a plan removing them names them.
+        """
         groups = self.client.list_usergroups()
+        handles = {g.handle for g in self.spec.usergroups}
         wants_users = any(g.users for g in self.spec.usergroups)
-        wants_channels = any(g.channels for g in self.spec.usergroups)
+        wants_channels = any(g.channels for g in self.spec.usergroups) or any(
+            g.channels for g in groups if g.handle in handles
+        )
         state = SlackState(
             usergroups=tuple(groups),
             users=tuple(self.client.list_users()) if wants_users else (),
