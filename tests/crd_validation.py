@@ -11,27 +11,78 @@ The API server handles a create/update of a custom resource in this order, and s
 5. the CEL rules in `x-kubernetes-validations`, evaluated with a real CEL implementation
    (`common-expression-language`, import name `cel`; `cel-python`, import name `celpy`, on request).
 
+Steps 1-4 (and the apiVersion/kind/metadata checks) are the runtime validation in `reconciler/crd.py`,
+which `reconciler plan`/`apply` use; this module re-exports them and adds what only the tests need:
+the CEL rules (at run time the pydantic models enforce the same rules), `structural_problems()` (is the
+schema structural?) and the CRD from `deploy/crds/` rather than the package's copy by default.
+
 Errors are `FieldError`s whose text follows the API server's wording (`spec.credentials: Required
 value`, `spec.integration: Unsupported value: ...`), so that expectations written against a real cluster
-and against this module look alike. `structural_problems()` checks that a schema is structural and
-`pruned_fields()` lists what a structural schema would drop (e.g. a status field the CRD forgot).
+and against this module look alike. `pruned_fields()` lists what a structural schema would drop (e.g. a
+status field the CRD forgot).
 """
 
 from __future__ import annotations
 
-import copy
-import datetime as dt
 import functools
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import jsonschema
-import yaml
+
+from reconciler import crd as runtime
+from reconciler.crd import (
+    FORMAT_CHECKER,
+    FieldError,
+    KubeYamlLoader,
+    apply_defaults,
+    crd_version,
+    list_type_errors,
+    load_yaml_documents,
+    prune,
+    pruned_fields,
+    schema_errors,
+    to_json_schema,
+)
+from reconciler.crd import child_path as _child
+from reconciler.crd import go_quote as _go_quote
+from reconciler.crd import walk as _walk
+
+__all__ = [
+    "BAD_MANIFESTS_DIR",
+    "CEL_ENGINES",
+    "CEL_REASONS",
+    "CRD_PATH",
+    "EXAMPLES_DIR",
+    "FORMAT_CHECKER",
+    "SCALAR_TYPES",
+    "CelRule",
+    "FieldError",
+    "KubeYamlLoader",
+    "apply_defaults",
+    "cel_errors",
+    "cel_rules",
+    "crd_version",
+    "evaluate_cel",
+    "expect_comments",
+    "is_valid",
+    "iter_schemas",
+    "list_type_errors",
+    "load_crd",
+    "load_yaml_documents",
+    "openapi_schema",
+    "prune",
+    "pruned_fields",
+    "schema_errors",
+    "structural_problems",
+    "to_json_schema",
+    "validate_object",
+    "validate_reconcile",
+    "validate_status",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 CRD_PATH = ROOT / "deploy" / "crds" / "reconciler.dev_reconciles.yaml"
@@ -48,144 +99,23 @@ CEL_REASONS = {
 }
 
 
-# --- loading ---
-
-
-class KubeYamlLoader(yaml.SafeLoader):
-    """A SafeLoader that keeps timestamps as strings, as kubectl's YAML-to-JSON conversion does.
-
-    (`expiresAt: 2027-01-31` reaches the API server as the string "2027-01-31", not as a date.)
-    """
-
-
-KubeYamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-def load_yaml_documents(path: Path | str) -> list[dict[str, Any]]:
-    """Every non-empty document of a (multi-document) YAML file."""
-    with open(path, encoding="utf-8") as stream:
-        return [doc for doc in yaml.load_all(stream, Loader=KubeYamlLoader) if doc]
-
-
-@functools.cache
-def _load_crd_cached(path: str) -> dict[str, Any]:
-    (crd,) = load_yaml_documents(path)
-    return crd
+# --- loading (the deploy/crds/ CRD by default) ---
 
 
 def load_crd(path: Path | str = CRD_PATH) -> dict[str, Any]:
     """The CustomResourceDefinition (a fresh copy, so callers may modify it)."""
-    return copy.deepcopy(_load_crd_cached(str(path)))
-
-
-def crd_version(crd: Mapping[str, Any], name: str = "v1alpha1") -> dict[str, Any]:
-    for version in crd["spec"]["versions"]:
-        if version["name"] == name:
-            return dict(version)
-    raise KeyError(f"CRD has no version {name}")
+    return runtime.load_crd(path)
 
 
 def openapi_schema(crd: Mapping[str, Any] | None = None, version: str = "v1alpha1") -> dict[str, Any]:
     """The version's `openAPIV3Schema`."""
-    crd = crd if crd is not None else load_crd()
-    return dict(crd_version(crd, version)["schema"]["openAPIV3Schema"])
+    return runtime.openapi_schema(crd if crd is not None else load_crd(), version)
 
 
 def expect_comments(path: Path | str) -> list[str]:
     """The `# expect: <text>` lines of a manifest: substrings its validation errors must contain."""
     text = Path(path).read_text(encoding="utf-8")
     return [match.strip() for match in re.findall(r"^#\s*expect:\s*(.+)$", text, flags=re.MULTILINE)]
-
-
-# --- errors ---
-
-
-@dataclass(frozen=True)
-class FieldError:
-    """One rejected field, worded like the API server's `field.Error`."""
-
-    path: str
-    kind: str
-    """`Required value`, `Invalid value`, `Unsupported value`, `Too many`, `Too long`, `Forbidden`,
-    `Duplicate value` or `unknown field`."""
-    detail: str = ""
-    source: str = "schema"
-    """`strict` (unknown field), `schema` (OpenAPI), `list-type` or `cel`."""
-    rule: str | None = None
-    """For CEL errors: the rule that evaluated to false."""
-
-    def __str__(self) -> str:
-        if self.kind == "unknown field":
-            return f'unknown field "{self.path}"'
-        text = f"{self.path}: {self.kind}"
-        return f"{text}: {self.detail}" if self.detail else text
-
-
-def _go_quote(value: Any) -> str:
-    """Roughly what Go's `%q`/`%v` prints for a JSON value in an error message."""
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    return json.dumps(value)
-
-
-def _child(path: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else key
-
-
-# --- formats ---
-
-FORMAT_CHECKER = jsonschema.FormatChecker(formats=())
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
-
-
-@FORMAT_CHECKER.checks("date", raises=ValueError)
-def _is_date(value: object) -> bool:
-    if not isinstance(value, str):
-        return True
-    if not _DATE.fullmatch(value):
-        return False
-    dt.date.fromisoformat(value)
-    return True
-
-
-@FORMAT_CHECKER.checks("date-time", raises=ValueError)
-def _is_date_time(value: object) -> bool:
-    if not isinstance(value, str):
-        return True
-    if not _DATE_TIME.fullmatch(value):
-        return False
-    dt.datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-    return True
-
-
-@FORMAT_CHECKER.checks("uri", raises=ValueError)
-def _is_uri(value: object) -> bool:
-    if not isinstance(value, str):
-        return True
-    parts = urlsplit(value)
-    return bool(parts.scheme) and bool(parts.netloc or parts.path) and not re.search(r"\s", value)
-
-
-@FORMAT_CHECKER.checks("int64")
-def _is_int64(value: object) -> bool:
-    return not isinstance(value, int) or -(2**63) <= value < 2**63
-
-
-@FORMAT_CHECKER.checks("int32")
-def _is_int32(value: object) -> bool:
-    return not isinstance(value, int) or -(2**31) <= value < 2**31
 
 
 # --- structural schemas ---
@@ -342,203 +272,6 @@ def iter_schemas(schema: Mapping[str, Any], path: str = "") -> Iterator[tuple[st
         yield from iter_schemas(schema["items"], f"{path}[]")
 
 
-# --- pruning, nulls and defaults ---
-
-
-def pruned_fields(value: Any, schema: Mapping[str, Any], path: str = "") -> list[str]:
-    """Paths of the fields in `value` that a structural `schema` does not declare (the API server drops
-    them, or rejects them under strict field validation). The root's `metadata` is ObjectMeta's business
-    and is not inspected."""
-    found: list[str] = []
-    if isinstance(value, dict) and schema.get("type") == "object":
-        properties = schema.get("properties")
-        additional = schema.get("additionalProperties")
-        preserve = schema.get("x-kubernetes-preserve-unknown-fields") is True
-        for key, item in value.items():
-            child = _child(path, key)
-            if not path and key == "metadata":
-                continue
-            if properties is not None and key in properties:
-                found += pruned_fields(item, properties[key], child)
-            elif isinstance(additional, Mapping):
-                found += pruned_fields(item, additional, child)
-            elif not preserve and additional is not True:
-                found.append(child)
-    elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
-        for index, item in enumerate(value):
-            found += pruned_fields(item, schema["items"], _child(path, index))
-    return found
-
-
-def prune(value: Any, schema: Mapping[str, Any], root: bool = True) -> Any:
-    """A copy of `value` without the fields that `pruned_fields()` reports."""
-    if isinstance(value, dict) and schema.get("type") == "object":
-        properties = schema.get("properties")
-        additional = schema.get("additionalProperties")
-        preserve = schema.get("x-kubernetes-preserve-unknown-fields") is True
-        result = {}
-        for key, item in value.items():
-            if root and key == "metadata":
-                result[key] = copy.deepcopy(item)
-            elif properties is not None and key in properties:
-                result[key] = prune(item, properties[key], root=False)
-            elif isinstance(additional, Mapping):
-                result[key] = prune(item, additional, root=False)
-            elif preserve or additional is True:
-                result[key] = copy.deepcopy(item)
-        return result
-    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
-        return [prune(item, schema["items"], root=False) for item in value]
-    return copy.deepcopy(value)
-
-
-def apply_defaults(value: Any, schema: Mapping[str, Any]) -> Any:
-    """A copy of `value` with `null`s of non-nullable fields dropped and `default`s filled in, as the API
-    server does before validating."""
-    if isinstance(value, dict) and schema.get("type") == "object":
-        properties = schema.get("properties", {})
-        additional = schema.get("additionalProperties")
-        result = {}
-        for key, item in value.items():
-            sub = properties.get(key, additional if isinstance(additional, Mapping) else {})
-            if item is None and not sub.get("nullable", False):
-                continue
-            result[key] = apply_defaults(item, sub)
-        for key, sub in properties.items():
-            if key not in result and "default" in sub:
-                result[key] = apply_defaults(copy.deepcopy(sub["default"]), sub)
-        return result
-    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
-        return [apply_defaults(item, schema["items"]) for item in value]
-    return copy.deepcopy(value)
-
-
-# --- OpenAPI v3 schema, through jsonschema ---
-
-
-def to_json_schema(schema: Any) -> Any:
-    """The OpenAPI v3 schema as a JSON Schema (Draft 2020-12): `x-kubernetes-*` extensions removed (they
-    are checked by this module's own code) and `nullable` turned into a `null` type."""
-    if isinstance(schema, list):
-        return [to_json_schema(item) for item in schema]
-    if not isinstance(schema, Mapping):
-        return schema
-    result: dict[str, Any] = {}
-    for key, value in schema.items():
-        if key.startswith("x-kubernetes-") or key == "nullable":
-            continue
-        if key in ("properties", "patternProperties"):
-            result[key] = {name: to_json_schema(sub) for name, sub in value.items()}
-        elif key in ("default", "enum", "example", "required", "description"):
-            result[key] = copy.deepcopy(value)
-        else:
-            result[key] = to_json_schema(value)
-    if schema.get("nullable") is True and isinstance(result.get("type"), str):
-        result["type"] = [result["type"], "null"]
-    return result
-
-
-@functools.cache
-def _json_schema_validator(schema_json: str) -> jsonschema.Draft202012Validator:
-    schema = json.loads(schema_json)
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema, format_checker=FORMAT_CHECKER)
-
-
-def schema_errors(value: Any, schema: Mapping[str, Any], path: str = "") -> list[FieldError]:
-    """OpenAPI v3 validation errors (types, enums, patterns, formats, lengths, item counts, required)."""
-    validator = _json_schema_validator(json.dumps(to_json_schema(schema), sort_keys=True))
-    errors: list[FieldError] = []
-    for error in validator.iter_errors(value):
-        where = path
-        for part in error.absolute_path:
-            where = _child(where, part)
-        errors += _translate(error, where)
-    return errors
-
-
-def _translate(error: jsonschema.ValidationError, path: str) -> list[FieldError]:
-    value, constraint = error.instance, error.validator_value
-    quoted = _go_quote(value)
-    match error.validator:
-        case "required":
-            missing = [name for name in constraint if isinstance(value, dict) and name not in value]
-            return [FieldError(_child(path, name), "Required value") for name in missing]
-        case "enum":
-            supported = ", ".join(_go_quote(option) for option in constraint)
-            return [FieldError(path, "Unsupported value", f"{quoted}: supported values: {supported}")]
-        case "type":
-            detail = f"{quoted}: {path} in body must be of type {constraint}: {quoted}"
-            return [FieldError(path, "Invalid value", detail)]
-        case "pattern":
-            detail = f"{quoted}: {path} in body should match '{constraint}'"
-            return [FieldError(path, "Invalid value", detail)]
-        case "format":
-            detail = f"{quoted}: {path} in body must be of type {constraint}: {quoted}"
-            return [FieldError(path, "Invalid value", detail)]
-        case "maxLength":
-            return [FieldError(path, "Too long", f"may not be more than {constraint} bytes")]
-        case "minLength":
-            detail = f"{quoted}: {path} in body should be at least {constraint} chars long"
-            return [FieldError(path, "Invalid value", detail)]
-        case "maxItems":
-            return [FieldError(path, "Too many", f"{len(value)}: must have at most {constraint} items")]
-        case "minItems":
-            detail = f"{len(value)}: {path} in body should have at least {constraint} items"
-            return [FieldError(path, "Invalid value", detail)]
-        case "minimum" | "maximum":
-            relation = "greater" if error.validator == "minimum" else "less"
-            detail = f"{quoted}: {path} in body should be {relation} than or equal to {constraint}"
-            return [FieldError(path, "Invalid value", detail)]
-        case _:
-            return [FieldError(path, "Invalid value", f"{quoted}: {error.message}")]
-
-
-# --- list types ---
-
-
-def _walk(value: Any, schema: Mapping[str, Any], path: str) -> Iterator[tuple[Any, Mapping[str, Any], str]]:
-    """(value, schema, path) of every node of `value` that `schema` declares, parents first."""
-    yield value, schema, path
-    if isinstance(value, dict):
-        properties = schema.get("properties", {})
-        additional = schema.get("additionalProperties")
-        for key, item in value.items():
-            if not path and key == "metadata":
-                continue
-            if key in properties:
-                yield from _walk(item, properties[key], _child(path, key))
-            elif isinstance(additional, Mapping):
-                yield from _walk(item, additional, _child(path, key))
-    elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
-        for index, item in enumerate(value):
-            yield from _walk(item, schema["items"], _child(path, index))
-
-
-def list_type_errors(value: Any, schema: Mapping[str, Any], path: str = "") -> list[FieldError]:
-    """Duplicates in `x-kubernetes-list-type: set` lists and duplicate keys in `map` lists."""
-    errors: list[FieldError] = []
-    for node, node_schema, node_path in _walk(value, schema, path):
-        list_type = node_schema.get("x-kubernetes-list-type")
-        if not isinstance(node, list) or list_type not in ("set", "map"):
-            continue
-        seen: set[str] = set()
-        for index, item in enumerate(node):
-            if list_type == "map":
-                if not isinstance(item, dict):
-                    continue
-                key_values = {key: item.get(key) for key in node_schema["x-kubernetes-list-map-keys"]}
-                key = json.dumps(key_values, sort_keys=True)
-                shown = "map[string]interface {}" + json.dumps(key_values, separators=(",", ":"))
-            else:
-                key = json.dumps(item, sort_keys=True)
-                shown = _go_quote(item)
-            if key in seen:
-                errors.append(FieldError(_child(node_path, index), "Duplicate value", shown, "list-type"))
-            seen.add(key)
-    return errors
-
-
 # --- CEL ---
 
 
@@ -646,13 +379,8 @@ def validate_object(
 ) -> list[FieldError]:
     """All the API server's checks of `obj` against a structural schema: unknown fields (strict field
     validation), then, on the pruned and defaulted object, the OpenAPI schema, list types and CEL."""
-    errors = [
-        FieldError(field, "unknown field", source="strict") for field in pruned_fields(obj, schema, path)
-    ]
-    defaulted = apply_defaults(prune(obj, schema, root=not path), schema)
-    errors += schema_errors(defaulted, schema, path)
-    errors += list_type_errors(defaulted, schema, path)
-    errors += cel_errors(defaulted, schema, path, engine)
+    errors = runtime.validate_object(obj, schema, path)
+    errors += cel_errors(runtime.defaulted(obj, schema, path), schema, path, engine)
     return list(dict.fromkeys(errors))
 
 
@@ -665,25 +393,13 @@ def validate_reconcile(
     matters on create: with the status subresource, the API server ignores `status` there.)
     """
     crd = crd if crd is not None else load_crd()
-    names = crd["spec"]["names"]
-    errors: list[FieldError] = []
-    served = [f"{crd['spec']['group']}/{v['name']}" for v in crd["spec"]["versions"] if v.get("served")]
-    if doc.get("apiVersion") not in served:
-        detail = f"{_go_quote(doc.get('apiVersion'))}: supported values: {', '.join(served)}"
-        errors.append(FieldError("apiVersion", "Unsupported value", detail))
-    if doc.get("kind") != names["kind"]:
-        detail = f"{_go_quote(doc.get('kind'))}: supported values: {_go_quote(names['kind'])}"
-        errors.append(FieldError("kind", "Unsupported value", detail))
-    metadata = doc.get("metadata") or {}
-    if not metadata.get("name") and not metadata.get("generateName"):
-        errors.append(FieldError("metadata.name", "Required value", "name or generateName is required"))
+    errors = runtime.header_errors(doc, crd)
     version = str(doc.get("apiVersion", "")).rpartition("/")[2]
     try:
         schema = openapi_schema(crd, version)
     except KeyError:
         return errors
-    obj = {key: value for key, value in doc.items() if key != "status"}
-    return errors + validate_object(obj, schema, "", engine)
+    return errors + validate_object(runtime.manifest_body(doc), schema, "", engine)
 
 
 def validate_status(status: Mapping[str, Any], crd: Mapping[str, Any] | None = None) -> list[FieldError]:

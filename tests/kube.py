@@ -63,6 +63,26 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
                 return set(info.subresources)
         return set()
 
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        # kmock 0.8 cannot parse /api/v1/namespaces (cluster-scoped core list): serve it here.
+        if raw_request.method == "GET" and raw_request.path.rstrip("/") == "/api/v1/namespaces":
+            return await self._serve_namespaces(raw_request)
+        return await super().__call__(raw_request)
+
+    async def _serve_namespaces(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        namespaces = kmock.resource("v1/namespaces")
+        items = [obj.raw for (res, _, _), obj in list(self.objects.items())
+                 if res == namespaces and not obj.deleted]
+        if raw_request.query.get("watch") not in ("true", "1"):
+            return aiohttp.web.json_response({"apiVersion": "v1", "kind": "NamespaceList",
+                                              "metadata": {"resourceVersion": "1"}, "items": items})
+        response = aiohttp.web.StreamResponse()
+        await response.prepare(raw_request)  # type: ignore[arg-type]
+        for item in items:
+            await response.write(json.dumps({"type": "ADDED", "object": item}).encode() + b"\n")
+        await asyncio.sleep(float(raw_request.query.get("timeoutSeconds", "300")))
+        return response
+
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         # kmock matches reactions by the identity of the recorded request: edit its data in place.
         if request.resource is not None and isinstance(request.data, dict):

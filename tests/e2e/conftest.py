@@ -116,11 +116,30 @@ def wait_http(url: str, process: Process, timeout: float = 30) -> None:
     raise RuntimeError(f"{process.name} did not answer {url}:\n{process.log()[-3000:]}")
 
 
+def start_operator(name: str, env: dict[str, str], log_dir: Path, *namespaces: str) -> Process:
+    port = free_port()
+    args = ["run", "--standalone", "--liveness", f"http://127.0.0.1:{port}/healthz"]
+    for namespace in namespaces:
+        args += ["-n", namespace]
+    process = start_process(name, args, env, log_dir)
+    wait_http(f"http://127.0.0.1:{port}/healthz", process, timeout=60)
+    return process
+
+
+def start_sidecar(name: str, env: dict[str, str], log_dir: Path) -> Sidecar:
+    port = free_port()
+    process = start_process(name, ["api", "--port", str(port)], env, log_dir)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/healthz", process)
+    return Sidecar(url, process)
+
+
 @pytest.fixture(scope="session")
 def operator(base_env: dict[str, str], e2e_dir: Path) -> Iterator[Process]:
     port = free_port()
     process = start_process(
-        "operator", ["run", "-A", "--standalone", "--liveness", f"http://127.0.0.1:{port}/healthz"],
+        "operator", ["run", "-n", "team-sre", "-n", "team-platform", "--standalone",
+                     "--liveness", f"http://127.0.0.1:{port}/healthz"],
         base_env, e2e_dir)
     wait_http(f"http://127.0.0.1:{port}/healthz", process, timeout=60)
     yield process
