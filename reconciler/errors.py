@@ -20,7 +20,6 @@ class ReconcileError(Exception):
         self.retry_after = retry_after
 
 
-
 class PermanentError(ReconcileError):
     permanent = True
 

@@ -6,7 +6,9 @@ import logging
 import re
 import threading
 
-_TOKEN_PATTERNS = re.compile(r"(xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+|glpat-[A-Za-z0-9_-]+|Bearer\s+\S+)")
+_TOKEN_PATTERNS = re.compile(
+    r"(xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+|glpat-[A-Za-z0-9_-]+|Bearer\s+\S+)"
+)
 _known: set[str] = set()
 _known_lock = threading.Lock()
 

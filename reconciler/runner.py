@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pydantic import SecretStr, ValidationError
 
 from reconciler.errors import InvalidSpec, ReconcileError, TransientError
+from reconciler.integrations.base import IntegrationService
 from reconciler.integrations.registry import INTEGRATIONS
 from reconciler.models.base import Action
 from reconciler.models.spec import ReconcileSpec
@@ -64,6 +65,7 @@ def run_integration(
     """Plan, and unless `dry_run`, apply. Never raises ReconcileError: it is returned in the outcome."""
     outcome = RunOutcome(dry_run=dry_run)
     integration = INTEGRATIONS[spec.integration]
+    service: IntegrationService | None = None
     try:
         service = integration.service(spec.integration_spec, token, settings)
         outcome.actions = service.plan()
@@ -78,4 +80,7 @@ def run_integration(
     except Exception as exc:  # a bug or an unexpected library error: report it, retry later
         log.exception("%s run failed unexpectedly", spec.integration)
         outcome.error = TransientError("InternalError", f"unexpected {type(exc).__name__}; see operator logs")
+    finally:
+        if service is not None:
+            service.close()
     return outcome

@@ -50,7 +50,9 @@ class TaskStore:
         self.cache.set_model(task_key(record.task_id), record, self.ttl_seconds)
         ref = record.reconcile
         self.cache.push_recent(
-            history_key(ref.namespace, ref.name), record.task_id, keep=self.history_size,
+            history_key(ref.namespace, ref.name),
+            record.task_id,
+            keep=self.history_size,
             ttl_seconds=self.ttl_seconds,
         )
         if record.status.finished:
@@ -61,7 +63,9 @@ class TaskStore:
         try:
             self.save(record)
         except CacheUnavailable as exc:
-            log.warning("task %s: cache down, keeping its record to write later (%s)", record.task_id, exc.message)
+            log.warning(
+                "task %s: cache down, keeping its record to write later (%s)", record.task_id, exc.message
+            )
             with self._lock:
                 self._deferred[record.task_id] = record
             return False

@@ -33,18 +33,33 @@ from kmock._internal import dicts as kmock_dicts
 CRD_GROUP, CRD_VERSION, CRD_PLURAL = "reconciler.dev", "v1alpha1", "reconciles"
 
 CORE_RESOURCES: dict[str, kmock.ResourceInfo] = {
-    "v1/namespaces": kmock.ResourceInfo(kind="Namespace", singular="namespace", namespaced=False,
-                                        verbs={"get", "list", "watch"}),
-    "v1/secrets": kmock.ResourceInfo(kind="Secret", singular="secret", namespaced=True,
-                                     verbs={"get", "list", "watch", "create", "patch", "delete"}),
-    "v1/events": kmock.ResourceInfo(kind="Event", singular="event", namespaced=True,
-                                    verbs={"get", "list", "watch", "create", "patch"}),
+    "v1/namespaces": kmock.ResourceInfo(
+        kind="Namespace", singular="namespace", namespaced=False, verbs={"get", "list", "watch"}
+    ),
+    "v1/secrets": kmock.ResourceInfo(
+        kind="Secret",
+        singular="secret",
+        namespaced=True,
+        verbs={"get", "list", "watch", "create", "patch", "delete"},
+    ),
+    "v1/events": kmock.ResourceInfo(
+        kind="Event", singular="event", namespaced=True, verbs={"get", "list", "watch", "create", "patch"}
+    ),
     "apiextensions.k8s.io/v1/customresourcedefinitions": kmock.ResourceInfo(
-        kind="CustomResourceDefinition", singular="customresourcedefinition", namespaced=False,
-        verbs={"get", "list", "watch", "create"}),
+        kind="CustomResourceDefinition",
+        singular="customresourcedefinition",
+        namespaced=False,
+        verbs={"get", "list", "watch", "create"},
+    ),
     f"{CRD_GROUP}/{CRD_VERSION}/{CRD_PLURAL}": kmock.ResourceInfo(
-        kind="Reconcile", singular="reconcile", namespaced=True, shortnames={"rec"}, categories={"all"},
-        verbs={"get", "list", "watch", "create", "patch", "update", "delete"}, subresources={"status"}),
+        kind="Reconcile",
+        singular="reconcile",
+        namespaced=True,
+        shortnames={"rec"},
+        categories={"all"},
+        verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
+        subresources={"status"},
+    ),
 }
 
 
@@ -71,11 +86,20 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
 
     async def _serve_namespaces(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         namespaces = kmock.resource("v1/namespaces")
-        items = [obj.raw for (res, _, _), obj in list(self.objects.items())
-                 if res == namespaces and not obj.deleted]
+        items = [
+            obj.raw
+            for (res, _, _), obj in list(self.objects.items())
+            if res == namespaces and not obj.deleted
+        ]
         if raw_request.query.get("watch") not in ("true", "1"):
-            return aiohttp.web.json_response({"apiVersion": "v1", "kind": "NamespaceList",
-                                              "metadata": {"resourceVersion": "1"}, "items": items})
+            return aiohttp.web.json_response(
+                {
+                    "apiVersion": "v1",
+                    "kind": "NamespaceList",
+                    "metadata": {"resourceVersion": "1"},
+                    "items": items,
+                }
+            )
         response = aiohttp.web.StreamResponse()
         await response.prepare(raw_request)  # type: ignore[arg-type]
         for item in items:
@@ -90,8 +114,11 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
                 _replace(request.data, self._on_create(request))
             elif request.action == kmock.action.UPDATE and request.name is not None:
                 _replace(request.data, self._on_patch(request))
-        elif request.resource is not None and request.action == kmock.action.UPDATE and \
-                isinstance(request.data, list):
+        elif (
+            request.resource is not None
+            and request.action == kmock.action.UPDATE
+            and isinstance(request.data, list)
+        ):
             return await self._json_patch(request)
         return await super()._handle(request)
 
@@ -105,8 +132,12 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
             try:
                 new = jsonpatch.apply_patch(current, request.data)
             except jsonpatch.JsonPatchTestFailed:
-                return _status(409, "Conflict", "the object has been modified; please apply your changes "
-                                                "to the latest version and try again")
+                return _status(
+                    409,
+                    "Conflict",
+                    "the object has been modified; please apply your changes "
+                    "to the latest version and try again",
+                )
             except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
                 return _status(422, "Invalid", str(exc))
             new.setdefault("metadata", {})["resourceVersion"] = self._next_version()
@@ -154,8 +185,16 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
 
 def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
     return aiohttp.web.json_response(
-        {"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": code, "reason": reason,
-         "message": message}, status=code)
+        {
+            "apiVersion": "v1",
+            "kind": "Status",
+            "status": "Failure",
+            "code": code,
+            "reason": reason,
+            "message": message,
+        },
+        status=code,
+    )
 
 
 def _merge_diff(old: Any, new: Any) -> Any:
@@ -223,7 +262,7 @@ class KubeApi:
         def call() -> None:
             try:
                 future.set_result(fn())
-            except Exception as exc:  # noqa: BLE001 - handed back to the test thread
+            except Exception as exc:
                 future.set_exception(exc)
 
         self._loop.call_soon_threadsafe(call)
@@ -235,17 +274,28 @@ class KubeApi:
         """kmock 0.8 cannot parse POST /api/v1/namespaces, so namespaces go into its store directly."""
         assert self.emulator is not None
         emulator = self.emulator
-        body = {"apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": name, "uid": str(uuid.uuid4()), "resourceVersion": "1"}}
-        self._in_loop(lambda: emulator.objects.__setitem__((kmock.resource("v1/namespaces"), None, name), body))
+        body = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "uid": str(uuid.uuid4()), "resourceVersion": "1"},
+        }
+        self._in_loop(
+            lambda: emulator.objects.__setitem__((kmock.resource("v1/namespaces"), None, name), body)
+        )
 
     def write_kubeconfig(self, path: Path) -> Path:
-        path.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "test",
-            "clusters": [{"name": "test", "cluster": {"server": self.url}}],
-            "users": [{"name": "test", "user": {"token": "kube-test-token"}}],
-            "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}],
-        }))
+        path.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "test",
+                    "clusters": [{"name": "test", "cluster": {"server": self.url}}],
+                    "users": [{"name": "test", "user": {"token": "kube-test-token"}}],
+                    "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}],
+                }
+            )
+        )
         return path
 
     def _client(self) -> httpx.Client:
@@ -255,8 +305,12 @@ class KubeApi:
     def create_secret(self, namespace: str, name: str, data: dict[str, str]) -> None:
         import base64
 
-        body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
-                "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+        }
         self._check(self._client().post(f"/api/v1/namespaces/{namespace}/secrets", json=body))
 
     def create_reconcile(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -264,9 +318,13 @@ class KubeApi:
         return self._check(self._client().post(self._rec_path(namespace), json=body))
 
     def patch_reconcile(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return self._check(self._client().patch(
-            f"{self._rec_path(namespace)}/{name}", json=patch,
-            headers={"Content-Type": "application/merge-patch+json"}))
+        return self._check(
+            self._client().patch(
+                f"{self._rec_path(namespace)}/{name}",
+                json=patch,
+                headers={"Content-Type": "application/merge-patch+json"},
+            )
+        )
 
     def delete_reconcile(self, namespace: str, name: str) -> None:
         self._check(self._client().delete(f"{self._rec_path(namespace)}/{name}"))
@@ -278,8 +336,14 @@ class KubeApi:
         items = self._check(self._client().get(f"/api/v1/namespaces/{namespace}/events"))["items"]
         return list(items)
 
-    def wait_for(self, namespace: str, name: str, predicate: Callable[[dict[str, Any]], bool],
-                 timeout: float = 30, what: str = "condition") -> dict[str, Any]:
+    def wait_for(
+        self,
+        namespace: str,
+        name: str,
+        predicate: Callable[[dict[str, Any]], bool],
+        timeout: float = 30,
+        what: str = "condition",
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         obj: dict[str, Any] = {}
         while time.monotonic() < deadline:
@@ -287,8 +351,10 @@ class KubeApi:
             if predicate(obj):
                 return obj
             time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what} on {namespace}/{name}; last: "
-                             f"{json.dumps(obj.get('status'), indent=1)}")
+        raise AssertionError(
+            f"timed out waiting for {what} on {namespace}/{name}; last: "
+            f"{json.dumps(obj.get('status'), indent=1)}"
+        )
 
     @staticmethod
     def _rec_path(namespace: str) -> str:
@@ -297,8 +363,10 @@ class KubeApi:
     @staticmethod
     def _check(response: httpx.Response) -> Any:
         if response.status_code >= 400:
-            raise AssertionError(f"{response.request.method} {response.request.url}: "
-                                 f"{response.status_code} {response.text[:500]}")
+            raise AssertionError(
+                f"{response.request.method} {response.request.url}: "
+                f"{response.status_code} {response.text[:500]}"
+            )
         return response.json()
 
 

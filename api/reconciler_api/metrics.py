@@ -16,7 +16,9 @@ from reconciler.tasks import TaskStore
 
 REGISTRY = CollectorRegistry()
 REQUEST_LATENCY = Histogram(
-    "reconciler_api_request_duration_seconds", "Sidecar request latency", ["method", "route", "status"],
+    "reconciler_api_request_duration_seconds",
+    "Sidecar request latency",
+    ["method", "route", "status"],
     registry=REGISTRY,
 )
 
@@ -55,5 +57,7 @@ async def observe_latency(request: Request, call_next: Callable[[Request], Await
     response = await call_next(request)
     route = request.scope.get("route")
     path = getattr(route, "path", "unmatched")
-    REQUEST_LATENCY.labels(request.method, path, str(response.status_code)).observe(time.perf_counter() - started)
+    REQUEST_LATENCY.labels(request.method, path, str(response.status_code)).observe(
+        time.perf_counter() - started
+    )
     return response

@@ -20,7 +20,11 @@ Condition = dict[str, Any]
 
 
 def set_conditions(
-    current: Sequence[Mapping[str, Any]], updates: Sequence[tuple[str, str, str, str]], *, generation: int, now: str
+    current: Sequence[Mapping[str, Any]],
+    updates: Sequence[tuple[str, str, str, str]],
+    *,
+    generation: int,
+    now: str,
 ) -> list[Condition]:
     """Apply (type, status, reason, message) updates; keep conditions of other types untouched."""
     by_type: dict[str, Condition] = {str(c.get("type")): dict(c) for c in current if c.get("type")}
@@ -35,7 +39,9 @@ def set_conditions(
             "observedGeneration": generation,
             "lastTransitionTime": now if changed else old["lastTransitionTime"],  # type: ignore[index]
         }
-    return sorted(by_type.values(), key=lambda c: (ORDER.index(c["type"]) if c["type"] in ORDER else 99, c["type"]))
+    return sorted(
+        by_type.values(), key=lambda c: (ORDER.index(c["type"]) if c["type"] in ORDER else 99, c["type"])
+    )
 
 
 def progressing(status: Mapping[str, Any], *, generation: int, now: str) -> dict[str, Any]:
@@ -45,9 +51,13 @@ def progressing(status: Mapping[str, Any], *, generation: int, now: str) -> dict
         "observedGeneration": generation,
         "conditions": set_conditions(
             status.get("conditions") or [],
-            [(READY, "Unknown", "Progressing", message), (RECONCILING, "True", "Progressing", message),
-             (STALLED, "False", "Progressing", message)],
-            generation=generation, now=now,
+            [
+                (READY, "Unknown", "Progressing", message),
+                (RECONCILING, "True", "Progressing", message),
+                (STALLED, "False", "Progressing", message),
+            ],
+            generation=generation,
+            now=now,
         ),
     }
 
@@ -60,9 +70,13 @@ def suspended(status: Mapping[str, Any], *, generation: int, now: str) -> dict[s
         "observedGeneration": generation,
         "conditions": set_conditions(
             status.get("conditions") or [],
-            [(READY, ready_status, "Suspended", message), (RECONCILING, "False", "Suspended", message),
-             (STALLED, "False", "Suspended", message)],
-            generation=generation, now=now,
+            [
+                (READY, ready_status, "Suspended", message),
+                (RECONCILING, "False", "Suspended", message),
+                (STALLED, "False", "Suspended", message),
+            ],
+            generation=generation,
+            now=now,
         ),
     }
 
@@ -91,20 +105,30 @@ def finished(
     if not record.errors:
         patch["lastSuccessTime"] = now
         reason, message = _success(record, planned)
-        updates = [(READY, "True", reason, message), (RECONCILING, "False", reason, message),
-                   (STALLED, "False", reason, message)]
+        updates = [
+            (READY, "True", reason, message),
+            (RECONCILING, "False", reason, message),
+            (STALLED, "False", reason, message),
+        ]
     else:
         error = record.errors[0]
         message = f"{error.message} (task {record.task_id})"
         if permanent:
-            updates = [(READY, "False", error.reason, message), (RECONCILING, "False", error.reason, message),
-                       (STALLED, "True", error.reason, message)]
+            updates = [
+                (READY, "False", error.reason, message),
+                (RECONCILING, "False", error.reason, message),
+                (STALLED, "True", error.reason, message),
+            ]
         else:
             when = f"; retrying in {retry_in:.0f}s" if retry_in is not None else ""
-            updates = [(READY, "False", error.reason, message),
-                       (RECONCILING, "True", "ProgressingWithRetry", message + when),
-                       (STALLED, "False", error.reason, message)]
-    patch["conditions"] = set_conditions(status.get("conditions") or [], updates, generation=generation, now=now)
+            updates = [
+                (READY, "False", error.reason, message),
+                (RECONCILING, "True", "ProgressingWithRetry", message + when),
+                (STALLED, "False", error.reason, message),
+            ]
+    patch["conditions"] = set_conditions(
+        status.get("conditions") or [], updates, generation=generation, now=now
+    )
     return patch
 
 
@@ -130,8 +154,12 @@ def not_started(
         "observedGeneration": generation,
         "conditions": set_conditions(
             status.get("conditions") or [],
-            [(READY, "False", error.reason, message), (RECONCILING, "True", "ProgressingWithRetry", message),
-             (STALLED, "False", error.reason, message)],
-            generation=generation, now=now,
+            [
+                (READY, "False", error.reason, message),
+                (RECONCILING, "True", "ProgressingWithRetry", message),
+                (STALLED, "False", error.reason, message),
+            ],
+            generation=generation,
+            now=now,
         ),
     }

@@ -46,19 +46,29 @@ class SecretReader:
                     f"{where} does not exist; create it with the token under key {ref.key!r}"
                 ) from None
             if exc.status in (401, 403):
-                raise Forbidden(f"the operator may not read {where} (HTTP {exc.status}); check its RBAC") from None
-            raise TransientError("KubernetesUnavailable", f"reading {where} failed: HTTP {exc.status}") from None
+                raise Forbidden(
+                    f"the operator may not read {where} (HTTP {exc.status}); check its RBAC"
+                ) from None
+            raise TransientError(
+                "KubernetesUnavailable", f"reading {where} failed: HTTP {exc.status}"
+            ) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise TransientError("KubernetesUnavailable", f"reading {where} failed: {type(exc).__name__}") from None
+            raise TransientError(
+                "KubernetesUnavailable", f"reading {where} failed: {type(exc).__name__}"
+            ) from None
 
         data = secret.data or {}
         if ref.key not in data:
             keys = ", ".join(sorted(data)) or "none"
-            raise CredentialsNotFound(f"{where} has no key {ref.key!r} (it has: {keys}); set spec.credentials.secretRef.key")
+            raise CredentialsNotFound(
+                f"{where} has no key {ref.key!r} (it has: {keys}); set spec.credentials.secretRef.key"
+            )
         try:
             token = base64.b64decode(data[ref.key], validate=True).decode("utf-8").strip()
         except (binascii.Error, UnicodeDecodeError):
-            raise CredentialsNotFound(f"{where} key {ref.key!r} is not valid base64-encoded UTF-8 text") from None
+            raise CredentialsNotFound(
+                f"{where} key {ref.key!r} is not valid base64-encoded UTF-8 text"
+            ) from None
         if not token:
             raise CredentialsNotFound(f"{where} key {ref.key!r} is empty")
         register_secret(token)

@@ -17,8 +17,8 @@ from typing import Any
 import kopf
 
 from reconciler.errors import ReconcileError
-from reconciler.models.task import ReconcileRef, new_task_id
 from reconciler.models.spec import parse_duration
+from reconciler.models.task import ReconcileRef, new_task_id
 from reconciler.settings import get_settings
 from reconciler_operator import conditions
 from reconciler_operator.runs import RunRequest
@@ -67,8 +67,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.create(*RESOURCE, id="progressing")
 @kopf.on.update(*RESOURCE, field="spec", id="progressing-update")
-async def mark_progressing(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, patch: kopf.Patch,
-                           **_: Any) -> None:
+async def mark_progressing(
+    body: kopf.Body, spec: kopf.Spec, status: kopf.Status, patch: kopf.Patch, **_: Any
+) -> None:
     generation = int(body.meta.get("generation") or 0)
     if spec.get("suspend"):
         patch.status.update(conditions.suspended(status, generation=generation, now=_now()))
@@ -114,9 +115,14 @@ async def run_on_interval(spec: kopf.Spec, status: kopf.Status, body: kopf.Body,
     last = datetime.fromisoformat(str(status["lastRunTime"]).replace("Z", "+00:00"))
     if datetime.now(UTC) < last + every:
         return
-    stalled = next((c for c in status.get("conditions") or [] if c.get("type") == conditions.STALLED), {})
-    if stalled.get("status") == "True" and stalled.get("reason") == "InvalidSpec" and \
-            status.get("observedGeneration") == body.meta.get("generation"):
+    stalled: dict[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == conditions.STALLED), {}
+    )
+    if (
+        stalled.get("status") == "True"
+        and stalled.get("reason") == "InvalidSpec"
+        and status.get("observedGeneration") == body.meta.get("generation")
+    ):
         return  # only a new generation can fix an invalid spec
     await _reconcile("interval", spec=spec, status=status, body=body, raise_transient=False, **kwargs)
 
@@ -152,27 +158,39 @@ async def _reconcile(
         # The run could not start (cache down, lock busy): nothing was done; say so and retry.
         assert error is not None
         delay = runtime.backoff(retry, error)
-        patch.status.update(conditions.not_started(status, error, generation=generation, retry_in=delay, now=_now()))
-        kopf.event(body, type="Warning", reason=error.reason, message=f"{error.message}; retrying in {delay:.0f}s")
+        patch.status.update(
+            conditions.not_started(status, error, generation=generation, retry_in=delay, now=_now())
+        )
+        kopf.event(
+            body, type="Warning", reason=error.reason, message=f"{error.message}; retrying in {delay:.0f}s"
+        )
         if raise_transient:
             raise kopf.TemporaryError(error.message, delay=delay)
         return
 
     record = report.record
     permanent = error is not None and error.permanent
-    delay = runtime.backoff(retry, error) if error is not None and not permanent else None
-    patch.status.update(conditions.finished(
-        status, record, permanent=permanent, retry_in=delay, requested_at=_requested_at(meta), now=_now()))
+    retry_in = runtime.backoff(retry, error) if error is not None and not permanent else None
+    patch.status.update(
+        conditions.finished(
+            status, record, permanent=permanent, retry_in=retry_in, requested_at=_requested_at(meta), now=_now()
+        )
+    )
     runtime.count_run(record.integration, record.status.value)
     _post_event(body, record.task_id, error, len(record.actions), record.applied, record.dry_run)
-    if delay is not None and raise_transient:
-        raise kopf.TemporaryError(f"{error.reason}: {error.message}", delay=delay)  # type: ignore[union-attr]
+    if error is not None and retry_in is not None and raise_transient:
+        raise kopf.TemporaryError(f"{error.reason}: {error.message}", delay=retry_in)
 
 
-def _post_event(body: kopf.Body, task_id: str, error: ReconcileError | None, planned: int, applied: int,
-                dry_run: bool) -> None:
+def _post_event(
+    body: kopf.Body, task_id: str, error: ReconcileError | None, planned: int, applied: int, dry_run: bool
+) -> None:
     if error is None:
-        what = f"planned {planned} action(s), dry run" if dry_run else f"applied {applied} of {planned} action(s)"
+        what = (
+            f"planned {planned} action(s), dry run"
+            if dry_run
+            else f"applied {applied} of {planned} action(s)"
+        )
         kopf.event(body, type="Normal", reason="Succeeded", message=f"Task {task_id}: {what}")
     else:
         kopf.event(body, type="Warning", reason=error.reason, message=f"Task {task_id}: {error.message}")

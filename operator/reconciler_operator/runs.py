@@ -85,8 +85,12 @@ class Runner:
         try:
             self.store.flush()
             if not self.store.cache.acquire_lock(lock, request.task_id, self.settings.lock_ttl_seconds):
-                return RunReport(None, TransientError(
-                    "RunInProgress", "another run of this Reconcile is in progress; retrying after it"))
+                return RunReport(
+                    None,
+                    TransientError(
+                        "RunInProgress", "another run of this Reconcile is in progress; retrying after it"
+                    ),
+                )
             record = TaskRecord(
                 task_id=request.task_id,
                 reconcile=ref,
@@ -128,7 +132,9 @@ class Runner:
         record.failed = 1 if outcome.failed_action is not None else 0
         if outcome.error is not None:
             failed = outcome.failed_action.to_record() if outcome.failed_action else None
-            record.errors = [TaskError(reason=outcome.error.reason, message=outcome.error.message, action=failed)]
+            record.errors = [
+                TaskError(reason=outcome.error.reason, message=outcome.error.message, action=failed)
+            ]
         record.status = TaskStatus.FAILED if outcome.error else TaskStatus.SUCCESS
         record.finished_at = utcnow()
 
@@ -139,6 +145,10 @@ class Runner:
             return
         previous.status = TaskStatus.FAILED
         previous.finished_at = utcnow()
-        previous.errors = [*previous.errors, TaskError(
-            reason="Interrupted", message="the operator stopped during this run; a later run replaced it")]
+        previous.errors = [
+            *previous.errors,
+            TaskError(
+                reason="Interrupted", message="the operator stopped during this run; a later run replaced it"
+            ),
+        ]
         self.store.save(previous)

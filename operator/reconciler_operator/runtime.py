@@ -26,7 +26,8 @@ from change detection, which would hide the user's `reconciler.dev/requested-at`
 
 RUNS = Counter("reconciler_operator_runs_total", "Runs finished by this operator", ["integration", "status"])
 LOOP_LAG = Histogram(
-    "reconciler_operator_event_loop_lag_seconds", "How late the event loop wakes a 50 ms sleep",
+    "reconciler_operator_event_loop_lag_seconds",
+    "How late the event loop wakes a 50 ms sleep",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 BUSY_WORKERS = Gauge("reconciler_operator_busy_workers", "Worker threads running a service now")
@@ -58,8 +59,8 @@ class Runtime:
 
     def backoff(self, retry: int, error: ReconcileError | None) -> float:
         """Exponential backoff from `backoff_base_seconds`, at least the service's Retry-After."""
-        base = self.settings.backoff_base_seconds * (2 ** min(retry, 16))
-        delay = min(base, self.settings.backoff_max_seconds)
+        base: float = self.settings.backoff_base_seconds * (2 ** min(retry, 16))
+        delay: float = min(base, self.settings.backoff_max_seconds)
         if error is not None and error.retry_after:
             delay = max(delay, error.retry_after)
         return delay
@@ -95,7 +96,8 @@ async def watch_loop_lag(interval: float = 0.05) -> None:
 def configure_kopf(settings: kopf.OperatorSettings, config: Settings, executor: ThreadPoolExecutor) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=KOPF_PREFIX, key="last-handled-configuration")
+        prefix=KOPF_PREFIX, key="last-handled-configuration"
+    )
     settings.persistence.finalizer = f"{KOPF_PREFIX}/finalizer"
     settings.execution.executor = executor
     settings.execution.max_workers = config.max_workers

@@ -80,7 +80,9 @@ class CacheBackend(ABC):
         try:
             return model.model_validate_json(raw)
         except ValidationError as exc:
-            raise CacheCorrupt(f"{key} does not hold a valid {model.__name__}: {exc.errors()[0]['msg']}") from None
+            raise CacheCorrupt(
+                f"{key} does not hold a valid {model.__name__}: {exc.errors()[0]['msg']}"
+            ) from None
 
     def set_model(self, key: str, value: BaseModel, ttl_seconds: int | None = None) -> None:
         self.set(key, value.model_dump_json(), ttl_seconds)

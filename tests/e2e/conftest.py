@@ -76,20 +76,22 @@ def e2e_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def base_env(kube: KubeApi, valkey_server: ValkeyProcess, e2e_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RECONCILER_", "KUBERNETES_"))}
-    env.update({
-        "KUBECONFIG": str(kube.write_kubeconfig(e2e_dir / "kubeconfig")),
-        "RECONCILER_VALKEY_URL": valkey_server.url,
-        "RECONCILER_MAX_WORKERS": "4",
-        "RECONCILER_INTERVAL_CHECK_SECONDS": "1",
-        "RECONCILER_MIN_INTERVAL_SECONDS": "1",
-        "RECONCILER_BACKOFF_BASE_SECONDS": "1",
-        "RECONCILER_BACKOFF_MAX_SECONDS": "4",
-        "RECONCILER_RATE_LIMIT_RETRIES": "5",
-        "RECONCILER_HTTP_TIMEOUT_SECONDS": "10",
-        "RECONCILER_LOG_LEVEL": "DEBUG",
-        "RECONCILER_RUNTIME_DIR": str(e2e_dir / "runtime"),
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "KUBECONFIG": str(kube.write_kubeconfig(e2e_dir / "kubeconfig")),
+            "RECONCILER_VALKEY_URL": valkey_server.url,
+            "RECONCILER_MAX_WORKERS": "4",
+            "RECONCILER_INTERVAL_CHECK_SECONDS": "1",
+            "RECONCILER_MIN_INTERVAL_SECONDS": "1",
+            "RECONCILER_BACKOFF_BASE_SECONDS": "1",
+            "RECONCILER_BACKOFF_MAX_SECONDS": "4",
+            "RECONCILER_RATE_LIMIT_RETRIES": "5",
+            "RECONCILER_HTTP_TIMEOUT_SECONDS": "10",
+            "RECONCILER_LOG_LEVEL": "DEBUG",
+            "RECONCILER_RUNTIME_DIR": str(e2e_dir / "runtime"),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
@@ -138,9 +140,20 @@ def start_sidecar(name: str, env: dict[str, str], log_dir: Path) -> Sidecar:
 def operator(base_env: dict[str, str], e2e_dir: Path) -> Iterator[Process]:
     port = free_port()
     process = start_process(
-        "operator", ["run", "-n", "team-sre", "-n", "team-platform", "--standalone",
-                     "--liveness", f"http://127.0.0.1:{port}/healthz"],
-        base_env, e2e_dir)
+        "operator",
+        [
+            "run",
+            "-n",
+            "team-sre",
+            "-n",
+            "team-platform",
+            "--standalone",
+            "--liveness",
+            f"http://127.0.0.1:{port}/healthz",
+        ],
+        base_env,
+        e2e_dir,
+    )
     wait_http(f"http://127.0.0.1:{port}/healthz", process, timeout=60)
     yield process
     process.stop()

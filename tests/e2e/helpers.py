@@ -14,13 +14,24 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{next(_counter)}"
 
 
-def slack_reconcile(name: str, namespace: str, api_url: str, usergroups: list[dict[str, Any]],
-                    secret: str = "slack-bot", **spec: Any) -> dict[str, Any]:
+def slack_reconcile(
+    name: str,
+    namespace: str,
+    api_url: str,
+    usergroups: list[dict[str, Any]],
+    secret: str = "slack-bot",  # noqa: S107 - a Secret name
+    **spec: Any,
+) -> dict[str, Any]:
     return {
-        "apiVersion": "reconciler.dev/v1alpha1", "kind": "Reconcile",
+        "apiVersion": "reconciler.dev/v1alpha1",
+        "kind": "Reconcile",
         "metadata": {"name": name, "namespace": namespace},
-        "spec": {"integration": "slack-usergroups", "credentials": {"secretRef": {"name": secret}},
-                 "slackUsergroups": {"apiUrl": api_url, "usergroups": usergroups}, **spec},
+        "spec": {
+            "integration": "slack-usergroups",
+            "credentials": {"secretRef": {"name": secret}},
+            "slackUsergroups": {"apiUrl": api_url, "usergroups": usergroups},
+            **spec,
+        },
     }
 
 
@@ -37,10 +48,16 @@ def wait_ready(kube: KubeApi, namespace: str, name: str, timeout: float = 30) ->
     return kube.wait_for(namespace, name, is_ready, timeout, "Ready=True")
 
 
-def wait_task_change(kube: KubeApi, namespace: str, name: str, old_task: str | None,
-                     timeout: float = 30) -> dict[str, Any]:
+def wait_task_change(
+    kube: KubeApi, namespace: str, name: str, old_task: str | None, timeout: float = 30
+) -> dict[str, Any]:
     return kube.wait_for(
-        namespace, name,
-        lambda o: (o.get("status") or {}).get("taskId") not in (None, old_task)
-        and condition(o, "Reconciling").get("status") == "False",
-        timeout, "a new finished task")
+        namespace,
+        name,
+        lambda o: (
+            (o.get("status") or {}).get("taskId") not in (None, old_task)
+            and condition(o, "Reconciling").get("status") == "False"
+        ),
+        timeout,
+        "a new finished task",
+    )

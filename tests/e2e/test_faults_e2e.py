@@ -41,8 +41,12 @@ class World:
 @pytest.fixture(scope="module")
 def world(kube: KubeApi, slack: SlackTestServer, base_env: dict[str, str], e2e_dir: Path) -> Iterator[World]:
     valkey = ValkeyProcess(e2e_dir / "valkey-faults", appendonly=True).start()
-    env = {**base_env, "RECONCILER_VALKEY_URL": valkey.url, "RECONCILER_LOCK_TTL_SECONDS": "4",
-           "RECONCILER_CACHE_TIMEOUT_SECONDS": "0.5"}
+    env = {
+        **base_env,
+        "RECONCILER_VALKEY_URL": valkey.url,
+        "RECONCILER_LOCK_TTL_SECONDS": "4",
+        "RECONCILER_CACHE_TIMEOUT_SECONDS": "0.5",
+    }
     slack.add_token(TOKEN)
     slack.add_user("erin@example.com")
     kube.create_secret(NS, "slack-bot", {"token": TOKEN})
@@ -56,7 +60,9 @@ def world(kube: KubeApi, slack: SlackTestServer, base_env: dict[str, str], e2e_d
 
 
 def creates_of(slack: SlackTestServer, handle: str) -> int:
-    return sum(1 for c in slack.write_calls() if c.method == "usergroups.create" and c.params.get("handle") == handle)
+    return sum(
+        1 for c in slack.write_calls() if c.method == "usergroups.create" and c.params.get("handle") == handle
+    )
 
 
 def test_valkey_down_before_a_run(world: World) -> None:
@@ -64,8 +70,14 @@ def test_valkey_down_before_a_run(world: World) -> None:
     name, handle = unique("nocache"), unique("nocache")
     world.valkey.stop()
     try:
-        kube.create_reconcile(slack_reconcile(name, NS, slack.api_url, [
-            {"handle": handle, "name": f"NoCache {handle}", "users": ["erin@example.com"]}]))
+        kube.create_reconcile(
+            slack_reconcile(
+                name,
+                NS,
+                slack.api_url,
+                [{"handle": handle, "name": f"NoCache {handle}", "users": ["erin@example.com"]}],
+            )
+        )
         obj = kube.wait_for(NS, name, lambda o: condition(o, "Ready").get("reason") == "CacheUnavailable", 30)
         assert condition(obj, "Ready")["status"] == "False"
         assert condition(obj, "Stalled")["status"] == "False"  # transient: retried, not stalled
@@ -90,8 +102,14 @@ def test_valkey_dies_during_a_run_and_the_outcome_is_written_later(world: World)
     name, handle = unique("midrun"), unique("midrun")
     slack.latency = 0.7
     try:
-        kube.create_reconcile(slack_reconcile(name, NS, slack.api_url, [
-            {"handle": handle, "name": f"MidRun {handle}", "users": ["erin@example.com"]}]))
+        kube.create_reconcile(
+            slack_reconcile(
+                name,
+                NS,
+                slack.api_url,
+                [{"handle": handle, "name": f"MidRun {handle}", "users": ["erin@example.com"]}],
+            )
+        )
         _wait_running(world, name)
         world.valkey.stop()
         obj = wait_ready(kube, NS, name, timeout=30)  # status does not depend on Valkey
@@ -119,14 +137,25 @@ def test_operator_killed_mid_run(world: World) -> None:
     name, handle = unique("killed"), unique("killed")
     slack.latency = 0.7
     try:
-        kube.create_reconcile(slack_reconcile(name, NS, slack.api_url, [
-            {"handle": handle, "name": f"Killed {handle}", "users": ["erin@example.com"]}]))
+        kube.create_reconcile(
+            slack_reconcile(
+                name,
+                NS,
+                slack.api_url,
+                [{"handle": handle, "name": f"Killed {handle}", "users": ["erin@example.com"]}],
+            )
+        )
         interrupted = _wait_running(world, name)
         world.restart_operator()
     finally:
         slack.latency = 0.0
-    obj = kube.wait_for(NS, name, lambda o: condition(o, "Ready").get("status") == "True"
-                        and o["status"].get("taskId") != interrupted, 60, "Ready after restart")
+    obj = kube.wait_for(
+        NS,
+        name,
+        lambda o: condition(o, "Ready").get("status") == "True" and o["status"].get("taskId") != interrupted,
+        60,
+        "Ready after restart",
+    )
     assert set(slack.usergroup(handle)["users"]) and creates_of(slack, handle) == 1
     with httpx.Client(base_url=world.sidecar.url, timeout=10) as http:
         old = http.get(f"/reconcile/{interrupted}").json()

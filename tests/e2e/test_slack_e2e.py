@@ -48,10 +48,22 @@ def test_apply_makes_slack_match_and_reports_everywhere(
 ) -> None:
     name, handle = unique("apply"), unique("oncall")
     started = time.monotonic()
-    kube.create_reconcile(slack_reconcile(name, NS, slack.api_url, [
-        {"handle": handle, "name": f"On-call {handle}", "description": "Paged for incidents",
-         "users": ["alice@example.com", "Bob@Example.com"], "channels": ["sre", "incidents"]},
-    ]))
+    kube.create_reconcile(
+        slack_reconcile(
+            name,
+            NS,
+            slack.api_url,
+            [
+                {
+                    "handle": handle,
+                    "name": f"On-call {handle}",
+                    "description": "Paged for incidents",
+                    "users": ["alice@example.com", "Bob@Example.com"],
+                    "channels": ["sre", "incidents"],
+                },
+            ],
+        )
+    )
     obj = wait_ready(kube, NS, name)
     apply_to_ready = time.monotonic() - started
 
@@ -65,7 +77,9 @@ def test_apply_makes_slack_match_and_reports_everywhere(
     assert status["lastRunTime"] and status["lastSuccessTime"]
     for cond_type, expected in (("Ready", "True"), ("Reconciling", "False"), ("Stalled", "False")):
         cond = condition(obj, cond_type)
-        assert cond["status"] == expected and cond["observedGeneration"] == 1 and cond["reason"] == "Succeeded"
+        assert (
+            cond["status"] == expected and cond["observedGeneration"] == 1 and cond["reason"] == "Succeeded"
+        )
 
     with sidecar.client() as http:
         record = http.get(f"/reconcile/{status['taskId']}").json()
@@ -82,10 +96,18 @@ def test_apply_makes_slack_match_and_reports_everywhere(
     print(f"apply -> Ready: {apply_to_ready:.2f}s")  # reported in the issue note
 
 
-def test_second_run_on_request_writes_nothing(kube: KubeApi, slack: SlackTestServer, operator: Process) -> None:
+def test_second_run_on_request_writes_nothing(
+    kube: KubeApi, slack: SlackTestServer, operator: Process
+) -> None:
     name, handle = unique("idem"), unique("idem")
-    kube.create_reconcile(slack_reconcile(name, NS, slack.api_url, [
-        {"handle": handle, "name": f"Idem {handle}", "users": ["carol@example.com"]}]))
+    kube.create_reconcile(
+        slack_reconcile(
+            name,
+            NS,
+            slack.api_url,
+            [{"handle": handle, "name": f"Idem {handle}", "users": ["carol@example.com"]}],
+        )
+    )
     first = wait_ready(kube, NS, name)
     ready_since = condition(first, "Ready")["lastTransitionTime"]
     time.sleep(1.1)  # a later transition would show a later second
@@ -103,23 +125,47 @@ def test_second_run_on_request_writes_nothing(kube: KubeApi, slack: SlackTestSer
     assert second["metadata"]["generation"] == 1
 
 
-def test_flux_requested_at_annotation_also_triggers(kube: KubeApi, slack: SlackTestServer, operator: Process) -> None:
+def test_flux_requested_at_annotation_also_triggers(
+    kube: KubeApi, slack: SlackTestServer, operator: Process
+) -> None:
     name, handle = unique("flux"), unique("flux")
-    kube.create_reconcile(slack_reconcile(name, NS, slack.api_url, [
-        {"handle": handle, "name": f"Flux {handle}", "users": ["dave@example.com"]}]))
+    kube.create_reconcile(
+        slack_reconcile(
+            name,
+            NS,
+            slack.api_url,
+            [{"handle": handle, "name": f"Flux {handle}", "users": ["dave@example.com"]}],
+        )
+    )
     first = wait_ready(kube, NS, name)
-    kube.patch_reconcile(NS, name, {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "now-1"}}})
+    kube.patch_reconcile(
+        NS, name, {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "now-1"}}}
+    )
     second = wait_task_change(kube, NS, name, first["status"]["taskId"])
     assert second["status"]["lastHandledRequestedAt"] == "now-1"
 
 
-def test_dry_run_plans_and_writes_nothing(kube: KubeApi, slack: SlackTestServer, operator: Process,
-                                          sidecar: Sidecar) -> None:
+def test_dry_run_plans_and_writes_nothing(
+    kube: KubeApi, slack: SlackTestServer, operator: Process, sidecar: Sidecar
+) -> None:
     name, handle = unique("dry"), unique("dry")
     slack.reset_calls()
-    kube.create_reconcile(slack_reconcile(name, NS, slack.api_url, [
-        {"handle": handle, "name": f"Dry {handle}", "users": ["alice@example.com"], "channels": ["sre"]}],
-        dryRun=True))
+    kube.create_reconcile(
+        slack_reconcile(
+            name,
+            NS,
+            slack.api_url,
+            [
+                {
+                    "handle": handle,
+                    "name": f"Dry {handle}",
+                    "users": ["alice@example.com"],
+                    "channels": ["sre"],
+                }
+            ],
+            dryRun=True,
+        )
+    )
     obj = wait_ready(kube, NS, name)
     assert condition(obj, "Ready")["reason"] == "DryRun"
     assert obj["status"]["summary"] == {"planned": 2, "applied": 0, "failed": 0}
@@ -131,58 +177,141 @@ def test_dry_run_plans_and_writes_nothing(kube: KubeApi, slack: SlackTestServer,
     assert record["dry_run"] is True and record["applied"] == 0 and len(record["actions"]) == 2
 
 
-def test_spec_change_bumps_generation_and_converges(kube: KubeApi, slack: SlackTestServer,
-                                                    operator: Process) -> None:
+def test_spec_change_bumps_generation_and_converges(
+    kube: KubeApi, slack: SlackTestServer, operator: Process
+) -> None:
     name, handle = unique("change"), unique("change")
-    kube.create_reconcile(slack_reconcile(name, NS, slack.api_url, [
-        {"handle": handle, "name": f"Change {handle}", "users": ["alice@example.com", "bob@example.com"]}]))
+    kube.create_reconcile(
+        slack_reconcile(
+            name,
+            NS,
+            slack.api_url,
+            [
+                {
+                    "handle": handle,
+                    "name": f"Change {handle}",
+                    "users": ["alice@example.com", "bob@example.com"],
+                }
+            ],
+        )
+    )
     wait_ready(kube, NS, name)
-    changed = slack_reconcile(name, NS, slack.api_url, [
-        {"handle": handle, "name": f"Changed {handle}", "users": ["bob@example.com", "carol@example.com"],
-         "channels": ["incidents"]}])
+    changed = slack_reconcile(
+        name,
+        NS,
+        slack.api_url,
+        [
+            {
+                "handle": handle,
+                "name": f"Changed {handle}",
+                "users": ["bob@example.com", "carol@example.com"],
+                "channels": ["incidents"],
+            }
+        ],
+    )
     kube.patch_reconcile(NS, name, {"spec": changed["spec"]})
-    obj = kube.wait_for(NS, name, lambda o: o["status"].get("observedGeneration") == 2
-                        and condition(o, "Ready").get("status") == "True", 30, "generation 2 Ready")
+    obj = kube.wait_for(
+        NS,
+        name,
+        lambda o: (
+            o["status"].get("observedGeneration") == 2 and condition(o, "Ready").get("status") == "True"
+        ),
+        30,
+        "generation 2 Ready",
+    )
     assert obj["metadata"]["generation"] == 2
     assert all(c["observedGeneration"] == 2 for c in obj["status"]["conditions"])
-    assert sorted(a["type"] for a in obj["status"]["actions"]) == ["add_users", "remove_users", "update_usergroup"]
+    assert sorted(a["type"] for a in obj["status"]["actions"]) == [
+        "add_users",
+        "remove_users",
+        "update_usergroup",
+    ]
     group = slack.usergroup(handle)
     assert set(group["users"]) == ids(slack, "bob@example.com", "carol@example.com")
     assert group["name"] == f"Changed {handle}"
 
 
-def test_empty_user_list_disables_and_later_reenables(kube: KubeApi, slack: SlackTestServer,
-                                                      operator: Process) -> None:
+def test_empty_user_list_disables_and_later_reenables(
+    kube: KubeApi, slack: SlackTestServer, operator: Process
+) -> None:
     name, handle = unique("disable"), unique("disable")
-    kube.create_reconcile(slack_reconcile(name, NS, slack.api_url, [
-        {"handle": handle, "name": f"Dis {handle}", "users": ["alice@example.com"]}]))
+    kube.create_reconcile(
+        slack_reconcile(
+            name,
+            NS,
+            slack.api_url,
+            [{"handle": handle, "name": f"Dis {handle}", "users": ["alice@example.com"]}],
+        )
+    )
     wait_ready(kube, NS, name)
-    kube.patch_reconcile(NS, name, {"spec": {"slackUsergroups": {"usergroups": [
-        {"handle": handle, "name": f"Dis {handle}", "users": []}]}}})
-    kube.wait_for(NS, name, lambda o: o["status"].get("observedGeneration") == 2
-                  and condition(o, "Ready").get("status") == "True", 30)
+    kube.patch_reconcile(
+        NS,
+        name,
+        {
+            "spec": {
+                "slackUsergroups": {"usergroups": [{"handle": handle, "name": f"Dis {handle}", "users": []}]}
+            }
+        },
+    )
+    kube.wait_for(
+        NS,
+        name,
+        lambda o: (
+            o["status"].get("observedGeneration") == 2 and condition(o, "Ready").get("status") == "True"
+        ),
+        30,
+    )
     assert slack.usergroup(handle)["date_delete"] != 0
-    kube.patch_reconcile(NS, name, {"spec": {"slackUsergroups": {"usergroups": [
-        {"handle": handle, "name": f"Dis {handle}", "users": ["bob@example.com"]}]}}})
-    kube.wait_for(NS, name, lambda o: o["status"].get("observedGeneration") == 3
-                  and condition(o, "Ready").get("status") == "True", 30)
+    kube.patch_reconcile(
+        NS,
+        name,
+        {
+            "spec": {
+                "slackUsergroups": {
+                    "usergroups": [{"handle": handle, "name": f"Dis {handle}", "users": ["bob@example.com"]}]
+                }
+            }
+        },
+    )
+    kube.wait_for(
+        NS,
+        name,
+        lambda o: (
+            o["status"].get("observedGeneration") == 3 and condition(o, "Ready").get("status") == "True"
+        ),
+        30,
+    )
     group = slack.usergroup(handle)
     assert group["date_delete"] == 0 and set(group["users"]) == ids(slack, "bob@example.com")
 
 
-@pytest.mark.parametrize(("users", "channels", "reason", "named"), [
-    (["nobody@example.com", "alice@example.com"], [], "UnknownUsers", "nobody@example.com"),
-    (["gone@example.com"], [], "UnknownUsers", "gone@example.com"),
-    (["alice@example.com"], ["no-such-channel"], "UnknownChannels", "#no-such-channel"),
-])
+@pytest.mark.parametrize(
+    ("users", "channels", "reason", "named"),
+    [
+        (["nobody@example.com", "alice@example.com"], [], "UnknownUsers", "nobody@example.com"),
+        (["gone@example.com"], [], "UnknownUsers", "gone@example.com"),
+        (["alice@example.com"], ["no-such-channel"], "UnknownChannels", "#no-such-channel"),
+    ],
+)
 def test_unknown_users_or_channels_stall_without_writing_or_retrying(
-    kube: KubeApi, slack: SlackTestServer, operator: Process, users: list[str], channels: list[str],
-    reason: str, named: str,
+    kube: KubeApi,
+    slack: SlackTestServer,
+    operator: Process,
+    users: list[str],
+    channels: list[str],
+    reason: str,
+    named: str,
 ) -> None:
     name, handle = unique("unknown"), unique("unknown")
     slack.reset_calls()
-    kube.create_reconcile(slack_reconcile(name, NS, slack.api_url, [
-        {"handle": handle, "name": f"Unknown {handle}", "users": users, "channels": channels}]))
+    kube.create_reconcile(
+        slack_reconcile(
+            name,
+            NS,
+            slack.api_url,
+            [{"handle": handle, "name": f"Unknown {handle}", "users": users, "channels": channels}],
+        )
+    )
     obj = kube.wait_for(NS, name, is_stalled, 30, "Stalled=True")
     assert condition(obj, "Ready")["status"] == "False"
     assert condition(obj, "Ready")["reason"] == reason == condition(obj, "Stalled")["reason"]
@@ -197,8 +326,15 @@ def test_missing_secret_and_missing_key(kube: KubeApi, slack: SlackTestServer, o
     kube.create_secret(NS, "wrong-key", {"not-token": TOKEN})
     for secret in ("does-not-exist", "wrong-key"):
         name = unique("creds")
-        kube.create_reconcile(slack_reconcile(name, NS, slack.api_url, [
-            {"handle": unique("creds"), "name": unique("Creds"), "users": ["alice@example.com"]}], secret=secret))
+        kube.create_reconcile(
+            slack_reconcile(
+                name,
+                NS,
+                slack.api_url,
+                [{"handle": unique("creds"), "name": unique("Creds"), "users": ["alice@example.com"]}],
+                secret=secret,
+            )
+        )
         obj = kube.wait_for(NS, name, is_stalled, 30, "Stalled=True")
         ready = condition(obj, "Ready")
         assert ready["reason"] == "CredentialsNotFound"
@@ -210,21 +346,35 @@ def test_rejected_token_is_unauthorized(kube: KubeApi, slack: SlackTestServer, o
     TOKENS.append(bad)
     kube.create_secret(NS, "revoked", {"token": bad})
     name = unique("badtoken")
-    kube.create_reconcile(slack_reconcile(name, NS, slack.api_url, [
-        {"handle": unique("bad"), "name": unique("Bad"), "users": ["alice@example.com"]}], secret="revoked"))
+    kube.create_reconcile(
+        slack_reconcile(
+            name,
+            NS,
+            slack.api_url,
+            [{"handle": unique("bad"), "name": unique("Bad"), "users": ["alice@example.com"]}],
+            secret="revoked",
+        )
+    )
     obj = kube.wait_for(NS, name, is_stalled, 30, "Stalled=True")
     assert condition(obj, "Ready")["reason"] == "Unauthorized"
     assert "invalid_auth" in condition(obj, "Ready")["message"]
 
 
-def test_rate_limited_writes_converge_without_duplicates(kube: KubeApi, slack: SlackTestServer,
-                                                         operator: Process) -> None:
+def test_rate_limited_writes_converge_without_duplicates(
+    kube: KubeApi, slack: SlackTestServer, operator: Process
+) -> None:
     name, handle = unique("ratelimit"), unique("rl")
     slack.reset_calls()
     slack.rate_limit("usergroups.users.update", times=3, retry_after=0)
     slack.rate_limit("usergroups.list", times=2, retry_after=0)
-    kube.create_reconcile(slack_reconcile(name, NS, slack.api_url, [
-        {"handle": handle, "name": f"RL {handle}", "users": ["alice@example.com", "carol@example.com"]}]))
+    kube.create_reconcile(
+        slack_reconcile(
+            name,
+            NS,
+            slack.api_url,
+            [{"handle": handle, "name": f"RL {handle}", "users": ["alice@example.com", "carol@example.com"]}],
+        )
+    )
     wait_ready(kube, NS, name)
     ok_writes = [c.method for c in slack.write_calls()]
     assert ok_writes == ["usergroups.create", "usergroups.users.update"]
@@ -234,22 +384,44 @@ def test_rate_limited_writes_converge_without_duplicates(kube: KubeApi, slack: S
 
 def test_interval_undoes_drift(kube: KubeApi, slack: SlackTestServer, operator: Process) -> None:
     name, handle = unique("drift"), unique("drift")
-    kube.create_reconcile(slack_reconcile(name, NS, slack.api_url, [
-        {"handle": handle, "name": f"Drift {handle}", "users": ["alice@example.com"]}], interval="2s"))
+    kube.create_reconcile(
+        slack_reconcile(
+            name,
+            NS,
+            slack.api_url,
+            [{"handle": handle, "name": f"Drift {handle}", "users": ["alice@example.com"]}],
+            interval="2s",
+        )
+    )
     first = wait_ready(kube, NS, name)
     from slack_sdk import WebClient
 
     WebClient(token=TOKEN, base_url=slack.api_url).usergroups_users_update(
-        usergroup=slack.usergroup(handle)["id"], users=list(ids(slack, "dave@example.com")))
-    kube.wait_for(NS, name, lambda o: o["status"]["taskId"] != first["status"]["taskId"]
-                  and o["status"]["summary"]["applied"] == 2, 30, "an interval run that undid the drift")
+        usergroup=slack.usergroup(handle)["id"], users=list(ids(slack, "dave@example.com"))
+    )
+    kube.wait_for(
+        NS,
+        name,
+        lambda o: (
+            o["status"]["taskId"] != first["status"]["taskId"] and o["status"]["summary"]["applied"] == 2
+        ),
+        30,
+        "an interval run that undid the drift",
+    )
     assert set(slack.usergroup(handle)["users"]) == ids(slack, "alice@example.com")
 
 
 def test_suspend_stops_runs(kube: KubeApi, slack: SlackTestServer, operator: Process) -> None:
     name, handle = unique("suspend"), unique("suspend")
-    kube.create_reconcile(slack_reconcile(name, NS, slack.api_url, [
-        {"handle": handle, "name": f"Sus {handle}", "users": ["alice@example.com"]}], suspend=True))
+    kube.create_reconcile(
+        slack_reconcile(
+            name,
+            NS,
+            slack.api_url,
+            [{"handle": handle, "name": f"Sus {handle}", "users": ["alice@example.com"]}],
+            suspend=True,
+        )
+    )
     obj = kube.wait_for(NS, name, lambda o: condition(o, "Ready").get("reason") == "Suspended", 30)
     assert "taskId" not in obj["status"]
     with pytest.raises(KeyError):
@@ -259,12 +431,19 @@ def test_suspend_stops_runs(kube: KubeApi, slack: SlackTestServer, operator: Pro
     assert slack.usergroup(handle)["name"] == f"Sus {handle}"
 
 
-def test_waiting_for_a_running_task(kube: KubeApi, slack: SlackTestServer, operator: Process,
-                                    sidecar: Sidecar) -> None:
+def test_waiting_for_a_running_task(
+    kube: KubeApi, slack: SlackTestServer, operator: Process, sidecar: Sidecar
+) -> None:
     """408 while the task runs; a waiting client is answered as soon as it finishes."""
     name, handle = unique("slow"), unique("slow")
-    kube.create_reconcile(slack_reconcile(name, NS, slack.api_url, [
-        {"handle": handle, "name": f"Slow {handle}", "users": ["alice@example.com"]}]))
+    kube.create_reconcile(
+        slack_reconcile(
+            name,
+            NS,
+            slack.api_url,
+            [{"handle": handle, "name": f"Slow {handle}", "users": ["alice@example.com"]}],
+        )
+    )
     first = wait_ready(kube, NS, name)
     slack.latency = 1.0
     try:
@@ -278,6 +457,7 @@ def test_waiting_for_a_running_task(kube: KubeApi, slack: SlackTestServer, opera
                 response = http.get(f"/reconcile/{task_id}", params={"timeout_seconds": 30})
                 answered["at"] = time.time()
                 answered["status"] = response.status_code
+
             waiter = threading.Thread(target=wait)
             waiter.start()
             waiter.join(40)
@@ -316,7 +496,9 @@ def test_sidecar_rejects_bad_parameters(sidecar: Sidecar) -> None:
     assert "reconciler_api_request_duration_seconds" in metrics
 
 
-def test_no_token_anywhere(kube: KubeApi, slack: SlackTestServer, operator: Process, sidecar: Sidecar) -> None:
+def test_no_token_anywhere(
+    kube: KubeApi, slack: SlackTestServer, operator: Process, sidecar: Sidecar
+) -> None:
     """Runs above used good and bad tokens; none may appear in logs, status, events or task records."""
     texts = [operator.log(), sidecar.process.log()]
     with sidecar.client() as http:

@@ -21,6 +21,7 @@ from reconciler.integrations.gitlab_members.models import (
     GitlabState,
     GitlabUser,
     RemoveMember,
+    SourceKind,
     UpdateMember,
 )
 
@@ -71,9 +72,9 @@ def make_state(
     if users is None:
         users = {name: GitlabUser(id=uid, username=name) for name, uid in IDS.items()}
 
-    def sources(kind: str, items: dict[str, list[GitlabMemberState] | None] | None) -> dict[str, Any]:
+    def sources(kind: SourceKind, items: dict[str, list[GitlabMemberState] | None] | None) -> dict[str, Any]:
         return {
-            path: None if ms is None else GitlabSourceState(kind=kind, path=path, members=tuple(ms))  # type: ignore[arg-type]
+            path: None if ms is None else GitlabSourceState(kind=kind, path=path, members=tuple(ms))
             for path, ms in (items or {}).items()
         }
 
@@ -89,8 +90,11 @@ def summary(actions: list[Any]) -> list[tuple[str, str, str]]:
 G = "acme/platform"
 P = "acme/platform/api"
 
+Summary = list[tuple[str, str, str]]
+Sources = dict[str, Any]
+
 # (id, desired groups, desired projects, observed groups, observed projects, expected actions)
-CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any], list[tuple[str, str, str]]]] = [
+CASES: list[tuple[str, Sources, Sources, Sources, Sources, Summary]] = [
     (
         "no-op",
         {G: [d("alice", "owner"), d("bob", "developer", "2027-01-31")]},
@@ -259,12 +263,13 @@ def test_plan(
     projects: dict[str, Any],
     expected: list[tuple[str, str, str]],
 ) -> None:
-    actions = planner.plan(make_spec(desired_groups, desired_projects), make_state(groups, projects), today=TODAY)
+    spec = make_spec(desired_groups, desired_projects)
+    actions = planner.plan(spec, make_state(groups, projects), today=TODAY)
     assert summary(actions) == expected
 
 
 # (id, desired groups, desired projects, observed groups, observed projects, users, reason, named)
-ERRORS: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any], Any, str, list[str]]] = [
+ERRORS: list[tuple[str, Sources, Sources, Sources, Sources, Any, str, list[str]]] = [
     (
         "missing group and project",
         {G: [d("alice", "owner")], "acme/gone": []},
@@ -291,7 +296,10 @@ ERRORS: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any], dict[str
         {},
         {G: []},
         {},
-        {"alice": GitlabUser(id=2, username="alice"), "erin": GitlabUser(id=6, username="erin", state="blocked")},
+        {
+            "alice": GitlabUser(id=2, username="alice"),
+            "erin": GitlabUser(id=6, username="erin", state="blocked"),
+        },
         "UnknownUsers",
         ["erin (blocked)"],
     ),

@@ -319,8 +319,8 @@ def test_unknown_and_blocked_users_are_reported_and_nothing_is_written(gitlab: G
 
 
 def test_missing_group_and_project_are_reported_and_nothing_is_written(gitlab: GitLabTestServer) -> None:
-    groups = [*SPEC_GROUPS, {"path": "acme/gone", "members": []}]
-    projects = [*SPEC_PROJECTS, {"path": "acme/platform/nope", "members": []}]
+    groups: list[dict[str, Any]] = [*SPEC_GROUPS, {"path": "acme/gone", "members": []}]
+    projects: list[dict[str, Any]] = [*SPEC_PROJECTS, {"path": "acme/platform/nope", "members": []}]
 
     outcome = run(gitlab, groups, projects)
 
@@ -408,7 +408,9 @@ def test_read_api_token_is_forbidden_on_the_first_write(gitlab: GitLabTestServer
     assert gitlab.write_calls() == []
 
 
-def test_token_never_appears_in_errors_or_logs(gitlab: GitLabTestServer, caplog: pytest.LogCaptureFixture) -> None:
+def test_token_never_appears_in_errors_or_logs(
+    gitlab: GitLabTestServer, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     outcomes = [run(gitlab, token=READ_ONLY_TOKEN), run(gitlab, token=TOKEN + "x")]
     gitlab.fail(10, 503)

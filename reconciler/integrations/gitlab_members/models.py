@@ -1,13 +1,13 @@
-"""GitLab members: the spec block (`spec.gitlabMembers`)."""
+"""GitLab members: the spec block (`spec.gitlabMembers`), the observed state, and the typed actions."""
 
 from __future__ import annotations
 
 from datetime import date
 from typing import Literal
 
-from pydantic import Field, HttpUrl, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
-from reconciler.models.base import SpecModel, reject_duplicates
+from reconciler.models.base import Action, SpecModel, reject_duplicates
 
 PATH_PATTERN = r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z0-9_.-]*)*$"
 USERNAME_PATTERN = r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$"
@@ -56,3 +56,124 @@ class GitlabMembersSpec(SpecModel):
         reject_duplicates([g.path.casefold() for g in self.groups], "group path")
         reject_duplicates([p.path.casefold() for p in self.projects], "project path")
         return self
+
+
+def level_name(level: int) -> str:
+    """`maintainer` for 40; levels reconciler does not manage (5 = minimal access) by number."""
+    for name, value in ACCESS_LEVELS.items():
+        if value == level:
+            return name
+    return "minimal access" if level == 5 else f"access level {level}"
+
+
+# --- what GitLab has now --------------------------------------------------------------------------
+
+SourceKind = Literal["group", "project"]
+
+
+class Observed(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class GitlabUser(Observed):
+    id: int
+    username: str
+    state: str = "active"
+
+    @property
+    def active(self) -> bool:
+        """Blocked, deactivated, banned or pending users cannot be given access."""
+        return self.state == "active"
+
+
+class GitlabMemberState(GitlabUser):
+    """A direct member of a group or project, as `GET /:kind/:id/members` lists it."""
+
+    access_level: int
+    expires_at: date | None = None
+
+
+class GitlabSourceState(Observed):
+    """The direct members of one group or project (never the inherited ones)."""
+
+    kind: SourceKind
+    path: str
+    members: tuple[GitlabMemberState, ...] = ()
+
+
+class GitlabState(Observed):
+    """Everything the planner needs, read once per run."""
+
+    own_user: GitlabUser
+    """The token's user: never removed or demoted."""
+    groups: dict[str, GitlabSourceState | None] = Field(default_factory=dict)
+    """Spec path -> direct members; None when GitLab does not have (or does not show) the group."""
+    projects: dict[str, GitlabSourceState | None] = Field(default_factory=dict)
+    users: dict[str, GitlabUser | None] = Field(default_factory=dict)
+    """Looked-up users by case-folded username (None: no such user). Only desired usernames that are
+    not direct members of a listed group/project are looked up; the others are known from the lists."""
+
+
+# --- actions --------------------------------------------------------------------------------------
+
+
+def _expiry(expires_at: date | None) -> str:
+    return f"expires {expires_at.isoformat()}" if expires_at else "no expiry"
+
+
+class MemberAction(Action):
+    """A change of one user's direct membership; `target` is the group or project path."""
+
+    kind: SourceKind
+    username: str
+    user_id: int
+
+
+class AddMember(MemberAction):
+    type: Literal["add_member"] = "add_member"
+    access_level: int
+    expires_at: date | None = None
+
+    @property
+    def detail(self) -> str:
+        text = f"{self.username} as {level_name(self.access_level)}"
+        return f"{text}, {_expiry(self.expires_at)}" if self.expires_at else text
+
+
+class UpdateMember(MemberAction):
+    """Sets the access level and the expiry (GitLab's edit-member call takes both)."""
+
+    type: Literal["update_member"] = "update_member"
+    access_level: int
+    expires_at: date | None = None
+    old_access_level: int
+    old_expires_at: date | None = None
+
+    @property
+    def detail(self) -> str:
+        changes: list[str] = []
+        if self.access_level != self.old_access_level:
+            changes.append(f"{level_name(self.old_access_level)} -> {level_name(self.access_level)}")
+        if self.expires_at != self.old_expires_at:
+            if self.old_expires_at is None or self.expires_at is None:
+                changes.append(_expiry(self.expires_at))
+                if self.expires_at is None:
+                    changes[-1] += f" (was {self.old_expires_at})"
+            else:
+                changes.append(f"expires {self.old_expires_at} -> {self.expires_at}")
+        return f"{self.username}: {', '.join(changes)}"
+
+
+class RemoveMember(MemberAction):
+    """Removes a direct membership; from a group with `skip_subresources=true` (subgroups and projects
+    keep their own memberships of the user)."""
+
+    type: Literal["remove_member"] = "remove_member"
+    access_level: int
+
+    @property
+    def detail(self) -> str:
+        return f"{self.username} (was {level_name(self.access_level)})"
+
+
+GitlabAction = AddMember | UpdateMember | RemoveMember

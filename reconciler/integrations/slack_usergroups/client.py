@@ -6,8 +6,8 @@ the WebClient and nowhere else; slack-sdk never puts it into exceptions or (at I
 
 from __future__ import annotations
 
+import functools
 import logging
-import socket
 import urllib.error
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -132,8 +132,9 @@ class SlackClient:
         return [g.to_state() for g in groups]
 
     def list_users(self) -> list[SlackUser]:
-        members = self._paginate("users.list", "members", lambda cursor: self._web.users_list(
-            cursor=cursor, limit=PAGE_SIZE))
+        members = self._paginate(
+            "users.list", "members", lambda cursor: self._web.users_list(cursor=cursor, limit=PAGE_SIZE)
+        )
         parsed = _parse(_MEMBERS, members, "users.list")
         return [
             SlackUser(id=m.id, email=m.profile.email.lower() if m.profile.email else None, deleted=m.deleted)
@@ -143,16 +144,25 @@ class SlackClient:
 
     def list_channels(self) -> dict[str, str]:
         """Channel name -> id of unarchived public channels (needs only `channels:read`)."""
-        channels = self._paginate("conversations.list", "channels", lambda cursor: self._web.conversations_list(
-            cursor=cursor, limit=PAGE_SIZE, exclude_archived=True, types="public_channel"))
+        channels = self._paginate(
+            "conversations.list",
+            "channels",
+            lambda cursor: self._web.conversations_list(
+                cursor=cursor, limit=PAGE_SIZE, exclude_archived=True, types="public_channel"
+            ),
+        )
         parsed = _parse(_CHANNELS, channels, "conversations.list")
         return {c.name: c.id for c in parsed if not c.is_archived}
 
     # --- writes ----------------------------------------------------------------------------------
 
     def create_usergroup(self, handle: str, name: str, description: str, channel_ids: tuple[str, ...]) -> str:
-        answer = self._call("usergroups.create", lambda: self._web.usergroups_create(
-            name=name, handle=handle, description=description, channels=list(channel_ids)))
+        answer = self._call(
+            "usergroups.create",
+            lambda: self._web.usergroups_create(
+                name=name, handle=handle, description=description, channels=list(channel_ids)
+            ),
+        )
         return _parse(_USERGROUP, answer.get("usergroup"), "usergroups.create").id
 
     def update_usergroup(
@@ -173,8 +183,10 @@ class SlackClient:
         self._call("usergroups.update", lambda: self._web.api_call("usergroups.update", params=params))
 
     def set_users(self, usergroup_id: str, user_ids: tuple[str, ...]) -> None:
-        self._call("usergroups.users.update", lambda: self._web.usergroups_users_update(
-            usergroup=usergroup_id, users=list(user_ids)))
+        self._call(
+            "usergroups.users.update",
+            lambda: self._web.usergroups_users_update(usergroup=usergroup_id, users=list(user_ids)),
+        )
 
     def enable(self, usergroup_id: str) -> None:
         self._call("usergroups.enable", lambda: self._web.usergroups_enable(usergroup=usergroup_id))
@@ -188,8 +200,8 @@ class SlackClient:
         items: list[Any] = []
         cursor: str | None = None
         for _ in range(MAX_PAGES):
-            answer = self._call(method, lambda: fetch(cursor))
-            page = answer.get(key, [])
+            answer = self._call(method, functools.partial(fetch, cursor))
+            page: object = answer.get(key, [])
             if not isinstance(page, list):
                 raise TransientError("BadResponse", f"Slack {method} answered without a list of {key}")
             items.extend(page)
@@ -205,7 +217,7 @@ class SlackClient:
             return send()
         except SlackApiError as exc:
             raise _translate(method, exc.response) from None
-        except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError, SlackRequestError) as exc:
+        except (urllib.error.URLError, TimeoutError, ConnectionError, SlackRequestError) as exc:
             reason = getattr(exc, "reason", exc)
             raise TransientError("SlackUnavailable", f"Slack {method} failed: {reason}") from None
 

@@ -68,8 +68,12 @@ def _plan_group(
         )
         if group.users:
             actions.append(
-                AddUsers(target=group.handle, usergroup_id=None, emails=tuple(group.users),
-                         user_ids=desired_user_ids)
+                AddUsers(
+                    target=group.handle,
+                    usergroup_id=None,
+                    emails=tuple(group.users),
+                    user_ids=desired_user_ids,
+                )
             )
         else:
             actions.append(DisableUsergroup(target=group.handle, usergroup_id=None))
@@ -83,18 +87,22 @@ def _plan_group(
         actions.append(update)
 
     if group.users:
-        added = [email for email, uid in zip(group.users, desired_user_ids, strict=True) if uid not in state.users]
+        added = [
+            email for email, uid in zip(group.users, desired_user_ids, strict=True) if uid not in state.users
+        ]
         removed_ids = sorted(state.users - set(desired_user_ids))
         removed = tuple(email_by_id.get(uid, uid) for uid in removed_ids)
         if added:
             actions.append(
-                AddUsers(target=group.handle, usergroup_id=state.id, emails=tuple(added),
-                         user_ids=desired_user_ids)
+                AddUsers(
+                    target=group.handle, usergroup_id=state.id, emails=tuple(added), user_ids=desired_user_ids
+                )
             )
         if removed:
             actions.append(
-                RemoveUsers(target=group.handle, usergroup_id=state.id, emails=removed,
-                            user_ids=desired_user_ids)
+                RemoveUsers(
+                    target=group.handle, usergroup_id=state.id, emails=removed, user_ids=desired_user_ids
+                )
             )
     elif state.enabled:
         actions.append(DisableUsergroup(target=group.handle, usergroup_id=state.id))
@@ -155,7 +163,8 @@ def _check_users(desired: Sequence[SlackUsergroup], users_by_email: dict[str, Sl
         if deleted:
             parts.append(f"deactivated Slack users: {_names(deleted)}")
         raise PermanentError(
-            "UnknownUsers", "; ".join(parts) + ". Fix spec.slackUsergroups.usergroups[].users; nothing was changed."
+            "UnknownUsers",
+            "; ".join(parts) + ". Fix spec.slackUsergroups.usergroups[].users; nothing was changed.",
         )
 
 

@@ -97,7 +97,9 @@ class SlackUsergroupsService(IntegrationService):
             existing = {g.handle: g for g in self.client.list_usergroups()}
             if action.target not in existing:
                 raise
-            log.info("usergroup %s already exists (an earlier attempt created it); adopting it", action.target)
+            log.info(
+                "usergroup %s already exists (an earlier attempt created it); adopting it", action.target
+            )
             return existing[action.target].id
 
     def _id(self, handle: str) -> str:

@@ -1,0 +1,334 @@
+"""The only code that talks to GitLab: python-gitlab's REST v4 client, with bounded retries and typed answers.
+
+Retries, per HTTP request (so a retried page of a listing does not restart the listing):
+- HTTP 429: python-gitlab waits out `Retry-After` (`obey_rate_limit`, passed on every call), at most
+  `settings.rate_limit_retries` times (`max_retries`, also a per-call argument in python-gitlab 8).
+- connection errors, timeouts and 5xx: at most `settings.transient_retries` times, with a short
+  backoff, by the urllib3 retry of the session python-gitlab uses. python-gitlab's own
+  `retry_transient_errors` is off because it counts against the same `max_retries` as 429s, so
+  neither setting could be honoured exactly.
+Every request has `settings.http_timeout_seconds` as timeout (the Gitlab object's default).
+
+Errors become ReconcileErrors with the condition reason the operator reports. The token goes into
+the PRIVATE-TOKEN header and nowhere else: it is dropped on redirects to another host, and every
+message is scrubbed of it as a last line of defence.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from datetime import date
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import gitlab
+import gitlab.const
+import gitlab.exceptions
+import requests
+from pydantic import BaseModel, ConfigDict, SecretStr, TypeAdapter, ValidationError
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from reconciler import __version__
+from reconciler.errors import Forbidden, PermanentError, ReconcileError, TransientError, Unauthorized
+from reconciler.integrations.gitlab_members.models import GitlabMemberState, GitlabUser, SourceKind
+from reconciler.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PER_PAGE = 100
+USER_AGENT = f"reconciler/{__version__}"
+T = TypeVar("T")
+
+
+# --- GitLab's answers, validated ------------------------------------------------------------------
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class _User(_Answer):
+    id: int
+    username: str
+    state: str = "active"
+
+    def to_user(self) -> GitlabUser:
+        return GitlabUser(id=self.id, username=self.username, state=self.state)
+
+
+class _Member(_User):
+    access_level: int
+    expires_at: date | None = None
+
+    def to_member(self) -> GitlabMemberState:
+        return GitlabMemberState(
+            id=self.id,
+            username=self.username,
+            state=self.state,
+            access_level=self.access_level,
+            expires_at=self.expires_at,
+        )
+
+
+_USER = TypeAdapter(_User)
+_USERS = TypeAdapter(list[_User])
+_MEMBERS = TypeAdapter(list[_Member])
+
+
+class _Session(requests.Session):
+    """requests strips `Authorization` on a redirect to another host; do the same for PRIVATE-TOKEN."""
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
+        super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
+        old_url, new_url = response.request.url, prepared_request.url
+        if old_url and new_url and self.should_strip_auth(old_url, new_url):  # type: ignore[no-untyped-call]
+            prepared_request.headers.pop("PRIVATE-TOKEN", None)
+
+
+class GitlabClient:
+    """Typed, retrying access to the GitLab REST v4 calls reconciler uses, for one (url, token)."""
+
+    def __init__(self, url: str, token: SecretStr, settings: Settings) -> None:
+        self.url = url.rstrip("/")
+        self._secret = token.get_secret_value()
+        self._rate_limit_retries = settings.rate_limit_retries
+        self._retry_after: float | None = None
+        session = _Session()
+        adapter = HTTPAdapter(
+            max_retries=Retry(
+                total=settings.transient_retries,
+                status_forcelist=gitlab.const.RETRYABLE_TRANSIENT_ERROR_CODES,
+                allowed_methods=None,  # writes too: add/remove are made idempotent by the callers
+                backoff_factor=0.25,
+                backoff_max=5,
+                raise_on_status=False,  # the last 5xx answer reaches python-gitlab and is translated
+                raise_on_redirect=False,
+                respect_retry_after_header=False,  # 429s are python-gitlab's, counted separately
+            )
+        )
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.hooks["response"].append(self._remember_retry_after)
+        self._gl = gitlab.Gitlab(
+            self.url,
+            private_token=self._secret,
+            timeout=settings.http_timeout_seconds,
+            retry_transient_errors=False,
+            keep_base_url=True,  # self-hosted GitLab behind a proxy may announce another external_url
+            user_agent=USER_AGENT,
+            session=session,
+        )
+        self.calls = 0
+        """Logical calls made (a paginated listing is one; retries and pages are not counted)."""
+
+    def close(self) -> None:
+        self._gl.session.close()
+
+    # --- reads -----------------------------------------------------------------------------------
+
+    def current_user(self) -> GitlabUser:
+        """The token's own user (`GET /user`); also proves the token works before anything else."""
+        answer = self._call("read the token's user", lambda **kw: self._gl.http_get("/user", **kw))
+        return _parse(_USER, answer, "GET /user").to_user()
+
+    def list_members(self, kind: SourceKind, path: str) -> list[GitlabMemberState] | None:
+        """Direct members (never inherited ones) of a group or project; None if GitLab shows no such one."""
+        url = f"{_source_url(kind, path)}/members"
+        try:
+            answer = self._call(
+                f"list the members of {kind} {path}",
+                lambda **kw: self._gl.http_list(url, get_all=True, per_page=PER_PAGE, **kw),
+            )
+        except PermanentError as exc:
+            if exc.reason == "NotFound":
+                return None
+            raise
+        return [m.to_member() for m in _parse(_MEMBERS, answer, f"GET {url}")]
+
+    def find_user(self, username: str) -> GitlabUser | None:
+        answer = self._call(
+            f"look up the user {username}",
+            lambda **kw: self._gl.http_list("/users", query_data={"username": username}, get_all=False, **kw),
+        )
+        users = _parse(_USERS, answer, "GET /users")
+        return next((u.to_user() for u in users if u.username.casefold() == username.casefold()), None)
+
+    # --- writes ----------------------------------------------------------------------------------
+
+    def add_member(
+        self,
+        kind: SourceKind,
+        path: str,
+        user_id: int,
+        username: str,
+        access_level: int,
+        expires_at: date | None,
+    ) -> None:
+        """Add a direct member; if it already exists (an earlier attempt's answer was lost), set it."""
+        data: dict[str, Any] = {"user_id": user_id, "access_level": access_level}
+        if expires_at is not None:
+            data["expires_at"] = expires_at.isoformat()
+        url = f"{_source_url(kind, path)}/members"
+        try:
+            self._call(
+                f"add {username} to {kind} {path}", lambda **kw: self._gl.http_post(url, post_data=data, **kw)
+            )
+        except PermanentError as exc:
+            if exc.reason != "Conflict":
+                raise
+            log.info("%s is already a member of %s %s; setting its level instead", username, kind, path)
+            self.update_member(kind, path, user_id, username, access_level, expires_at, set_expiry=True)
+
+    def update_member(
+        self,
+        kind: SourceKind,
+        path: str,
+        user_id: int,
+        username: str,
+        access_level: int,
+        expires_at: date | None,
+        *,
+        set_expiry: bool,
+    ) -> None:
+        """Set the access level, and the expiry if `set_expiry` (None clears it); else it stays."""
+        data: dict[str, Any] = {"access_level": access_level}
+        if set_expiry:
+            data["expires_at"] = expires_at.isoformat() if expires_at else ""
+        url = f"{_source_url(kind, path)}/members/{user_id}"
+        self._call(
+            f"change {username} in {kind} {path}",
+            lambda **kw: self._gl.http_put(url, post_data=data, **kw),
+            member_gone=True,
+        )
+
+    def remove_member(self, kind: SourceKind, path: str, user_id: int, username: str) -> None:
+        """Remove a direct member. From a group with skip_subresources=true: GitLab would otherwise also
+        remove the user from every subgroup and project below it. Already gone counts as done."""
+        url = f"{_source_url(kind, path)}/members/{user_id}"
+        query = {"skip_subresources": "true"} if kind == "group" else {}
+        try:
+            self._call(
+                f"remove {username} from {kind} {path}",
+                lambda **kw: self._gl.http_delete(url, query_data=query, **kw),
+                member_gone=True,
+            )
+        except TransientError as exc:
+            if exc.reason != "MemberGone":
+                raise
+            log.info("%s was no longer a member of %s %s", username, kind, path)
+
+    # --- plumbing --------------------------------------------------------------------------------
+
+    def _call(self, what: str, send: Callable[..., T], *, member_gone: bool = False) -> T:
+        self.calls += 1
+        self._retry_after = None
+        log.debug("gitlab: %s", what)
+        try:
+            return send(obey_rate_limit=True, max_retries=self._rate_limit_retries)
+        except gitlab.exceptions.GitlabAuthenticationError:
+            raise Unauthorized(
+                f"GitLab at {self.url} rejected the token (401); put a valid access token with the api "
+                "scope in the Secret"
+            ) from None
+        except gitlab.exceptions.RedirectError:
+            raise PermanentError(
+                "InvalidSpec",
+                f"GitLab at {self.url} answered a redirect to {what}; set spec.gitlabMembers.url to the "
+                "address GitLab redirects to (https?)",
+            ) from None
+        except gitlab.exceptions.GitlabParsingError:
+            raise TransientError("BadResponse", f"GitLab answered {what} with something not JSON") from None
+        except gitlab.exceptions.GitlabHttpError as exc:
+            raise self._translate(what, exc, member_gone=member_gone) from None
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+            raise TransientError(
+                "GitLabUnavailable", f"cannot reach GitLab at {self.url} to {what}: {type(exc).__name__}"
+            ) from None
+        except requests.RequestException as exc:
+            raise TransientError(
+                "GitLabUnavailable", f"request to GitLab at {self.url} failed ({what}): {type(exc).__name__}"
+            ) from None
+
+    def _translate(
+        self, what: str, exc: gitlab.exceptions.GitlabHttpError, *, member_gone: bool
+    ) -> ReconcileError:
+        status = exc.response_code or 0
+        body = _json_body(exc.response_body)
+        message = self._scrub(_describe(body, exc.error_message))
+        if status == 429:
+            return TransientError(
+                "RateLimited",
+                f"GitLab is still rate limiting after {self._rate_limit_retries} retries ({what})",
+                retry_after=self._retry_after,
+            )
+        if status >= 500:
+            return TransientError("GitLabUnavailable", f"GitLab answered HTTP {status} to {what}")
+        if status == 403:
+            if body.get("error") == "insufficient_scope":
+                return Forbidden(f"the token lacks the api scope needed to {what} (GitLab: {message})")
+            return Forbidden(f"GitLab refused to {what}: {message}")
+        if status == 404:
+            if "group not found" in message.lower() or "project not found" in message.lower():
+                return PermanentError("NotFound", f"cannot {what}: GitLab answered {message}")
+            if member_gone:
+                return TransientError("MemberGone", f"cannot {what}: not a member now; the next run re-plans")
+            if "user not found" in message.lower():
+                return TransientError("UserGone", f"cannot {what}: the user is gone; the next run re-plans")
+            return PermanentError("NotFound", f"cannot {what}: GitLab answered {message}")
+        if status == 409:
+            return PermanentError("Conflict", f"GitLab refused to {what}: {message}")
+        if status == 400:
+            return PermanentError("InvalidSpec", f"GitLab refused to {what}: {message}")
+        return PermanentError("GitLabError", f"GitLab answered HTTP {status} to {what}: {message}")
+
+    def _remember_retry_after(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        if response.status_code == 429:
+            try:
+                self._retry_after = float(response.headers.get("Retry-After", ""))
+            except ValueError:
+                self._retry_after = None
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._secret, "[token]") if self._secret else text
+
+
+def _source_url(kind: SourceKind, path: str) -> str:
+    return f"/{kind}s/{quote(path, safe='')}"
+
+
+def _json_body(raw: bytes | None) -> dict[str, Any]:
+    try:
+        parsed = json.loads(raw or b"")
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _describe(body: Mapping[str, Any], fallback: object) -> str:
+    """GitLab's error body as one line: `{"message": {"access_level": ["should be ..."]}}` ->
+    `access_level should be ...`; OAuth errors as `error: error_description`."""
+    message = body.get("message", body.get("error", fallback))
+    if isinstance(message, Mapping):
+        parts = [
+            f"{field} {text}"
+            for field, texts in message.items()
+            for text in (texts if isinstance(texts, list) else [texts])
+        ]
+        return "; ".join(parts)
+    text = str(message)
+    if "error_description" in body:
+        text = f"{text}: {body['error_description']}"
+    return text[:500]
+
+
+def _parse(adapter: TypeAdapter[T], data: Any, call: str) -> T:
+    """Validate an answer: a malformed one is reported (and retried), never half-used."""
+    try:
+        return adapter.validate_python(data)
+    except ValidationError as exc:
+        raise TransientError(
+            "BadResponse", f"GitLab answered {call} in an unexpected shape: {exc.errors()[0]['msg']}"
+        ) from None

@@ -1,0 +1,103 @@
+"""GitLab members: observe (client), plan (planner), apply (client), for one spec and one token."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+
+from pydantic import SecretStr
+
+from reconciler.errors import ReconcileError
+from reconciler.integrations.base import ApplyResult, IntegrationService
+from reconciler.integrations.gitlab_members import planner
+from reconciler.integrations.gitlab_members.client import GitlabClient
+from reconciler.integrations.gitlab_members.models import (
+    AddMember,
+    GitlabMembership,
+    GitlabMembersSpec,
+    GitlabSourceState,
+    GitlabState,
+    GitlabUser,
+    RemoveMember,
+    SourceKind,
+    UpdateMember,
+)
+from reconciler.models.base import Action
+from reconciler.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class GitlabMembersService(IntegrationService):
+    """One run: one client for (spec.url, token), users looked up at most once each."""
+
+    def __init__(self, spec: GitlabMembersSpec, client: GitlabClient) -> None:
+        self.spec = spec
+        self.client = client
+        self._users: dict[str, GitlabUser | None] = {}
+        """Run-wide cache of username lookups (case-folded username -> user, None: no such user)."""
+
+    @classmethod
+    def create(cls, spec: GitlabMembersSpec, token: SecretStr, settings: Settings) -> GitlabMembersService:
+        return cls(spec, GitlabClient(str(spec.url), token, settings))
+
+    def plan(self) -> list[Action]:
+        """Reads: GET /user, one paginated direct-member listing per group/project, and one user
+        lookup per desired username that is not a direct member of any listed group/project."""
+        own_user = self.client.current_user()
+        groups = {g.path: self._observe("group", g) for g in self.spec.groups}
+        projects = {p.path: self._observe("project", p) for p in self.spec.projects}
+        found = [*groups.values(), *projects.values()]
+        if all(state is not None for state in found):
+            known = {own_user.username.casefold()}
+            known.update(m.username.casefold() for state in found if state for m in state.members)
+            for membership in (*self.spec.groups, *self.spec.projects):
+                for member in membership.members:
+                    key = member.username.casefold()
+                    if key not in known and key not in self._users:
+                        self._users[key] = self.client.find_user(member.username)
+        # else: the planner reports the missing groups/projects; looking users up would be wasted calls
+        state = GitlabState(own_user=own_user, groups=groups, projects=projects, users=dict(self._users))
+        return list(planner.plan(self.spec, state, today=_today()))
+
+    def close(self) -> None:
+        self.client.close()
+
+    def apply(self, actions: Sequence[Action]) -> ApplyResult:
+        result = ApplyResult()
+        for action in actions:
+            try:
+                self._apply_one(action)
+            except ReconcileError as exc:
+                result.failed, result.error = action, exc
+                return result
+            result.applied.append(action)
+        return result
+
+    def _observe(self, kind: SourceKind, membership: GitlabMembership) -> GitlabSourceState | None:
+        members = self.client.list_members(kind, membership.path)
+        if members is None:
+            return None
+        return GitlabSourceState(kind=kind, path=membership.path, members=tuple(members))
+
+    def _apply_one(self, action: Action) -> None:
+        match action:
+            case AddMember():
+                self.client.add_member(
+                    action.kind, action.target, action.user_id, action.username, action.access_level,
+                    action.expires_at,
+                )
+            case UpdateMember():
+                self.client.update_member(
+                    action.kind, action.target, action.user_id, action.username, action.access_level,
+                    action.expires_at, set_expiry=action.expires_at != action.old_expires_at,
+                )
+            case RemoveMember():
+                self.client.remove_member(action.kind, action.target, action.user_id, action.username)
+            case _:
+                raise TypeError(f"not a GitLab members action: {action.type}")
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()

@@ -1,0 +1,129 @@
+"""Status conditions: kstatus-compatible, lastTransitionTime moves only on a status change."""
+
+from __future__ import annotations
+
+from reconciler.models.base import ActionRecord
+from reconciler.models.task import ReconcileRef, TaskError, TaskRecord, TaskStatus
+from reconciler_operator import conditions
+
+T0, T1, T2 = "2026-11-23T08:00:00Z", "2026-11-23T09:00:00Z", "2026-11-23T10:00:00Z"
+
+
+def record(errors: list[TaskError] | None = None, actions: int = 2, dry_run: bool = False) -> TaskRecord:
+    return TaskRecord(
+        reconcile=ReconcileRef(namespace="ns", name="rec", generation=3),
+        integration="slack-usergroups",
+        dry_run=dry_run,
+        status=TaskStatus.FAILED if errors else TaskStatus.SUCCESS,
+        applied=0 if errors else actions,
+        actions=[ActionRecord(type="add_users", target=f"g{i}", detail="x") for i in range(actions)],
+        errors=errors or [],
+    )
+
+
+def by_type(status: dict[str, object]) -> dict[str, dict[str, object]]:
+    return {c["type"]: c for c in status["conditions"]}  # type: ignore[index,union-attr,misc]
+
+
+def test_new_generation_is_unknown_at_once() -> None:
+    status = conditions.progressing({}, generation=4, now=T0)
+    conds = by_type(status)
+    assert status["observedGeneration"] == 4
+    assert (conds["Ready"]["status"], conds["Reconciling"]["status"], conds["Stalled"]["status"]) == (
+        "Unknown",
+        "True",
+        "False",
+    )
+    assert [c["type"] for c in status["conditions"]] == ["Ready", "Reconciling", "Stalled"]
+
+
+def test_transition_time_moves_only_when_status_changes() -> None:
+    first = conditions.finished({}, record(), permanent=False, retry_in=None, requested_at=None, now=T0)
+    again = conditions.finished(first, record(), permanent=False, retry_in=None, requested_at=None, now=T1)
+    assert by_type(again)["Ready"]["lastTransitionTime"] == T0
+    failed = conditions.finished(
+        again,
+        record([TaskError(reason="UnknownUsers", message="who?")]),
+        permanent=True,
+        retry_in=None,
+        requested_at=None,
+        now=T2,
+    )
+    assert by_type(failed)["Ready"]["lastTransitionTime"] == T2
+    assert by_type(failed)["Reconciling"]["lastTransitionTime"] == T0  # False before and after
+
+
+def test_permanent_failure_stalls_and_transient_keeps_reconciling() -> None:
+    err = [TaskError(reason="UnknownUsers", message="no Slack user has the e-mail x@y.z")]
+    stalled = by_type(
+        conditions.finished({}, record(err), permanent=True, retry_in=None, requested_at=None, now=T0)
+    )
+    assert (stalled["Ready"]["status"], stalled["Stalled"]["status"], stalled["Reconciling"]["status"]) == (
+        "False",
+        "True",
+        "False",
+    )
+    assert stalled["Ready"]["reason"] == "UnknownUsers" and "x@y.z" in str(stalled["Ready"]["message"])
+    busy = [TaskError(reason="RateLimited", message="slow down")]
+    retrying = by_type(
+        conditions.finished({}, record(busy), permanent=False, retry_in=8, requested_at=None, now=T0)
+    )
+    assert (
+        retrying["Ready"]["status"],
+        retrying["Stalled"]["status"],
+        retrying["Reconciling"]["status"],
+    ) == ("False", "False", "True")
+    assert retrying["Reconciling"]["reason"] == "ProgressingWithRetry" and "8s" in str(
+        retrying["Reconciling"]["message"]
+    )
+
+
+def test_status_fields_and_actions_capped_at_50() -> None:
+    status = conditions.finished(
+        {}, record(actions=120), permanent=False, retry_in=None, requested_at="r1", now=T0
+    )
+    assert len(status["actions"]) == 50
+    assert status["summary"] == {"planned": 120, "applied": 120, "failed": 0}
+    assert status["lastHandledRequestedAt"] == "r1" and status["lastSuccessTime"] == T0
+    assert status["observedGeneration"] == 3 and all(
+        c["observedGeneration"] == 3 for c in status["conditions"]
+    )
+    failed = conditions.finished(
+        {},
+        record([TaskError(reason="X", message="y")]),
+        permanent=True,
+        retry_in=None,
+        requested_at=None,
+        now=T0,
+    )
+    assert "lastSuccessTime" not in failed and "lastHandledRequestedAt" not in failed
+
+
+def test_reasons_for_success_dry_run_and_no_change() -> None:
+    assert (
+        by_type(
+            conditions.finished(
+                {}, record(dry_run=True), permanent=False, retry_in=None, requested_at=None, now=T0
+            )
+        )["Ready"]["reason"]
+        == "DryRun"
+    )
+    quiet = by_type(
+        conditions.finished({}, record(actions=0), permanent=False, retry_in=None, requested_at=None, now=T0)
+    )["Ready"]
+    assert quiet["reason"] == "Succeeded" and "nothing to change" in str(quiet["message"])
+
+
+def test_suspended_keeps_ready_status_and_says_why() -> None:
+    ready = conditions.finished({}, record(), permanent=False, retry_in=None, requested_at=None, now=T0)
+    suspended = by_type(conditions.suspended(ready, generation=4, now=T1))
+    assert suspended["Ready"]["status"] == "True" and suspended["Ready"]["reason"] == "Suspended"
+    assert suspended["Ready"]["lastTransitionTime"] == T0
+    assert by_type(conditions.suspended({}, generation=1, now=T1))["Ready"]["status"] == "Unknown"
+
+
+def test_other_condition_types_are_kept() -> None:
+    status = conditions.progressing(
+        {"conditions": [{"type": "Custom", "status": "True"}]}, generation=1, now=T0
+    )
+    assert [c["type"] for c in status["conditions"]] == ["Ready", "Reconciling", "Stalled", "Custom"]

@@ -1,0 +1,79 @@
+"""Spec parsing shared by the operator and the CLI, and log redaction."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import pytest
+
+from reconciler.errors import InvalidSpec
+from reconciler.logs import RedactingFilter, redact, register_secret
+from reconciler.models.spec import parse_duration
+from reconciler.runner import parse_spec
+
+SLACK = {"apiUrl": "https://slack.example/api/", "usergroups": [{"handle": "a", "name": "A"}]}
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("10m", 600), ("1h30m", 5400), ("500ms", 0.5)])
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"integration": "jira", "credentials": {"secretRef": {"name": "s"}}}, "unknown integration 'jira'"),
+        (
+            {"integration": "slack-usergroups", "credentials": {"secretRef": {"name": "s"}}},
+            "needs spec.slackUsergroups",
+        ),
+        (
+            {
+                "integration": "slack-usergroups",
+                "credentials": {"secretRef": {"name": "s"}},
+                "slackUsergroups": SLACK,
+                "gitlabMembers": {"url": "https://g"},
+            },
+            "remove spec.gitlabMembers",
+        ),
+        (
+            {"integration": "slack-usergroups", "credentials": {}, "slackUsergroups": SLACK},
+            "spec.credentials.secretRef: Field required",
+        ),
+        (
+            {
+                "integration": "slack-usergroups",
+                "credentials": {"secretRef": {"name": "s"}},
+                "interval": "soon",
+                "slackUsergroups": SLACK,
+            },
+            "spec.interval",
+        ),
+        (
+            {
+                "integration": "slack-usergroups",
+                "credentials": {"secretRef": {"name": "s"}},
+                "extra": 1,
+                "slackUsergroups": SLACK,
+            },
+            "unknown field(s) in spec: extra",
+        ),
+    ],
+)
+def test_invalid_specs_name_the_problem(spec: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidSpec) as info:
+        parse_spec(spec)
+    assert message in info.value.message and info.value.permanent
+
+
+def test_tokens_are_redacted_from_messages_and_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
+    register_secret("some-opaque-secret-value")
+    assert redact("token xoxb-123-abc and glpat-XyZ_1 and Bearer abc.def") == "token *** and *** and ***"
+    logger = logging.getLogger("test.redaction")
+    logger.addFilter(RedactingFilter())
+    try:
+        raise RuntimeError("failed with some-opaque-secret-value")
+    except RuntimeError:
+        logger.exception("oops %s", "some-opaque-secret-value")
+    assert "some-opaque-secret-value" not in caplog.text and "***" in caplog.text

@@ -1,0 +1,115 @@
+"""The task store and cache backend against a real valkey-server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reconciler.cache import CacheCorrupt, ValkeyCache
+from reconciler.errors import CacheUnavailable
+from reconciler.models.task import ReconcileRef, TaskRecord, TaskStatus
+from reconciler.tasks import STATS_KEY, TaskStore, task_key
+from tests.valkey_server import ValkeyProcess, free_port
+
+
+@pytest.fixture
+def store(valkey_server: ValkeyProcess) -> TaskStore:
+    cache = ValkeyCache.from_url(valkey_server.url)
+    cache.client.flushdb()
+    return TaskStore(cache, ttl_seconds=120, history_size=3)
+
+
+def make(name: str = "rec", status: TaskStatus = TaskStatus.PENDING) -> TaskRecord:
+    return TaskRecord(
+        reconcile=ReconcileRef(namespace="ns", name=name, generation=1),
+        integration="slack-usergroups",
+        status=status,
+    )
+
+
+def test_round_trip_history_ttl_and_trim(store: TaskStore) -> None:
+    records = [make() for _ in range(5)]
+    for record in records:
+        store.save(record)
+    assert store.get(records[0].task_id) == records[0]
+    assert store.history("ns", "rec") == [r.task_id for r in reversed(records)][:3]
+    assert store.latest(ReconcileRef(namespace="ns", name="rec")) == records[-1]
+    ttl = store.cache.client.ttl(task_key(records[0].task_id))  # type: ignore[attr-defined]
+    assert 0 < ttl <= 120
+    assert store.get("f" * 32) is None
+
+
+def test_saving_again_does_not_duplicate_history(store: TaskStore) -> None:
+    record = make()
+    store.save(record)
+    record.status = TaskStatus.SUCCESS
+    store.save(record)
+    assert store.history("ns", "rec") == [record.task_id]
+
+
+def test_finished_records_are_published(store: TaskStore) -> None:
+    subscription = store.cache.subscribe("reconciler:task-finished")
+    try:
+        record = make(status=TaskStatus.SUCCESS)
+        store.save(record)
+        assert subscription.get(timeout=2) == record.task_id
+        store.save(make(status=TaskStatus.RUNNING))
+        assert subscription.get(timeout=0.3) is None
+    finally:
+        subscription.close()
+
+
+def test_corrupt_records_are_reported(store: TaskStore) -> None:
+    store.cache.set(task_key("a" * 32), '{"task_id": 1}')
+    with pytest.raises(CacheCorrupt, match="TaskRecord"):
+        store.get("a" * 32)
+
+
+def test_locks_are_exclusive_renewable_and_owner_safe(store: TaskStore) -> None:
+    cache = store.cache
+    assert cache.acquire_lock("l", "one", 10)
+    assert not cache.acquire_lock("l", "two", 10)
+    assert cache.extend_lock("l", "one", 20) and not cache.extend_lock("l", "two", 20)
+    cache.release_lock("l", "two")  # not the owner: no effect
+    assert not cache.acquire_lock("l", "two", 10)
+    cache.release_lock("l", "one")
+    with cache.lock("l", "two", 10) as held:
+        assert held
+    assert cache.acquire_lock("l", "three", 10)
+
+
+def test_counts_by_integration_and_outcome(store: TaskStore) -> None:
+    store.count_finished(make(status=TaskStatus.SUCCESS))
+    store.count_finished(make(status=TaskStatus.SUCCESS))
+    store.count_finished(make(status=TaskStatus.FAILED))
+    assert store.counts() == {("slack-usergroups", "success"): 2, ("slack-usergroups", "failed"): 1}
+    assert store.cache.counters(STATS_KEY)
+
+
+def test_outbox_keeps_records_while_valkey_is_down(tmp_path: Path) -> None:
+    valkey = ValkeyProcess(tmp_path / "v", appendonly=True).start()
+    store = TaskStore(ValkeyCache.from_url(valkey.url, timeout=0.5), ttl_seconds=60, history_size=5)
+    record = make(status=TaskStatus.SUCCESS)
+    valkey.stop()
+    assert store.save_or_defer(record) is False
+    assert store.deferred == 1 and store.get(record.task_id) == record  # still served from memory
+    assert store.flush() == 1
+    valkey.start()
+    assert store.flush() == 0
+    fresh = TaskStore(ValkeyCache.from_url(valkey.url), ttl_seconds=60, history_size=5)
+    assert fresh.get(record.task_id) == record and fresh.history("ns", "rec") == [record.task_id]
+    valkey.stop()
+
+
+def test_unreachable_cache_raises_cache_unavailable_without_password() -> None:
+    cache = ValkeyCache.from_url(f"valkey://:s3cret-pass@127.0.0.1:{free_port()}/0", timeout=0.3)
+    for call in (
+        cache.ping,
+        lambda: cache.get("k"),
+        lambda: cache.set("k", "v"),
+        lambda: cache.recent("k", 1),
+    ):
+        with pytest.raises(CacheUnavailable) as info:
+            call()
+        assert "s3cret-pass" not in str(info.value) and info.value.reason == "CacheUnavailable"
