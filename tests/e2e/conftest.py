@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.kube import KubeApi
+from tests.servers.gitlab import GitLabTestServer
 from tests.servers.slack import SlackTestServer
 from tests.valkey_server import ValkeyProcess, free_port
 
@@ -167,3 +168,9 @@ def sidecar(base_env: dict[str, str], e2e_dir: Path) -> Iterator[Sidecar]:
     wait_http(f"{url}/healthz", process)
     yield Sidecar(url, process)
     process.stop()
+
+
+@pytest.fixture(scope="session")
+def gitlab() -> Iterator[GitLabTestServer]:
+    with GitLabTestServer() as server:
+        yield server
