@@ -63,12 +63,23 @@ def wait_task_change(
     )
 
 
-def gitlab_reconcile(name: str, namespace: str, url: str, groups: list[dict[str, Any]],
-                     projects: list[dict[str, Any]] | None = None, secret: str = "gitlab-bot",  # noqa: S107
-                     **spec: Any) -> dict[str, Any]:
+def gitlab_reconcile(
+    name: str,
+    namespace: str,
+    url: str,
+    groups: list[dict[str, Any]],
+    projects: list[dict[str, Any]] | None = None,
+    secret: str = "gitlab-bot",  # noqa: S107
+    **spec: Any,
+) -> dict[str, Any]:
     return {
-        "apiVersion": "reconciler.dev/v1alpha1", "kind": "Reconcile",
+        "apiVersion": "reconciler.dev/v1alpha1",
+        "kind": "Reconcile",
         "metadata": {"name": name, "namespace": namespace},
-        "spec": {"integration": "gitlab-members", "credentials": {"secretRef": {"name": secret}},
-                 "gitlabMembers": {"url": url, "groups": groups, "projects": projects or []}, **spec},
+        "spec": {
+            "integration": "gitlab-members",
+            "credentials": {"secretRef": {"name": secret}},
+            "gitlabMembers": {"url": url, "groups": groups, "projects": projects or []},
+            **spec,
+        },
     }

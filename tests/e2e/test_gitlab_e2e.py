@@ -38,16 +38,24 @@ def levels(gitlab: GitLabTestServer, kind: str, path: str) -> dict[str, int]:
     return {user: member["access_level"] for user, member in gitlab.members(kind, path).items()}
 
 
-def test_dry_run_then_apply_then_change(kube: KubeApi, gitlab: GitLabTestServer, operator: Process,
-                                        sidecar: Sidecar) -> None:
+def test_dry_run_then_apply_then_change(
+    kube: KubeApi, gitlab: GitLabTestServer, operator: Process, sidecar: Sidecar
+) -> None:
     group = new_group(gitlab)
     project = f"{group}/api"
     gitlab.add_project(project)
     gitlab.add_member("group", group, "dave", REPORTER)  # not in the spec: removed
     name = unique("members")
-    groups = [{"path": group, "members": [{"username": "alice", "accessLevel": "maintainer"},
-                                          {"username": "bob", "accessLevel": "developer", "expiresAt": "2099-01-31"},
-                                          {"username": "reconciler-bot", "accessLevel": "owner"}]}]
+    groups = [
+        {
+            "path": group,
+            "members": [
+                {"username": "alice", "accessLevel": "maintainer"},
+                {"username": "bob", "accessLevel": "developer", "expiresAt": "2099-01-31"},
+                {"username": "reconciler-bot", "accessLevel": "owner"},
+            ],
+        }
+    ]
     projects = [{"path": project, "members": [{"username": "carol", "accessLevel": "reporter"}]}]
     gitlab.reset_calls()
     kube.create_reconcile(gitlab_reconcile(name, NS, gitlab.url, groups, projects, dryRun=True))
@@ -55,11 +63,22 @@ def test_dry_run_then_apply_then_change(kube: KubeApi, gitlab: GitLabTestServer,
     assert condition(dry, "Ready")["reason"] == "DryRun"
     assert gitlab.write_calls() == []
     assert sorted(a["type"] for a in dry["status"]["actions"]) == [
-        "add_member", "add_member", "add_member", "remove_member"]
+        "add_member",
+        "add_member",
+        "add_member",
+        "remove_member",
+    ]
 
     kube.patch_reconcile(NS, name, {"spec": {"dryRun": False}})
-    applied = kube.wait_for(NS, name, lambda o: o["status"].get("observedGeneration") == 2
-                            and condition(o, "Ready").get("reason") == "Succeeded", 30, "applied")
+    applied = kube.wait_for(
+        NS,
+        name,
+        lambda o: (
+            o["status"].get("observedGeneration") == 2 and condition(o, "Ready").get("reason") == "Succeeded"
+        ),
+        30,
+        "applied",
+    )
     assert applied["status"]["summary"] == {"planned": 4, "applied": 4, "failed": 0}
     assert levels(gitlab, "group", group) == {"reconciler-bot": OWNER, "alice": MAINTAINER, "bob": DEVELOPER}
     assert gitlab.members("group", group)["bob"]["expires_at"] == "2099-01-31"
@@ -70,12 +89,22 @@ def test_dry_run_then_apply_then_change(kube: KubeApi, gitlab: GitLabTestServer,
     with sidecar.client() as http:
         record = http.get(f"/reconcile/{applied['status']['taskId']}").json()
     assert record["integration"] == "gitlab-members" and record["status"] == "success"
-    assert {(a["type"], a["target"]) for a in record["actions"]} >= {("add_member", group), ("add_member", project)}
+    assert {(a["type"], a["target"]) for a in record["actions"]} >= {
+        ("add_member", group),
+        ("add_member", project),
+    }
 
     groups[0]["members"][0]["accessLevel"] = "developer"
     kube.patch_reconcile(NS, name, {"spec": {"gitlabMembers": {"groups": groups}}})
-    changed = kube.wait_for(NS, name, lambda o: o["status"].get("observedGeneration") == 3
-                            and condition(o, "Ready").get("status") == "True", 30, "generation 3")
+    changed = kube.wait_for(
+        NS,
+        name,
+        lambda o: (
+            o["status"].get("observedGeneration") == 3 and condition(o, "Ready").get("status") == "True"
+        ),
+        30,
+        "generation 3",
+    )
     assert [a["type"] for a in changed["status"]["actions"]] == ["update_member"]
     assert levels(gitlab, "group", group)["alice"] == DEVELOPER
 
@@ -85,9 +114,22 @@ def test_drift_is_undone_on_request_and_second_run_writes_nothing(
 ) -> None:
     group = new_group(gitlab)
     name = unique("drift")
-    kube.create_reconcile(gitlab_reconcile(name, NS, gitlab.url, [
-        {"path": group, "members": [{"username": "alice", "accessLevel": "developer"},
-                                    {"username": "reconciler-bot", "accessLevel": "owner"}]}]))
+    kube.create_reconcile(
+        gitlab_reconcile(
+            name,
+            NS,
+            gitlab.url,
+            [
+                {
+                    "path": group,
+                    "members": [
+                        {"username": "alice", "accessLevel": "developer"},
+                        {"username": "reconciler-bot", "accessLevel": "owner"},
+                    ],
+                }
+            ],
+        )
+    )
     first = wait_ready(kube, NS, name)
     gitlab.reset_calls()
     kube.patch_reconcile(NS, name, {"metadata": {"annotations": {"reconciler.dev/requested-at": "idle"}}})
@@ -102,14 +144,22 @@ def test_drift_is_undone_on_request_and_second_run_writes_nothing(
     assert levels(gitlab, "group", group) == {"reconciler-bot": OWNER, "alice": DEVELOPER}
 
 
-@pytest.mark.parametrize(("members", "path_exists", "reason", "named"), [
-    ([{"username": "nobody", "accessLevel": "guest"}], True, "UnknownUsers", "nobody"),
-    ([{"username": "mallory", "accessLevel": "guest"}], True, "UnknownUsers", "mallory"),
-    ([{"username": "alice", "accessLevel": "guest"}], False, "NotFound", "missing/group"),
-])
+@pytest.mark.parametrize(
+    ("members", "path_exists", "reason", "named"),
+    [
+        ([{"username": "nobody", "accessLevel": "guest"}], True, "UnknownUsers", "nobody"),
+        ([{"username": "mallory", "accessLevel": "guest"}], True, "UnknownUsers", "mallory"),
+        ([{"username": "alice", "accessLevel": "guest"}], False, "NotFound", "missing/group"),
+    ],
+)
 def test_unknown_users_and_missing_groups_stall_without_writes(
-    kube: KubeApi, gitlab: GitLabTestServer, operator: Process, members: list[dict[str, str]],
-    path_exists: bool, reason: str, named: str,
+    kube: KubeApi,
+    gitlab: GitLabTestServer,
+    operator: Process,
+    members: list[dict[str, str]],
+    path_exists: bool,
+    reason: str,
+    named: str,
 ) -> None:
     group = new_group(gitlab) if path_exists else "missing/group"
     members = [*members, {"username": "reconciler-bot", "accessLevel": "owner"}]
@@ -124,23 +174,43 @@ def test_unknown_users_and_missing_groups_stall_without_writes(
 def test_bad_token_is_unauthorized(kube: KubeApi, gitlab: GitLabTestServer, operator: Process) -> None:
     group = new_group(gitlab)
     name = unique("badtoken")
-    kube.create_reconcile(gitlab_reconcile(name, NS, gitlab.url, [
-        {"path": group, "members": [{"username": "reconciler-bot", "accessLevel": "owner"}]}],
-        secret="gitlab-wrong"))
+    kube.create_reconcile(
+        gitlab_reconcile(
+            name,
+            NS,
+            gitlab.url,
+            [{"path": group, "members": [{"username": "reconciler-bot", "accessLevel": "owner"}]}],
+            secret="gitlab-wrong",
+        )
+    )
     obj = kube.wait_for(NS, name, is_stalled, 30, "Stalled=True")
     assert condition(obj, "Ready")["reason"] == "Unauthorized"
 
 
-def test_rate_limited_writes_converge_without_duplicates(kube: KubeApi, gitlab: GitLabTestServer,
-                                                         operator: Process) -> None:
+def test_rate_limited_writes_converge_without_duplicates(
+    kube: KubeApi, gitlab: GitLabTestServer, operator: Process
+) -> None:
     group = new_group(gitlab)
     name = unique("ratelimit")
     gitlab.reset_calls()
     gitlab.rate_limit(3, retry_after=0, method="POST")
-    kube.create_reconcile(gitlab_reconcile(name, NS, gitlab.url, [
-        {"path": group, "members": [{"username": "alice", "accessLevel": "developer"},
-                                    {"username": "bob", "accessLevel": "reporter"},
-                                    {"username": "reconciler-bot", "accessLevel": "owner"}]}]))
+    kube.create_reconcile(
+        gitlab_reconcile(
+            name,
+            NS,
+            gitlab.url,
+            [
+                {
+                    "path": group,
+                    "members": [
+                        {"username": "alice", "accessLevel": "developer"},
+                        {"username": "bob", "accessLevel": "reporter"},
+                        {"username": "reconciler-bot", "accessLevel": "owner"},
+                    ],
+                }
+            ],
+        )
+    )
     wait_ready(kube, NS, name)
     ok_posts = [c for c in gitlab.write_calls() if c.method == "POST"]
     assert len(ok_posts) == 2
