@@ -1,0 +1,32 @@
+# The two set-up commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint bench venv
+
+venv:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+## Install, put the CRD into the current kube context, and start the operator with its sidecar.
+run: venv
+	$(BIN)/pip install -q -e .
+	scripts/run-dev.sh
+
+## Install with test extras (and helm), then lint, type-check and run the whole suite.
+test: venv
+	$(BIN)/pip install -q -e '.[test]'
+	scripts/install-helm.sh
+	$(MAKE) lint
+	$(BIN)/pytest
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+## The benchmark table (docs/benchmarks.md is refreshed by it).
+bench: venv
+	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/python -m bench
