@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import threading
@@ -14,10 +15,12 @@ _known_lock = threading.Lock()
 
 
 def register_secret(value: str) -> None:
-    """Remember a secret value (a token read from a Secret) so that it is masked wherever it shows up."""
+    """Remember a secret value (a token read from a Secret) so it is masked wherever it shows up,
+    also in the base64 form a Secret's `data` carries."""
     if len(value) >= 6:
+        encoded = base64.b64encode(value.encode()).decode()
         with _known_lock:
-            _known.add(value)
+            _known.update({value, encoded, encoded.rstrip("=")})
 
 
 def redact(text: str) -> str:
@@ -48,3 +51,5 @@ def setup_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Its DEBUG output dumps whole response bodies, Secrets included: never useful, never safe.
+    logging.getLogger("kubernetes.client.rest").setLevel(logging.INFO)

@@ -77,3 +77,4 @@ def test_tokens_are_redacted_from_messages_and_tracebacks(caplog: pytest.LogCapt
     except RuntimeError:
         logger.exception("oops %s", "some-opaque-secret-value")
     assert "some-opaque-secret-value" not in caplog.text and "***" in caplog.text
+    assert redact("data: c29tZS1vcGFxdWUtc2VjcmV0LXZhbHVl") == "data: ***"  # the Secret's base64 form
