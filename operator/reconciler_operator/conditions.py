@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from reconciler.errors import ReconcileError
 from reconciler.models.base import ActionRecord
 from reconciler.models.task import TaskRecord
 
@@ -146,7 +147,7 @@ def action_records(actions: Sequence[ActionRecord]) -> list[dict[str, str]]:
 
 
 def not_started(
-    status: Mapping[str, Any], error: Any, *, generation: int, retry_in: float, now: str
+    status: Mapping[str, Any], error: ReconcileError, *, generation: int, retry_in: float, now: str
 ) -> dict[str, Any]:
     """A run could not start (cache down, run in progress): nothing happened, a retry is scheduled."""
     message = f"{error.message}; retrying in {retry_in:.0f}s"

@@ -173,7 +173,12 @@ async def _reconcile(
     retry_in = runtime.backoff(retry, error) if error is not None and not permanent else None
     patch.status.update(
         conditions.finished(
-            status, record, permanent=permanent, retry_in=retry_in, requested_at=_requested_at(meta), now=_now()
+            status,
+            record,
+            permanent=permanent,
+            retry_in=retry_in,
+            requested_at=_requested_at(meta),
+            now=_now(),
         )
     )
     runtime.count_run(record.integration, record.status.value)

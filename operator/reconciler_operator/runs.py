@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from reconciler.cache.base import CacheBackend
 from reconciler.errors import CacheUnavailable, ReconcileError, TransientError
+from reconciler.models.base import Action
 from reconciler.models.spec import SecretRef
 from reconciler.models.task import ReconcileRef, TaskError, TaskRecord, TaskStatus, utcnow
 from reconciler.runner import RunOutcome, parse_spec, run_integration
@@ -119,7 +120,7 @@ class Runner:
         except ReconcileError as exc:
             return RunOutcome(error=exc, dry_run=record.dry_run)
 
-        def planned(actions: list[Any]) -> None:
+        def planned(actions: list[Action]) -> None:
             record.actions = [a.to_record() for a in actions]
             self.store.save_or_defer(record)
 
