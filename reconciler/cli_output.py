@@ -55,6 +55,7 @@ class ReconcileResult:
     applied: list[ActionRecord] | None = None
     """None for a plan; the actions done, for an apply."""
     note: str = ""
+    """Shown with tables and Markdown; on stderr with JSON (which keeps its documented shape)."""
 
     @property
     def status(self) -> PlanStatus:
@@ -78,8 +79,6 @@ class ReconcileResult:
         }
         if self.applied is not None:
             data["applied"] = [_action_json(action) for action in self.applied]
-        if self.note:
-            data["note"] = self.note
         return data
 
 
@@ -97,11 +96,12 @@ def results_json(results: list[ReconcileResult]) -> str:
 def _summary(result: ReconcileResult) -> str:
     if result.error is not None:
         return f"error: {result.error.reason}"
-    if result.applied is not None:
-        done = len(result.applied)
-        return f"{done} change{'s' if done != 1 else ''} applied" if done else "no changes"
-    count = len(result.actions)
-    return f"{count} change{'s' if count != 1 else ''}" if count else "no changes"
+    count, plural = len(result.actions), "s" if len(result.actions) != 1 else ""
+    if result.applied:
+        return f"{len(result.applied)} change{'s' if len(result.applied) != 1 else ''} applied"
+    if result.applied is not None and count:
+        return f"{count} change{plural} planned, none applied"
+    return f"{count} change{plural}" if count else "no changes"
 
 
 def print_results(console: Console, results: list[ReconcileResult]) -> None:
@@ -112,11 +112,12 @@ def print_results(console: Console, results: list[ReconcileResult]) -> None:
         console.print(f"{header}: [{colour}]{escape(_summary(result))}[/{colour}]")
         if result.note:
             console.print(f"  [dim]{escape(result.note)}[/dim]")
-        shown = result.applied if result.applied is not None else result.actions
+        shown = result.applied or result.actions
         if shown:
             console.print(_actions_table(shown))
         if result.error is not None:
-            console.print(f"  [red]{escape(result.error.reason)}[/red]: {escape(redact(result.error.message))}")
+            message = escape(redact(result.error.message))
+            console.print(f"  [red]{escape(result.error.reason)}[/red]: {message}")
     console.print(escape(_totals(results)))
 
 
@@ -131,7 +132,8 @@ def _actions_table(actions: list[ActionRecord]) -> Table:
 
 
 def _totals(results: list[ReconcileResult]) -> str:
-    counts = {status: sum(1 for r in results if r.status == status) for status in ("changes", "no-changes", "error")}
+    statuses: list[str] = [result.status for result in results]
+    counts = {status: statuses.count(status) for status in ("changes", "no-changes", "error")}
     return (
         f"{len(results)} Reconcile{'s' if len(results) != 1 else ''}: {counts['changes']} with changes, "
         f"{counts['no-changes']} unchanged, {counts['error']} failed"
@@ -145,12 +147,11 @@ def results_markdown(results: list[ReconcileResult], title: str) -> str:
         lines += ["", f"### `{result.key}` ({result.integration}): {_summary(result)}"]
         if result.note:
             lines += ["", f"_{_md_cell(result.note)}_"]
-        shown = result.applied if result.applied is not None else result.actions
+        shown = result.applied or result.actions
         if shown:
             lines += ["", "| Type | Target | Detail |", "| --- | --- | --- |"]
-            lines += [
-                f"| `{_md_cell(a.type)}` | `{_md_cell(a.target)}` | {_md_cell(redact(a.detail))} |" for a in shown
-            ]
+            lines += [f"| `{_md_cell(a.type)}` | `{_md_cell(a.target)}` | {_md_cell(redact(a.detail))} |"
+                      for a in shown]
         if result.error is not None:
             lines += ["", f"> **{result.error.reason}**: {_md_cell(redact(result.error.message))}"]
     return "\n".join(lines) + "\n"

@@ -12,7 +12,8 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from reconciler.models.base import SpecModel
 
@@ -85,7 +86,21 @@ class ReconcileSpec(SpecModel):
             raise ValueError(
                 f"spec.{others[0]} is set but integration is {self.integration}; remove spec.{others[0]}"
             )
-        self._integration_spec = integration.spec_model.model_validate(blocks[integration.spec_field])
+        try:
+            self._integration_spec = integration.spec_model.model_validate(blocks[integration.spec_field])
+        except ValidationError as exc:
+            # Re-raise under the block's name so messages say spec.slackUsergroups.usergroups.0...
+            raise ValidationError.from_exception_data(
+                exc.title,
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError(error["type"], error["msg"].removeprefix("Value error, ")),
+                        loc=(integration.spec_field, *error["loc"]),
+                        input=error["input"],
+                    )
+                    for error in exc.errors()
+                ],
+            ) from None
         return self
 
     @property

@@ -78,3 +78,14 @@ def test_tokens_are_redacted_from_messages_and_tracebacks(caplog: pytest.LogCapt
         logger.exception("oops %s", "some-opaque-secret-value")
     assert "some-opaque-secret-value" not in caplog.text and "***" in caplog.text
     assert redact("data: c29tZS1vcGFxdWUtc2VjcmV0LXZhbHVl") == "data: ***"  # the Secret's base64 form
+
+
+def test_errors_inside_an_integration_block_name_the_block() -> None:
+    spec = {
+        "integration": "slack-usergroups",
+        "credentials": {"secretRef": {"name": "s"}},
+        "slackUsergroups": {"usergroups": [{"handle": "a", "name": "A", "users": ["not-an-email"]}]},
+    }
+    with pytest.raises(InvalidSpec) as info:
+        parse_spec(spec)
+    assert info.value.message.startswith("spec.slackUsergroups.usergroups.0.users.0: String should match")

@@ -1,0 +1,1 @@
+"""The `reconciler` command line through its real entry points."""
