@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     lock_ttl_seconds: int = Field(default=30, ge=3)
     """A run renews its Reconcile's lock every third of this; a crashed run's lock frees after it."""
 
+    peering_priority: int | None = Field(default=None, ge=0)
+    """Kopf peering priority of this replica; the highest live one works, the rest stand by.
+    Unset: a random one, because replicas of equal priority would all pause."""
+
     operator_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     """Port for the operator's own Prometheus metrics (event-loop lag, runs); unset: off."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -106,5 +107,9 @@ def configure_kopf(settings: kopf.OperatorSettings, config: Settings, executor: 
     settings.watching.connect_timeout = config.watch_connect_timeout
     settings.posting.level = logging.WARNING  # our own events say what a run did; skip Kopf's chatter
     settings.peering.name = "reconciler"
+    # Kopf pauses every operator that sees a live peer of the same priority: make them distinct.
+    settings.peering.priority = (
+        config.peering_priority if config.peering_priority is not None else random.randint(1, 2**31)  # noqa: S311
+    )
     settings.peering.mandatory = False
     settings.batching.error_delays = (1, 2, 5, 10, 30, 60)

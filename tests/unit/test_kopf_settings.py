@@ -24,3 +24,18 @@ def test_configure_kopf() -> None:
     assert settings.persistence.finalizer.startswith(KOPF_PREFIX + "/")
     assert settings.posting.level == logging.WARNING
     executor.shutdown()
+
+
+def test_replicas_get_distinct_peering_priorities() -> None:
+    priorities = set()
+    for _ in range(5):
+        settings = kopf.OperatorSettings()
+        with ThreadPoolExecutor(max_workers=1) as executor:
+            configure_kopf(settings, Settings(valkey_url="unused"), executor)
+        assert settings.peering.name == "reconciler" and settings.peering.mandatory is False
+        priorities.add(settings.peering.priority)
+    assert len(priorities) == 5
+    settings = kopf.OperatorSettings()
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        configure_kopf(settings, Settings(valkey_url="unused", peering_priority=7), executor)
+    assert settings.peering.priority == 7

@@ -1,0 +1,145 @@
+{{/* Chart name, truncated to the 63 characters of a DNS label. */}}
+{{- define "reconciler.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: the release name, unless it does not contain the chart name. */}}
+{{- define "reconciler.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "reconciler.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "reconciler.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "reconciler.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "reconciler.labels" -}}
+helm.sh/chart: {{ include "reconciler.chart" . }}
+{{ include "reconciler.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: reconciler
+{{- end }}
+
+{{- define "reconciler.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "reconciler.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "reconciler.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* Peering: more than one replica. Then the operator runs without --standalone. */}}
+{{- define "reconciler.peering" -}}
+{{- if gt (int .Values.replicas) 1 }}true{{ end }}
+{{- end }}
+
+{{/* Deploy the in-chart Valkey: no external URL and valkey.enabled. */}}
+{{- define "reconciler.valkeyDeployed" -}}
+{{- if and (not .Values.valkey.url) .Values.valkey.enabled }}true{{ end }}
+{{- end }}
+
+{{- define "reconciler.valkeyFullname" -}}
+{{- printf "%s-valkey" (include "reconciler.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "reconciler.valkeySelectorLabels" -}}
+app.kubernetes.io/name: valkey
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "reconciler.valkeyLabels" -}}
+helm.sh/chart: {{ include "reconciler.chart" . }}
+{{ include "reconciler.valkeySelectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.valkey.image.tag | quote }}
+app.kubernetes.io/component: cache
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: reconciler
+{{- end }}
+
+{{/* RECONCILER_VALKEY_URL: the external URL, or the in-chart Valkey Service. */}}
+{{- define "reconciler.valkeyUrl" -}}
+{{- if .Values.valkey.url }}
+{{- .Values.valkey.url }}
+{{- else if .Values.valkey.enabled }}
+{{- $host := printf "%s.%s.svc" (include "reconciler.valkeyFullname" .) .Release.Namespace }}
+{{- if .Values.valkey.auth.existingSecret }}
+{{- printf "valkey://:$(VALKEY_PASSWORD)@%s:6379/0" $host }}
+{{- else }}
+{{- printf "valkey://%s:6379/0" $host }}
+{{- end }}
+{{- else }}
+{{- fail "set valkey.url to an existing Valkey, or valkey.enabled=true to deploy one" }}
+{{- end }}
+{{- end }}
+
+{{/* Environment of both containers. VALKEY_PASSWORD comes first so that $(VALKEY_PASSWORD) expands. */}}
+{{- define "reconciler.commonEnv" -}}
+{{- if .Values.valkey.auth.existingSecret }}
+- name: VALKEY_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.valkey.auth.existingSecret }}
+      key: {{ .Values.valkey.auth.key }}
+{{- end }}
+- name: RECONCILER_VALKEY_URL
+  value: {{ include "reconciler.valkeyUrl" . | quote }}
+- name: RECONCILER_MAX_WORKERS
+  value: {{ .Values.maxWorkers | quote }}
+- name: RECONCILER_LOG_LEVEL
+  value: {{ .Values.logLevel | quote }}
+- name: RECONCILER_RUNTIME_DIR
+  value: /tmp/reconciler
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Hardened container securityContext (the pod runs as uid 10001). */}}
+{{- define "reconciler.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop:
+    - ALL
+{{- end }}
+
+{{/* Rules the operator needs where it watches Reconciles (ClusterRole or one Role per namespace). */}}
+{{- define "reconciler.namespacedRules" -}}
+# Kopf: watch the Reconciles, patch their finalizer, annotations and status.
+- apiGroups: ["reconciler.dev"]
+  resources: ["reconciles"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["reconciler.dev"]
+  resources: ["reconciles/status"]
+  verbs: ["patch"]
+# Kopf and the operator post events about runs.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create"]
+# The credentials of spec.credentials.secretRef: read one Secret by name, nothing else.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+{{- end }}
