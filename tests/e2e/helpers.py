@@ -5,34 +5,16 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from tests.builders import gitlab_reconcile, slack_reconcile
 from tests.kube import KubeApi, condition
+
+__all__ = ["gitlab_reconcile", "slack_reconcile"]
 
 _counter = itertools.count(1)
 
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{next(_counter)}"
-
-
-def slack_reconcile(
-    name: str,
-    namespace: str,
-    api_url: str,
-    usergroups: list[dict[str, Any]],
-    secret: str = "slack-bot",  # noqa: S107 - a Secret name
-    **spec: Any,
-) -> dict[str, Any]:
-    return {
-        "apiVersion": "reconciler.dev/v1alpha1",
-        "kind": "Reconcile",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "integration": "slack-usergroups",
-            "credentials": {"secretRef": {"name": secret}},
-            "slackUsergroups": {"apiUrl": api_url, "usergroups": usergroups},
-            **spec,
-        },
-    }
 
 
 def is_ready(obj: dict[str, Any]) -> bool:
@@ -61,25 +43,3 @@ def wait_task_change(
         timeout,
         "a new finished task",
     )
-
-
-def gitlab_reconcile(
-    name: str,
-    namespace: str,
-    url: str,
-    groups: list[dict[str, Any]],
-    projects: list[dict[str, Any]] | None = None,
-    secret: str = "gitlab-bot",  # noqa: S107
-    **spec: Any,
-) -> dict[str, Any]:
-    return {
-        "apiVersion": "reconciler.dev/v1alpha1",
-        "kind": "Reconcile",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "integration": "gitlab-members",
-            "credentials": {"secretRef": {"name": secret}},
-            "gitlabMembers": {"url": url, "groups": groups, "projects": projects or []},
-            **spec,
-        },
-    }
