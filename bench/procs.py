@@ -1,0 +1,448 @@
+"""Real processes on loopback, started and stopped by the scenarios.
+
+- `KubeProc`: the Kubernetes API emulator (tests/kube.py) in its own process, plus a small client.
+- `SlackProc`: the Slack test server in its own process, with call counters (bench/slack_proc.py).
+- `Valkey`: a real valkey-server (tests/valkey_server.py).
+- `start_operator` / `start_sidecar`: `reconciler run -A --standalone` and `reconciler api`, the way
+  tests/e2e/conftest.py starts them, with the environment a deployment would set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import REPO_ROOT
+from tests.valkey_server import ValkeyProcess, free_port
+
+CRD_PATH = "/apis/reconciler.dev/v1alpha1"
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RECONCILER_", "KUBERNETES_"))}
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + path if path else "")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    url: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        for stream in (self.popen.stdin, self.popen.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+
+def spawn(name: str, cmd: list[str], env: dict[str, str], log_dir: Path, *, first_line: bool = False) -> Proc:
+    """Start `cmd`; with `first_line`, wait for the URL it prints first on stdout."""
+    log_path = log_dir / f"{name}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - lives as long as the process
+    popen = subprocess.Popen(
+        cmd,
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE if first_line else log,
+        stderr=log,
+        stdin=subprocess.PIPE if first_line else subprocess.DEVNULL,
+    )
+    proc = Proc(name, popen, log_path)
+    if first_line:
+        assert popen.stdout is not None
+        line = popen.stdout.readline().decode().strip()
+        if not line:
+            popen.wait(timeout=5)
+            raise RuntimeError(f"{name} exited before printing its URL:\n{proc.log_tail()}")
+        proc.url = line
+    return proc
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def reconciler_command() -> list[str]:
+    exe = shutil.which("reconciler", path=str(Path(sys.executable).parent))
+    return [exe] if exe else [sys.executable, "-m", "reconciler"]
+
+
+def wait_http(url: str, proc: Proc, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited:\n{proc.log_tail()}")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{proc.name} did not answer {url} within {timeout:g}s:\n{proc.log_tail()}")
+
+
+# --- Kubernetes API ----------------------------------------------------------------------------
+
+
+class KubeProc:
+    """The emulator in a subprocess, and what kubectl would do against it."""
+
+    def __init__(self, log_dir: Path, namespaces: list[str]) -> None:
+        args: list[str] = []
+        for namespace in namespaces:
+            args += ["-n", namespace]
+        self.proc = spawn(
+            "kube-api", python_module("bench.kube_proc", *args), base_env(), log_dir, first_line=True
+        )
+        self.url = self.proc.url
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+
+    def stop(self) -> None:
+        self.http.close()
+        self.proc.stop(timeout=2)  # aiohttp would wait for open watch streams to end
+
+    def request_counts(self) -> dict[str, int]:
+        """After stop(): requests served, by action and resource (printed by the emulator at exit)."""
+        for line in reversed(self.proc.log_tail(200_000).splitlines()):
+            if line.startswith("BENCH-COUNTS "):
+                return dict(json.loads(line.split(" ", 1)[1]))
+        return {}
+
+    def write_kubeconfig(self, path: Path) -> Path:
+        path.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "bench",
+                    "clusters": [{"name": "bench", "cluster": {"server": self.url}}],
+                    "users": [{"name": "bench", "user": {"token": "kube-bench-token"}}],
+                    "contexts": [{"name": "bench", "context": {"cluster": "bench", "user": "bench"}}],
+                }
+            )
+        )
+        return path
+
+    def create_secret(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+        }
+        _check(self.http.post(f"/api/v1/namespaces/{namespace}/secrets", json=body))
+
+    def create_reconcile(self, body: dict[str, Any]) -> None:
+        namespace = body["metadata"]["namespace"]
+        _check(self.http.post(f"{CRD_PATH}/namespaces/{namespace}/reconciles", json=body))
+
+    def create_many(self, bodies: list[dict[str, Any]], concurrency: int = 16) -> tuple[float, float]:
+        """POST all bodies with `concurrency` requests in flight; returns (first start, last end) times."""
+
+        async def run() -> tuple[float, float]:
+            limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+            async with httpx.AsyncClient(base_url=self.url, timeout=60, limits=limits) as client:
+                queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+                for body in bodies:
+                    queue.put_nowait(body)
+
+                async def worker() -> None:
+                    while not queue.empty():
+                        body = queue.get_nowait()
+                        namespace = body["metadata"]["namespace"]
+                        _check(await client.post(f"{CRD_PATH}/namespaces/{namespace}/reconciles", json=body))
+
+                started = time.time()
+                await asyncio.gather(*(worker() for _ in range(concurrency)))
+                return started, time.time()
+
+        return asyncio.run(run())
+
+    def list_reconciles(self, namespace: str) -> list[dict[str, Any]]:
+        return list(_check(self.http.get(f"{CRD_PATH}/namespaces/{namespace}/reconciles"))["items"])
+
+
+def _check(response: httpx.Response) -> Any:
+    if response.status_code >= 400:
+        raise RuntimeError(
+            f"{response.request.method} {response.request.url}: {response.status_code} {response.text[:300]}"
+        )
+    return response.json()
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == type_:
+            return dict(cond)
+    return {}
+
+
+def is_ready(obj: dict[str, Any]) -> bool:
+    ready = condition(obj, "Ready")
+    return ready.get("status") == "True" and ready.get("observedGeneration") == obj["metadata"].get(
+        "generation"
+    )
+
+
+def is_stalled(obj: dict[str, Any]) -> bool:
+    return condition(obj, "Stalled").get("status") == "True"
+
+
+class ReadyWatch:
+    """Watches a namespace's Reconciles and records when each first turns Ready (or Stalled)."""
+
+    def __init__(self, kube: KubeProc, namespace: str) -> None:
+        self.kube, self.namespace = kube, namespace
+        self.ready: dict[str, float] = {}
+        self.stalled: dict[str, str] = {}
+        self.events = 0
+        self._stop = threading.Event()
+        self._changed = threading.Condition()
+        self._connected = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ready-watch", daemon=True)
+        self._response: httpx.Response | None = None
+
+    def __enter__(self) -> ReadyWatch:
+        self._thread.start()
+        if not self._connected.wait(10):
+            raise RuntimeError("could not open a watch on the Kubernetes API emulator")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        response = self._response
+        if response is not None:
+            with contextlib.suppress(Exception):
+                response.close()
+
+    def _run(self) -> None:
+        path = f"{CRD_PATH}/namespaces/{self.namespace}/reconciles"
+        while not self._stop.is_set():
+            try:
+                with (
+                    httpx.Client(base_url=self.kube.url, timeout=httpx.Timeout(5, read=None)) as client,
+                    client.stream("GET", path, params={"watch": "true"}) as response,
+                ):
+                    self._response = response
+                    self._connected.set()
+                    for line in response.iter_lines():
+                        if self._stop.is_set():
+                            return
+                        if line.strip():
+                            self._see(json.loads(line))
+            except (httpx.HTTPError, json.JSONDecodeError, RuntimeError, OSError):
+                if self._stop.is_set():
+                    return
+                time.sleep(0.1)
+
+    def _see(self, event: dict[str, Any]) -> None:
+        obj = event.get("object") or {}
+        name = (obj.get("metadata") or {}).get("name")
+        if not name:
+            return
+        now = time.time()
+        with self._changed:
+            self.events += 1
+            if name not in self.ready and is_ready(obj):
+                self.ready[name] = now
+                self._changed.notify_all()
+            elif name not in self.stalled and is_stalled(obj):
+                self.stalled[name] = condition(obj, "Stalled").get("message", "")
+                self._changed.notify_all()
+
+    def wait_all(self, names: set[str], timeout: float) -> float:
+        """Block until every name is Ready; returns the time the last one turned Ready."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not names <= set(self.ready):
+                stalled = {n: m for n, m in self.stalled.items() if n in names}
+                if stalled:
+                    first = next(iter(stalled.items()))
+                    raise RuntimeError(f"{len(stalled)} Reconcile(s) stalled, e.g. {first[0]}: {first[1]}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    missing = sorted(names - set(self.ready))
+                    raise TimeoutError(
+                        f"{len(missing)} of {len(names)} Reconciles not Ready after {timeout:g}s "
+                        f"(e.g. {missing[:3]})"
+                    )
+                self._changed.wait(min(left, 1.0))
+            return max(self.ready[n] for n in names)
+
+
+# --- Slack -------------------------------------------------------------------------------------
+
+
+class SlackProc:
+    def __init__(self, log_dir: Path, seed: dict[str, Any], latency: float) -> None:
+        seed_file = log_dir / "slack-seed.json"
+        seed_file.write_text(json.dumps(seed))
+        self.proc = spawn(
+            "slack",
+            python_module("bench.slack_proc", "--latency", str(latency), "--seed-file", str(seed_file)),
+            base_env(),
+            log_dir,
+            first_line=True,
+        )
+        self.api_url = self.proc.url
+        self.http = httpx.Client(timeout=30)
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self.http.post(self.api_url + "bench.stats").json())
+
+    def reset(self) -> None:
+        self.http.post(self.api_url + "bench.reset")
+
+    def stop(self) -> None:
+        self.http.close()
+        self.proc.stop()
+
+
+def slack_world(users: int, token: str) -> dict[str, Any]:
+    return {"tokens": [token], "users": [f"user{i}@example.com" for i in range(users)]}
+
+
+def slack_reconcile(
+    name: str,
+    namespace: str,
+    api_url: str,
+    users: list[str],
+    secret: str = "slack-bot",  # noqa: S107 - a Secret's name
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "reconciler.dev/v1alpha1",
+        "kind": "Reconcile",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "integration": "slack-usergroups",
+            "credentials": {"secretRef": {"name": secret}},
+            "slackUsergroups": {
+                "apiUrl": api_url,
+                "usergroups": [
+                    {"handle": name, "name": f"Bench {name}", "description": "benchmark", "users": users}
+                ],
+            },
+        },
+    }
+
+
+# --- Valkey, operator, sidecar ----------------------------------------------------------------
+
+
+def start_valkey(workdir: Path) -> ValkeyProcess:
+    return ValkeyProcess(workdir).start()
+
+
+def operator_env(
+    kubeconfig: Path,
+    valkey_url: str,
+    workdir: Path,
+    *,
+    workers: int,
+    metrics_port: int | None,
+    log_level: str = "INFO",
+    **extra: str,
+) -> dict[str, str]:
+    env = base_env(
+        KUBECONFIG=str(kubeconfig),
+        RECONCILER_VALKEY_URL=valkey_url,
+        RECONCILER_MAX_WORKERS=str(workers),
+        RECONCILER_LOG_LEVEL=log_level,
+        RECONCILER_RUNTIME_DIR=str(workdir / "runtime"),
+        **extra,
+    )
+    if metrics_port is not None:
+        env["RECONCILER_OPERATOR_METRICS_PORT"] = str(metrics_port)
+    return env
+
+
+def start_operator(name: str, env: dict[str, str], log_dir: Path, *, lag_samples: Path | None = None) -> Proc:
+    """`reconciler run -A --standalone --liveness ...`; with `lag_samples`, via bench.operator_probe."""
+    port = free_port()
+    args = ["run", "-A", "--standalone", "--liveness", f"http://127.0.0.1:{port}/healthz"]
+    if lag_samples is not None:
+        cmd = python_module("bench.operator_probe", str(lag_samples), *args)
+    else:
+        cmd = [*reconciler_command(), *args]
+    proc = spawn(name, cmd, env, log_dir)
+    wait_http(f"http://127.0.0.1:{port}/healthz", proc, timeout=90)
+    return proc
+
+
+def start_sidecar(name: str, env: dict[str, str], log_dir: Path, *, module: str | None = None) -> Proc:
+    """`reconciler api --port P`, or with `module` another ASGI app module run the same way."""
+    port = free_port()
+    if module is None:
+        cmd = [*reconciler_command(), "api", "--port", str(port)]
+    else:
+        cmd = python_module(module, "--port", str(port))
+    proc = spawn(name, cmd, env, log_dir)
+    proc.url = f"http://127.0.0.1:{port}"
+    wait_http(f"{proc.url}/healthz", proc)
+    return proc
+
+
+@contextlib.contextmanager
+def stopping(*stoppers: Callable[[], None]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for stop in reversed(stoppers):
+            with contextlib.suppress(Exception):
+                stop()
+
+
+def rss_mb(pid: int) -> float:
+    import psutil
+
+    proc = psutil.Process(pid)
+    total = proc.memory_info().rss
+    for child in proc.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            total += child.memory_info().rss
+    return total / 2**20
+
+
+def scrape(url: str) -> str:
+    return httpx.get(url, timeout=10).text
