@@ -8,9 +8,11 @@ the listener reconnects. FastAPI-only code, so it may be async (ADR-005).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Protocol, TypeVar
 
 from fastapi import HTTPException
@@ -23,7 +25,8 @@ from reconciler.tasks import FINISHED_CHANNEL
 
 log = logging.getLogger(__name__)
 
-FALLBACK_POLL_SECONDS = 2.0
+FALLBACK_POLL_SECONDS = 5.0
+"""Only covers notifications lost while the listener reconnects; every waiter re-reads this often."""
 
 
 class TaskResult(Protocol):
@@ -85,22 +88,26 @@ class TaskNotifier:
         if self._thread is not None:
             self._thread.join(timeout=3)
 
-    def waiter(self, task_id: str) -> Callable[[float], Awaitable[None]]:
-        async def wait(seconds: float) -> None:
-            event = asyncio.Event()
-            self._waiters.setdefault(task_id, set()).add(event)
-            try:
-                await asyncio.wait_for(event.wait(), timeout=seconds)
-            except TimeoutError:
-                pass
-            finally:
-                waiting = self._waiters.get(task_id)
-                if waiting is not None:
-                    waiting.discard(event)
-                    if not waiting:
-                        del self._waiters[task_id]
+    @contextmanager
+    def watch(self, task_id: str) -> Iterator[Callable[[float], Awaitable[None]]]:
+        """Register for `task_id` now, before the caller first reads the task, so a finish
+        published in between still wakes it; yields `wait(seconds)` for wait_for_task_completion."""
+        event = asyncio.Event()
+        self._waiters.setdefault(task_id, set()).add(event)
 
-        return wait
+        async def wait(seconds: float) -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout=seconds)
+            event.clear()
+
+        try:
+            yield wait
+        finally:
+            waiting = self._waiters.get(task_id)
+            if waiting is not None:
+                waiting.discard(event)
+                if not waiting:
+                    del self._waiters[task_id]
 
     def _wake(self, task_id: str | None) -> None:
         """On the loop: wake one task's waiters, or everyone (None) after a reconnect."""

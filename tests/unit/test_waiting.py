@@ -73,14 +73,50 @@ async def test_notifier_wakes_a_waiter_well_before_the_fallback_poll(valkey_serv
         finished_at.append(time.monotonic())
 
     finisher = asyncio.get_running_loop().run_in_executor(None, finish)
-    result = await wait_for_task_completion(
-        lambda: store.get(record.task_id),
-        10,  # type: ignore[arg-type,return-value]
-        wait_for_change=notifier.waiter(record.task_id),
-        poll_seconds=5,
-    )
+    with notifier.watch(record.task_id) as wait_for_change:
+        result = await wait_for_task_completion(
+            lambda: store.get(record.task_id),  # type: ignore[arg-type,return-value]
+            10,
+            wait_for_change=wait_for_change,
+            poll_seconds=5,
+        )
     answered = time.monotonic()
     await finisher
     await asyncio.get_running_loop().run_in_executor(None, notifier.stop)
     assert result.status is TaskStatus.SUCCESS
     assert answered - finished_at[0] < 1.0  # the fallback poll is 5 s: only the notification explains this
+
+
+async def test_a_finish_published_during_the_first_read_is_not_lost(valkey_server: ValkeyProcess) -> None:
+    """The waiter is registered before the first read: a finish that lands during it still wakes."""
+    cache = ValkeyCache.from_url(valkey_server.url)
+    store = TaskStore(cache, ttl_seconds=60, history_size=5)
+    record = TaskRecord(
+        reconcile=ReconcileRef(namespace="ns", name="race"), integration="x", status=TaskStatus.RUNNING
+    )
+    store.save(record)
+    notifier = TaskNotifier(cache)
+    notifier.start(asyncio.get_running_loop())
+    await asyncio.sleep(0.3)
+    reads = 0
+
+    def get_status() -> TaskRecord:
+        nonlocal reads
+        reads += 1
+        current = store.get(record.task_id)
+        assert current is not None
+        if reads == 1:  # the task finishes (and is published) after we read it as running
+            finished = current.model_copy(update={"status": TaskStatus.SUCCESS})
+            store.save(finished)
+            time.sleep(0.2)  # let the notification arrive before we start waiting
+        return current
+
+    started = time.monotonic()
+    with notifier.watch(record.task_id) as wait_for_change:
+        result = await wait_for_task_completion(
+            get_status, 10, wait_for_change=wait_for_change, poll_seconds=5
+        )
+    elapsed = time.monotonic() - started
+    await asyncio.get_running_loop().run_in_executor(None, notifier.stop)
+    assert result.status is TaskStatus.SUCCESS and reads == 2
+    assert elapsed < 1.5  # not the 5 s fallback poll

@@ -39,9 +39,10 @@ async def get_task(
             raise HTTPException(404, f"no task {task_id} (unknown, or expired from the cache)")
         return record
 
-    return await wait_for_task_completion(
-        get_status, timeout_seconds, wait_for_change=notifier.waiter(task_id)
-    )
+    if timeout_seconds is None:
+        return await wait_for_task_completion(get_status, None)
+    with notifier.watch(task_id) as wait_for_change:
+        return await wait_for_task_completion(get_status, timeout_seconds, wait_for_change=wait_for_change)
 
 
 @router.get("/reconciles/{namespace}/{name}", response_model=ReconcileTasks, responses={404: {}, 503: {}})
