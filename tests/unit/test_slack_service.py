@@ -614,3 +614,23 @@ def test_removing_every_channel_names_the_channels_in_the_plan(
     slack.reset_calls()
     assert run(slack, [{"handle": "engineers", "name": "Engineering", "users": [ALICE]}]).actions == []
     assert methods(slack) == ["usergroups.list", "users.list"]  # no channels anywhere: no channel read
+
+
+def test_unmanaged_groups_are_read_only_for_their_names() -> None:
+    """Other groups' members are neither validated nor carried: a malformed member list there is
+    ignored, while the name they hold is still protected."""
+    from pydantic import SecretStr
+
+    from reconciler.integrations.slack_usergroups.client import SlackClient
+    from reconciler.settings import Settings
+    from tests.servers.slack import SlackTestServer
+
+    with SlackTestServer() as server:
+        server.add_token("xoxb-names-only-token-1")
+        alice = server.add_user("alice@example.com")
+        server.add_usergroup("managed", name="Managed", users=[alice])
+        server.add_usergroup("other", name="Other", users=[alice])
+        client = SlackClient(SecretStr("xoxb-names-only-token-1"), server.api_url, Settings(valkey_url="x"))
+        groups = {g.handle: g for g in client.list_usergroups(managed=["managed"])}
+    assert groups["managed"].users == frozenset({alice})
+    assert groups["other"].name == "Other" and groups["other"].users == frozenset()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import urllib.error
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError
@@ -63,6 +63,17 @@ class _Prefs(_Answer):
     channels: list[str] = Field(default_factory=list)
 
 
+class _UsergroupName(_Answer):
+    """An unmanaged group: only what name-conflict checks need."""
+
+    id: str
+    handle: str
+    name: str
+
+    def to_state(self) -> SlackUsergroupState:
+        return SlackUsergroupState(id=self.id, handle=self.handle, name=self.name)
+
+
 class _Usergroup(_Answer):
     id: str
     handle: str
@@ -86,6 +97,7 @@ class _Usergroup(_Answer):
 
 _USERGROUPS = TypeAdapter(list[_Usergroup])
 _USERGROUP = TypeAdapter(_Usergroup)
+_USERGROUP_NAMES = TypeAdapter(list[_UsergroupName])
 _MEMBERS = TypeAdapter(list[_Member])
 _CHANNELS = TypeAdapter(list[_Channel])
 
@@ -123,13 +135,26 @@ class SlackClient:
 
     # --- reads -----------------------------------------------------------------------------------
 
-    def list_usergroups(self) -> list[SlackUsergroupState]:
+    def list_usergroups(self, managed: Collection[str]) -> list[SlackUsergroupState]:
+        """Every user group; only the `managed` handles in full (members, channels).
+
+        Slack cannot filter usergroups.list, so a workspace with many groups answers with all of
+        them on every run: validating just handle and name for the others keeps that cheap (the
+        planner only needs their names, to refuse a name another group holds).
+        """
         answer = self._call(
             "usergroups.list",
             lambda: self._web.usergroups_list(include_disabled=True, include_users=True),
         )
-        groups = _parse(_USERGROUPS, answer.get("usergroups", []), "usergroups.list")
-        return [g.to_state() for g in groups]
+        raw: object = answer.get("usergroups", [])
+        if not isinstance(raw, list):
+            raise TransientError("BadResponse", "Slack usergroups.list answered without a list of usergroups")
+        wanted = set(managed)
+        full = [item for item in raw if isinstance(item, dict) and item.get("handle") in wanted]
+        others = [item for item in raw if not (isinstance(item, dict) and item.get("handle") in wanted)]
+        groups = [g.to_state() for g in _parse(_USERGROUPS, full, "usergroups.list")]
+        groups += [g.to_state() for g in _parse(_USERGROUP_NAMES, others, "usergroups.list")]
+        return groups
 
     def list_users(self) -> list[SlackUser]:
         members = self._paginate(

@@ -35,7 +35,7 @@ class SlackUsergroupsService(IntegrationService):
 
         Channels are also read when a managed group has some, so a plan removing them names them.
         """
-        groups = self.client.list_usergroups()
+        groups = self.client.list_usergroups(managed=[g.handle for g in self.spec.usergroups])
         handles = {g.handle for g in self.spec.usergroups}
         wants_users = any(g.users for g in self.spec.usergroups)
         wants_channels = any(g.channels for g in self.spec.usergroups) or any(
@@ -94,7 +94,7 @@ class SlackUsergroupsService(IntegrationService):
         except ReconcileError as exc:
             if exc.reason != "Conflict":
                 raise
-            existing = {g.handle: g for g in self.client.list_usergroups()}
+            existing = {g.handle: g for g in self.client.list_usergroups(managed=[action.target])}
             if action.target not in existing:
                 raise
             log.info(
