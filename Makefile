@@ -11,7 +11,7 @@ venv:
 
 ## Install, put the CRD into the current kube context, and start the operator with its sidecar.
 run: venv
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[kube-client]'   # the official client: kubeconfigs with exec plugins
 	scripts/run-dev.sh
 
 ## Install with test extras (and helm), then lint, type-check and run the whole suite.

@@ -1,14 +1,19 @@
-"""Reads an integration's token from the Secret a Reconcile names, at run time. Sync (worker threads)."""
+"""Reads an integration's token from the Secret a Reconcile names, at run time. Sync (worker threads).
+
+It uses the very credentials Kopf logged in with (a `kopf.ConnectionInfo`, renewed whenever Kopf
+re-logs in), over httpx: no second Kubernetes client library in the process, which would cost
+about 50 MB of memory for one GET.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import threading
+from urllib.parse import quote
 
-import urllib3.exceptions
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
+import httpx
+import kopf
 from pydantic import SecretStr
 
 from reconciler.errors import CredentialsNotFound, Forbidden, TransientError
@@ -17,59 +22,73 @@ from reconciler.models.spec import SecretRef
 
 
 class SecretReader:
-    """One kubernetes ApiClient for the process, configured the usual way (in-cluster, KUBECONFIG)."""
-
-    def __init__(self, pool_size: int) -> None:
-        self._pool_size = pool_size
-        self._api: client.CoreV1Api | None = None
+    def __init__(self, timeout_seconds: float = 15.0) -> None:
+        self._timeout = timeout_seconds
+        self._client: httpx.Client | None = None
         self._lock = threading.Lock()
 
-    def _core(self) -> client.CoreV1Api:
+    def use(self, connection: kopf.ConnectionInfo) -> None:
+        """Adopt Kopf's (new) login: server, CA, client certificate and token."""
+        client = httpx.Client(
+            base_url=connection.server,
+            headers=connection.as_http_headers(),
+            verify=connection.as_ssl_context(),
+            timeout=self._timeout,
+            trust_env=connection.trust_env,
+        )
         with self._lock:
-            if self._api is None:
-                configuration = client.Configuration()
-                try:
-                    config.load_incluster_config(client_configuration=configuration)
-                except config.ConfigException:
-                    config.load_kube_config(client_configuration=configuration)
-                configuration.connection_pool_maxsize = max(4, self._pool_size)
-                self._api = client.CoreV1Api(client.ApiClient(configuration))
-            return self._api
+            old, self._client = self._client, client
+        if old is not None:
+            old.close()
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
     def read_token(self, namespace: str, ref: SecretRef) -> SecretStr:
         where = f"Secret {namespace}/{ref.name}"
+        with self._lock:
+            client = self._client
+        if client is None:
+            raise TransientError("KubernetesUnavailable", "the operator has not logged in to Kubernetes yet")
         try:
-            secret = self._core().read_namespaced_secret(ref.name, namespace, _request_timeout=15)
-        except ApiException as exc:
-            if exc.status == 404:
-                raise CredentialsNotFound(
-                    f"{where} does not exist; create it with the token under key {ref.key!r}"
-                ) from None
-            if exc.status in (401, 403):
-                raise Forbidden(
-                    f"the operator may not read {where} (HTTP {exc.status}); check its RBAC"
-                ) from None
-            raise TransientError(
-                "KubernetesUnavailable", f"reading {where} failed: HTTP {exc.status}"
-            ) from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            response = client.get(f"/api/v1/namespaces/{quote(namespace)}/secrets/{quote(ref.name)}")
+        except httpx.HTTPError as exc:
             raise TransientError(
                 "KubernetesUnavailable", f"reading {where} failed: {type(exc).__name__}"
             ) from None
-
-        data = secret.data or {}
-        if ref.key not in data:
-            keys = ", ".join(sorted(data)) or "none"
+        if response.status_code == 404:
             raise CredentialsNotFound(
-                f"{where} has no key {ref.key!r} (it has: {keys}); set spec.credentials.secretRef.key"
+                f"{where} does not exist; create it with the token under key {ref.key!r}"
+            )
+        if response.status_code in (401, 403):
+            raise Forbidden(
+                f"the operator may not read {where} (HTTP {response.status_code}); check its RBAC"
+            )
+        if response.status_code >= 400:
+            raise TransientError(
+                "KubernetesUnavailable", f"reading {where} failed: HTTP {response.status_code}"
             )
         try:
-            token = base64.b64decode(data[ref.key], validate=True).decode("utf-8").strip()
-        except (binascii.Error, UnicodeDecodeError):
-            raise CredentialsNotFound(
-                f"{where} key {ref.key!r} is not valid base64-encoded UTF-8 text"
-            ) from None
-        if not token:
-            raise CredentialsNotFound(f"{where} key {ref.key!r} is empty")
-        register_secret(token)
-        return SecretStr(token)
+            data = response.json().get("data") or {}
+        except ValueError:
+            raise TransientError("KubernetesUnavailable", f"reading {where} gave no JSON") from None
+        return _decode(data, ref, where)
+
+
+def _decode(data: dict[str, str], ref: SecretRef, where: str) -> SecretStr:
+    if ref.key not in data:
+        keys = ", ".join(sorted(data)) or "none"
+        raise CredentialsNotFound(
+            f"{where} has no key {ref.key!r} (it has: {keys}); set spec.credentials.secretRef.key"
+        )
+    try:
+        token = base64.b64decode(data[ref.key], validate=True).decode("utf-8").strip()
+    except (binascii.Error, UnicodeDecodeError):
+        raise CredentialsNotFound(f"{where} key {ref.key!r} is not valid base64-encoded UTF-8 text") from None
+    if not token:
+        raise CredentialsNotFound(f"{where} key {ref.key!r} is empty")
+    register_secret(token)
+    return SecretStr(token)

@@ -9,6 +9,7 @@ run starts: Kopf's default lifecycle runs one handler per cycle and patches in b
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -50,6 +51,20 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo["runtime"] = runtime
     memo["loop_lag"] = asyncio.create_task(watch_loop_lag())
     runtime.start_background()
+
+
+@kopf.on.login()
+def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    """Log in as Kopf would (the official client if installed: exec plugins; else in-cluster
+    service account or a plain kubeconfig) and share the credentials with the Secret reader."""
+    if importlib.util.find_spec("kubernetes") is not None:
+        connection = kopf.login_via_client(**kwargs)
+    else:
+        connection = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    runtime: Runtime | None = memo.get("runtime")
+    if connection is not None and runtime is not None:
+        runtime.secrets.use(connection)
+    return connection
 
 
 @kopf.on.cleanup()

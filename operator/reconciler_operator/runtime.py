@@ -40,6 +40,7 @@ class Runtime:
         self.settings = settings
         self.executor = ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="reconcile")
         self.store = store
+        self.secrets = secrets
         self.runner = Runner(settings, store, secrets)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._stop = threading.Event()
@@ -48,7 +49,7 @@ class Runtime:
     def create(cls, settings: Settings) -> Runtime:
         cache = connect_cache(settings)
         store = TaskStore(cache, ttl_seconds=settings.task_ttl_seconds, history_size=settings.history_size)
-        return cls(settings, store, SecretReader(settings.max_workers))
+        return cls(settings, store, SecretReader())
 
     def object_lock(self, key: str) -> asyncio.Lock:
         """One run at a time per Reconcile inside this process (timer vs. change handlers)."""
@@ -82,6 +83,7 @@ class Runtime:
     def close(self) -> None:
         self._stop.set()
         self.store.flush()
+        self.secrets.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
