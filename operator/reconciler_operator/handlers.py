@@ -166,7 +166,7 @@ async def _reconcile(
     request = RunRequest(ref=ref, raw_spec=dict(spec), trigger=trigger, task_id=new_task_id())
     async with runtime.object_lock(str(meta.get("uid") or ref.key)):
         loop = asyncio.get_running_loop()
-        report = await loop.run_in_executor(runtime.executor, runtime.runner.execute, request)
+        report = await loop.run_in_executor(runtime.executor, runtime.run, request)
 
     error = report.error
     if report.record is None:

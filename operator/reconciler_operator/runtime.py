@@ -17,7 +17,7 @@ from reconciler.errors import ReconcileError
 from reconciler.settings import Settings
 from reconciler.tasks import TaskStore
 from reconciler_operator.credentials import SecretReader
-from reconciler_operator.runs import Runner
+from reconciler_operator.runs import Runner, RunReport, RunRequest
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,14 @@ class Runtime:
             lock = asyncio.Lock()
             self._locks[key] = lock
         return lock
+
+    def run(self, request: RunRequest) -> RunReport:
+        """Execute one run; call it in `executor` (the gauge counts runs in progress, not queued)."""
+        BUSY_WORKERS.inc()
+        try:
+            return self.runner.execute(request)
+        finally:
+            BUSY_WORKERS.dec()
 
     def backoff(self, retry: int, error: ReconcileError | None) -> float:
         """Exponential backoff from `backoff_base_seconds`, at least the service's Retry-After."""
