@@ -14,7 +14,6 @@ Prints the API URL on the first line of stdout, then serves until SIGTERM/SIGINT
 from __future__ import annotations
 
 import argparse
-import asyncio
 import collections
 import contextlib
 import json
@@ -25,7 +24,7 @@ from typing import Any
 
 import kmock
 
-from tests.kube import CORE_RESOURCES, ApiServerEmulator, KubeApi
+from tests.kube import ApiServerEmulator, KubeApi
 
 COUNTS: collections.Counter[str] = collections.Counter()
 
@@ -48,24 +47,11 @@ class BenchEmulator(ApiServerEmulator):
                     payload._requests.clear()
 
 
-class BenchKubeApi(KubeApi):
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        async with BenchEmulator() as emulator, kmock.Server(emulator, host="127.0.0.1") as server:
-            for name, info in CORE_RESOURCES.items():
-                emulator.resources[name] = info
-            self.emulator = emulator
-            self.url = str(server.url).rstrip("/")
-            self._ready.set()
-            await self._stop.wait()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", "--namespace", action="append", default=[])
     args = parser.parse_args()
-    api = BenchKubeApi().start()
+    api = KubeApi(BenchEmulator).start()
     for namespace in args.namespace:
         api.add_namespace(namespace)
     stop = threading.Event()

@@ -218,7 +218,8 @@ def _replace(target: dict[str, Any], new: dict[str, Any]) -> None:
 class KubeApi:
     """The emulator on a loopback port in a background thread, plus a small sync client for tests."""
 
-    def __init__(self) -> None:
+    def __init__(self, emulator_cls: type[ApiServerEmulator] = ApiServerEmulator) -> None:
+        self._emulator_cls = emulator_cls
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
@@ -247,7 +248,7 @@ class KubeApi:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with ApiServerEmulator() as emulator, kmock.Server(emulator, host="127.0.0.1") as server:
+        async with self._emulator_cls() as emulator, kmock.Server(emulator, host="127.0.0.1") as server:
             for name, info in CORE_RESOURCES.items():
                 emulator.resources[name] = info
             self.emulator = emulator
