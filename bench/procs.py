@@ -27,6 +27,8 @@ from typing import Any
 import httpx
 
 from bench.common import REPO_ROOT
+from tests import builders
+from tests.kube import write_kubeconfig
 from tests.valkey_server import ValkeyProcess, free_port
 
 CRD_PATH = "/apis/reconciler.dev/v1alpha1"
@@ -150,19 +152,7 @@ class KubeProc:
         return {}
 
     def write_kubeconfig(self, path: Path) -> Path:
-        path.write_text(
-            json.dumps(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "current-context": "bench",
-                    "clusters": [{"name": "bench", "cluster": {"server": self.url}}],
-                    "users": [{"name": "bench", "user": {"token": "kube-bench-token"}}],
-                    "contexts": [{"name": "bench", "context": {"cluster": "bench", "user": "bench"}}],
-                }
-            )
-        )
-        return path
+        return write_kubeconfig(path, self.url, name="bench")
 
     def create_secret(self, namespace: str, name: str, data: dict[str, str]) -> None:
         body = {
@@ -350,21 +340,9 @@ def slack_reconcile(
     users: list[str],
     secret: str = "slack-bot",  # noqa: S107 - a Secret's name
 ) -> dict[str, Any]:
-    return {
-        "apiVersion": "reconciler.dev/v1alpha1",
-        "kind": "Reconcile",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "integration": "slack-usergroups",
-            "credentials": {"secretRef": {"name": secret}},
-            "slackUsergroups": {
-                "apiUrl": api_url,
-                "usergroups": [
-                    {"handle": name, "name": f"Bench {name}", "description": "benchmark", "users": users}
-                ],
-            },
-        },
-    }
+    """One usergroup named after the Reconcile, with these users."""
+    group = {"handle": name, "name": f"Bench {name}", "description": "benchmark", "users": users}
+    return builders.slack_reconcile(name, namespace, api_url, [group], secret=secret)
 
 
 # --- Valkey, operator, sidecar ----------------------------------------------------------------

@@ -19,7 +19,7 @@ from bench.procs import (
 from tests.valkey_server import ValkeyProcess, free_port
 
 NAMESPACE = "bench"
-TOKEN = "xoxb-bench-0123456789"
+TOKEN = "xoxb-bench_fake_token"  # not a token shape: the before-stop check looks for real ones
 WORKSPACE_USERS = 50
 
 

@@ -215,6 +215,23 @@ def _replace(target: dict[str, Any], new: dict[str, Any]) -> None:
     target.update(new)
 
 
+def write_kubeconfig(path: Path, server: str, name: str = "test") -> Path:
+    """A kubeconfig for a plain-HTTP API server with a bearer token, as Kopf and kubectl read it."""
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": name,
+                "clusters": [{"name": name, "cluster": {"server": server}}],
+                "users": [{"name": name, "user": {"token": f"kube-{name}-token"}}],
+                "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+            }
+        )
+    )
+    return path
+
+
 class KubeApi:
     """The emulator on a loopback port in a background thread, plus a small sync client for tests."""
 
@@ -285,19 +302,7 @@ class KubeApi:
         )
 
     def write_kubeconfig(self, path: Path) -> Path:
-        path.write_text(
-            json.dumps(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "current-context": "test",
-                    "clusters": [{"name": "test", "cluster": {"server": self.url}}],
-                    "users": [{"name": "test", "user": {"token": "kube-test-token"}}],
-                    "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}],
-                }
-            )
-        )
-        return path
+        return write_kubeconfig(path, self.url)
 
     def _client(self) -> httpx.Client:
         assert self.http is not None
