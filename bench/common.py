@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -220,3 +222,19 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
             return
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout:g}s waiting for {what or 'a condition'}")
+
+
+def serve_until_stopped(url: str) -> None:
+    """For a test server run as a process: announce `url` on stdout's first line, then block until
+    SIGTERM, SIGINT, or the parent closing our stdin (so a crashed driver leaves no orphans)."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    def watch_stdin() -> None:
+        sys.stdin.read()
+        stop.set()
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    print(url, flush=True)
+    stop.wait()

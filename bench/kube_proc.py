@@ -17,13 +17,12 @@ import argparse
 import collections
 import contextlib
 import json
-import signal
 import sys
-import threading
 from typing import Any
 
 import kmock
 
+from bench.common import serve_until_stopped
 from tests.kube import ApiServerEmulator, KubeApi
 
 COUNTS: collections.Counter[str] = collections.Counter()
@@ -54,17 +53,7 @@ def main() -> int:
     api = KubeApi(BenchEmulator).start()
     for namespace in args.namespace:
         api.add_namespace(namespace)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-
-    def watch_stdin() -> None:
-        sys.stdin.read()
-        stop.set()
-
-    threading.Thread(target=watch_stdin, daemon=True).start()
-    print(api.url, flush=True)
-    stop.wait()
+    serve_until_stopped(api.url)
     print("BENCH-COUNTS " + json.dumps(dict(COUNTS)), file=sys.stderr, flush=True)
     api.stop()
     return 0

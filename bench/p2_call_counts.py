@@ -199,6 +199,18 @@ def _calls_metric(name: str, ours: int, naive: int, *, minimum: int, minimum_wha
     ).judge()
 
 
+def _writes_equal_changes(service: str, writes: int, naive_writes: int) -> Metric:
+    return Metric(
+        name=f"{service} writes per run",
+        unit="calls",
+        result=writes,
+        baseline=naive_writes,
+        target=CHANGES,
+        better="equal",
+        target_label=f"== changes ({CHANGES})",
+    ).judge()
+
+
 def _independent(name: str, sweep: dict[int, int], why: str) -> Metric:
     values = list(sweep.values())
     metric = Metric(
@@ -256,15 +268,7 @@ def run(cfg: Config, profiler: Profiler | None = None) -> ScenarioResult:
             sweep,
             "users.list pages grow with the workspace, ceil(users/200), not with the spec",
         ),
-        Metric(
-            name="Slack writes per run",
-            unit="calls",
-            result=writes,
-            baseline=n_writes,
-            target=CHANGES,
-            better="equal",
-            target_label=f"== changes ({CHANGES})",
-        ).judge(),
+        _writes_equal_changes("Slack", writes, n_writes),
     ]
 
     # GitLab
@@ -299,15 +303,7 @@ def run(cfg: Config, profiler: Profiler | None = None) -> ScenarioResult:
             sweep,
             "a member listing is paginated by 100, so it grows past 100 members per group",
         ),
-        Metric(
-            name="GitLab writes per run",
-            unit="calls",
-            result=writes,
-            baseline=n_writes,
-            target=CHANGES,
-            better="equal",
-            target_label=f"== changes ({CHANGES})",
-        ).judge(),
+        _writes_equal_changes("GitLab", writes, n_writes),
     ]
     result.notes.append(
         "both implementations reach the same final state on identical fresh servers (checked)"

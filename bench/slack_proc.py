@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import signal
-import sys
 import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
+from bench.common import serve_until_stopped
 from tests.servers import slack as slack_server
 from tests.servers.slack import SlackTestServer, _Reply
 
@@ -90,17 +89,7 @@ def main() -> int:
     # see 1 s SYN retransmits, a test-server artefact that is not the reconciler's to pay for.
     slack_server._HTTPServer.request_queue_size = 1024
     server.start()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-
-    def watch_stdin() -> None:
-        sys.stdin.read()
-        stop.set()
-
-    threading.Thread(target=watch_stdin, daemon=True).start()
-    print(server.api_url, flush=True)
-    stop.wait()
+    serve_until_stopped(server.api_url)
     server.stop()
     return 0
 
