@@ -43,3 +43,26 @@ def wait_task_change(
         timeout,
         "a new finished task",
     )
+
+
+def group_name(handle: str) -> str:
+    """The Slack name `apply_group` gives a user group."""
+    return f"Group {handle}"
+
+
+def apply_group(
+    kube: KubeApi,
+    api_url: str,
+    namespace: str,
+    prefix: str,
+    users: list[str],
+    channels: list[str] | None = None,
+    **spec: Any,
+) -> tuple[str, str]:
+    """Apply a Reconcile that manages one fresh user group; returns (Reconcile name, handle)."""
+    name, handle = unique(prefix), unique(prefix)
+    group: dict[str, Any] = {"handle": handle, "name": group_name(handle), "users": users}
+    if channels is not None:
+        group["channels"] = channels
+    kube.create_reconcile(slack_reconcile(name, namespace, api_url, [group], **spec))
+    return name, handle

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import Process, Sidecar, start_operator, start_sidecar
-from tests.e2e.helpers import slack_reconcile, unique, wait_ready
+from tests.e2e.helpers import apply_group, wait_ready
 from tests.kube import KubeApi, condition
 from tests.servers.slack import SlackTestServer
 from tests.valkey_server import ValkeyProcess
@@ -67,17 +67,9 @@ def creates_of(slack: SlackTestServer, handle: str) -> int:
 
 def test_valkey_down_before_a_run(world: World) -> None:
     kube, slack = world.kube, world.slack
-    name, handle = unique("nocache"), unique("nocache")
     world.valkey.stop()
     try:
-        kube.create_reconcile(
-            slack_reconcile(
-                name,
-                NS,
-                slack.api_url,
-                [{"handle": handle, "name": f"NoCache {handle}", "users": ["erin@example.com"]}],
-            )
-        )
+        name, handle = apply_group(kube, slack.api_url, NS, "nocache", ["erin@example.com"])
         obj = kube.wait_for(NS, name, lambda o: condition(o, "Ready").get("reason") == "CacheUnavailable", 30)
         assert condition(obj, "Ready")["status"] == "False"
         assert condition(obj, "Stalled")["status"] == "False"  # transient: retried, not stalled
@@ -99,17 +91,9 @@ def test_valkey_down_before_a_run(world: World) -> None:
 
 def test_valkey_dies_during_a_run_and_the_outcome_is_written_later(world: World) -> None:
     kube, slack = world.kube, world.slack
-    name, handle = unique("midrun"), unique("midrun")
     slack.latency = 0.7
     try:
-        kube.create_reconcile(
-            slack_reconcile(
-                name,
-                NS,
-                slack.api_url,
-                [{"handle": handle, "name": f"MidRun {handle}", "users": ["erin@example.com"]}],
-            )
-        )
+        name, handle = apply_group(kube, slack.api_url, NS, "midrun", ["erin@example.com"])
         _wait_running(world, name)
         world.valkey.stop()
         obj = wait_ready(kube, NS, name, timeout=30)  # status does not depend on Valkey
@@ -134,17 +118,9 @@ def test_valkey_dies_during_a_run_and_the_outcome_is_written_later(world: World)
 
 def test_operator_killed_mid_run(world: World) -> None:
     kube, slack = world.kube, world.slack
-    name, handle = unique("killed"), unique("killed")
     slack.latency = 0.7
     try:
-        kube.create_reconcile(
-            slack_reconcile(
-                name,
-                NS,
-                slack.api_url,
-                [{"handle": handle, "name": f"Killed {handle}", "users": ["erin@example.com"]}],
-            )
-        )
+        name, handle = apply_group(kube, slack.api_url, NS, "killed", ["erin@example.com"])
         interrupted = _wait_running(world, name)
         world.restart_operator()
     finally:

@@ -11,7 +11,15 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import Process, Sidecar
-from tests.e2e.helpers import is_stalled, slack_reconcile, unique, wait_ready, wait_task_change
+from tests.e2e.helpers import (
+    apply_group,
+    group_name,
+    is_stalled,
+    slack_reconcile,
+    unique,
+    wait_ready,
+    wait_task_change,
+)
 from tests.kube import KubeApi, condition
 from tests.servers.slack import SlackTestServer
 
@@ -100,15 +108,7 @@ def test_apply_makes_slack_match_and_reports_everywhere(
 def test_second_run_on_request_writes_nothing(
     kube: KubeApi, slack: SlackTestServer, operator: Process
 ) -> None:
-    name, handle = unique("idem"), unique("idem")
-    kube.create_reconcile(
-        slack_reconcile(
-            name,
-            NS,
-            slack.api_url,
-            [{"handle": handle, "name": f"Idem {handle}", "users": ["carol@example.com"]}],
-        )
-    )
+    name, _ = apply_group(kube, slack.api_url, NS, "idem", ["carol@example.com"])
     first = wait_ready(kube, NS, name)
     ready_since = condition(first, "Ready")["lastTransitionTime"]
     time.sleep(1.1)  # a later transition would show a later second
@@ -129,15 +129,7 @@ def test_second_run_on_request_writes_nothing(
 def test_flux_requested_at_annotation_also_triggers(
     kube: KubeApi, slack: SlackTestServer, operator: Process
 ) -> None:
-    name, handle = unique("flux"), unique("flux")
-    kube.create_reconcile(
-        slack_reconcile(
-            name,
-            NS,
-            slack.api_url,
-            [{"handle": handle, "name": f"Flux {handle}", "users": ["dave@example.com"]}],
-        )
-    )
+    name, _ = apply_group(kube, slack.api_url, NS, "flux", ["dave@example.com"])
     first = wait_ready(kube, NS, name)
     kube.patch_reconcile(
         NS, name, {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "now-1"}}}
@@ -235,22 +227,16 @@ def test_spec_change_bumps_generation_and_converges(
 def test_empty_user_list_disables_and_later_reenables(
     kube: KubeApi, slack: SlackTestServer, operator: Process
 ) -> None:
-    name, handle = unique("disable"), unique("disable")
-    kube.create_reconcile(
-        slack_reconcile(
-            name,
-            NS,
-            slack.api_url,
-            [{"handle": handle, "name": f"Dis {handle}", "users": ["alice@example.com"]}],
-        )
-    )
+    name, handle = apply_group(kube, slack.api_url, NS, "disable", ["alice@example.com"])
     wait_ready(kube, NS, name)
     kube.patch_reconcile(
         NS,
         name,
         {
             "spec": {
-                "slackUsergroups": {"usergroups": [{"handle": handle, "name": f"Dis {handle}", "users": []}]}
+                "slackUsergroups": {
+                    "usergroups": [{"handle": handle, "name": group_name(handle), "users": []}]
+                }
             }
         },
     )
@@ -269,7 +255,9 @@ def test_empty_user_list_disables_and_later_reenables(
         {
             "spec": {
                 "slackUsergroups": {
-                    "usergroups": [{"handle": handle, "name": f"Dis {handle}", "users": ["bob@example.com"]}]
+                    "usergroups": [
+                        {"handle": handle, "name": group_name(handle), "users": ["bob@example.com"]}
+                    ]
                 }
             }
         },
@@ -303,16 +291,8 @@ def test_unknown_users_or_channels_stall_without_writing_or_retrying(
     reason: str,
     named: str,
 ) -> None:
-    name, handle = unique("unknown"), unique("unknown")
     slack.reset_calls()
-    kube.create_reconcile(
-        slack_reconcile(
-            name,
-            NS,
-            slack.api_url,
-            [{"handle": handle, "name": f"Unknown {handle}", "users": users, "channels": channels}],
-        )
-    )
+    name, _ = apply_group(kube, slack.api_url, NS, "unknown", users, channels)
     obj = kube.wait_for(NS, name, is_stalled, 30, "Stalled=True")
     assert condition(obj, "Ready")["status"] == "False"
     assert condition(obj, "Ready")["reason"] == reason == condition(obj, "Stalled")["reason"]
@@ -326,16 +306,7 @@ def test_unknown_users_or_channels_stall_without_writing_or_retrying(
 def test_missing_secret_and_missing_key(kube: KubeApi, slack: SlackTestServer, operator: Process) -> None:
     kube.create_secret(NS, "wrong-key", {"not-token": TOKEN})
     for secret in ("does-not-exist", "wrong-key"):
-        name = unique("creds")
-        kube.create_reconcile(
-            slack_reconcile(
-                name,
-                NS,
-                slack.api_url,
-                [{"handle": unique("creds"), "name": unique("Creds"), "users": ["alice@example.com"]}],
-                secret=secret,
-            )
-        )
+        name, _ = apply_group(kube, slack.api_url, NS, "creds", ["alice@example.com"], secret=secret)
         obj = kube.wait_for(NS, name, is_stalled, 30, "Stalled=True")
         ready = condition(obj, "Ready")
         assert ready["reason"] == "CredentialsNotFound"
@@ -346,16 +317,7 @@ def test_rejected_token_is_unauthorized(kube: KubeApi, slack: SlackTestServer, o
     bad = "xoxb-e2e-revoked-token-987654321"
     TOKENS.append(bad)
     kube.create_secret(NS, "revoked", {"token": bad})
-    name = unique("badtoken")
-    kube.create_reconcile(
-        slack_reconcile(
-            name,
-            NS,
-            slack.api_url,
-            [{"handle": unique("bad"), "name": unique("Bad"), "users": ["alice@example.com"]}],
-            secret="revoked",
-        )
-    )
+    name, _ = apply_group(kube, slack.api_url, NS, "badtoken", ["alice@example.com"], secret="revoked")
     obj = kube.wait_for(NS, name, is_stalled, 30, "Stalled=True")
     assert condition(obj, "Ready")["reason"] == "Unauthorized"
     assert "invalid_auth" in condition(obj, "Ready")["message"]
@@ -364,17 +326,11 @@ def test_rejected_token_is_unauthorized(kube: KubeApi, slack: SlackTestServer, o
 def test_rate_limited_writes_converge_without_duplicates(
     kube: KubeApi, slack: SlackTestServer, operator: Process
 ) -> None:
-    name, handle = unique("ratelimit"), unique("rl")
     slack.reset_calls()
     slack.rate_limit("usergroups.users.update", times=3, retry_after=0)
     slack.rate_limit("usergroups.list", times=2, retry_after=0)
-    kube.create_reconcile(
-        slack_reconcile(
-            name,
-            NS,
-            slack.api_url,
-            [{"handle": handle, "name": f"RL {handle}", "users": ["alice@example.com", "carol@example.com"]}],
-        )
+    name, handle = apply_group(
+        kube, slack.api_url, NS, "ratelimit", ["alice@example.com", "carol@example.com"]
     )
     wait_ready(kube, NS, name)
     ok_writes = [c.method for c in slack.write_calls()]
@@ -384,16 +340,7 @@ def test_rate_limited_writes_converge_without_duplicates(
 
 
 def test_interval_undoes_drift(kube: KubeApi, slack: SlackTestServer, operator: Process) -> None:
-    name, handle = unique("drift"), unique("drift")
-    kube.create_reconcile(
-        slack_reconcile(
-            name,
-            NS,
-            slack.api_url,
-            [{"handle": handle, "name": f"Drift {handle}", "users": ["alice@example.com"]}],
-            interval="2s",
-        )
-    )
+    name, handle = apply_group(kube, slack.api_url, NS, "drift", ["alice@example.com"], interval="2s")
     first = wait_ready(kube, NS, name)
     from slack_sdk import WebClient
 
@@ -413,38 +360,21 @@ def test_interval_undoes_drift(kube: KubeApi, slack: SlackTestServer, operator: 
 
 
 def test_suspend_stops_runs(kube: KubeApi, slack: SlackTestServer, operator: Process) -> None:
-    name, handle = unique("suspend"), unique("suspend")
-    kube.create_reconcile(
-        slack_reconcile(
-            name,
-            NS,
-            slack.api_url,
-            [{"handle": handle, "name": f"Sus {handle}", "users": ["alice@example.com"]}],
-            suspend=True,
-        )
-    )
+    name, handle = apply_group(kube, slack.api_url, NS, "suspend", ["alice@example.com"], suspend=True)
     obj = kube.wait_for(NS, name, lambda o: condition(o, "Ready").get("reason") == "Suspended", 30)
     assert "taskId" not in obj["status"]
     with pytest.raises(KeyError):
         slack.usergroup(handle)
     kube.patch_reconcile(NS, name, {"spec": {"suspend": False}})
     wait_ready(kube, NS, name)
-    assert slack.usergroup(handle)["name"] == f"Sus {handle}"
+    assert slack.usergroup(handle)["name"] == group_name(handle)
 
 
 def test_waiting_for_a_running_task(
     kube: KubeApi, slack: SlackTestServer, operator: Process, sidecar: Sidecar
 ) -> None:
     """408 while the task runs; a waiting client is answered as soon as it finishes."""
-    name, handle = unique("slow"), unique("slow")
-    kube.create_reconcile(
-        slack_reconcile(
-            name,
-            NS,
-            slack.api_url,
-            [{"handle": handle, "name": f"Slow {handle}", "users": ["alice@example.com"]}],
-        )
-    )
+    name, _ = apply_group(kube, slack.api_url, NS, "slow", ["alice@example.com"])
     first = wait_ready(kube, NS, name)
     slack.latency = 1.0
     try:
