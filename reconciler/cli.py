@@ -108,8 +108,12 @@ def run(
         raise typer.BadParameter("use either -n NAMESPACE or -A, not both")
     from reconciler_operator.main import run_operator
 
-    run_operator(namespaces=list(namespace or []), clusterwide=all_namespaces or not namespace,
-                 standalone=standalone, liveness_endpoint=liveness)
+    run_operator(
+        namespaces=list(namespace or []),
+        clusterwide=all_namespaces or not namespace,
+        standalone=standalone,
+        liveness_endpoint=liveness,
+    )
 
 
 @app.command()
@@ -124,8 +128,9 @@ def api(
     setup_logging(settings.log_level)
     from reconciler_api.app import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower(),
-                access_log=False)
+    uvicorn.run(
+        create_app(settings), host=host, port=port, log_level=settings.log_level.lower(), access_log=False
+    )
 
 
 @app.command("valkey-stop")
@@ -135,8 +140,6 @@ def valkey_stop() -> None:
 
     stopped = stop_embedded_valkey(get_settings().runtime_dir)
     typer.echo("stopped" if stopped else "not running")
-
-
 
 
 # --- shared helpers ---
@@ -186,8 +189,13 @@ class _Steps:
         self._progress: Progress | None = None
         if enabled and console.is_terminal:
             self._progress = Progress(
-                SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn(), console=console, transient=True,
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
             )
         self._task = self._progress.add_task("", total=total) if self._progress else None
 
@@ -379,8 +387,12 @@ class Prepared:
     def applicable(self) -> bool:
         spec = self.spec
         return (
-            spec is not None and self.token is not None and self.result.error is None
-            and bool(self.result.actions) and not spec.dry_run and not spec.suspend
+            spec is not None
+            and self.token is not None
+            and self.result.error is None
+            and bool(self.result.actions)
+            and not spec.dry_run
+            and not spec.suspend
         )
 
 
@@ -499,8 +511,11 @@ TokenEnvOption = Annotated[
 ]
 SecretFileOption = Annotated[
     str | None,
-    typer.Option("--secret-file", metavar="PATH",
-                 help="A Secret manifest to take the token from (the Reconcile's secretRef name and key)"),
+    typer.Option(
+        "--secret-file",
+        metavar="PATH",
+        help="A Secret manifest to take the token from (the Reconcile's secretRef name and key)",
+    ),
 ]
 NamespaceOption = Annotated[
     str, typer.Option("-n", "--namespace", help="Namespace of manifests that do not set metadata.namespace")
@@ -670,8 +685,12 @@ def status(
             recent: list[str] | None = None
         else:
             record, unfinished, recent = _fetch_latest(client, namespace, ref.group("name"), wait)
-            payload = {"namespace": namespace, "name": ref.group("name"), "latest": task_json(record),
-                       "recent": recent}
+            payload = {
+                "namespace": namespace,
+                "name": ref.group("name"),
+                "latest": task_json(record),
+                "recent": recent,
+            }
     if output is StatusFormat.JSON:
         typer.echo(redact(_json_dumps(payload)))
     else:

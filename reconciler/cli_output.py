@@ -150,8 +150,10 @@ def results_markdown(results: list[ReconcileResult], title: str) -> str:
         shown = result.applied or result.actions
         if shown:
             lines += ["", "| Type | Target | Detail |", "| --- | --- | --- |"]
-            lines += [f"| `{_md_cell(a.type)}` | `{_md_cell(a.target)}` | {_md_cell(redact(a.detail))} |"
-                      for a in shown]
+            lines += [
+                f"| `{_md_cell(a.type)}` | `{_md_cell(a.target)}` | {_md_cell(redact(a.detail))} |"
+                for a in shown
+            ]
         if result.error is not None:
             lines += ["", f"> **{result.error.reason}**: {_md_cell(redact(result.error.message))}"]
     return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from reconciler.errors import PermanentError
+from reconciler.integrations.common import MAX_NAMES_IN_MESSAGE
 from reconciler.integrations.slack_usergroups.models import (
     AddUsers,
     CreateUsergroup,
@@ -23,7 +24,7 @@ from reconciler.integrations.slack_usergroups.models import (
     SlackUsergroupState,
     UpdateUsergroup,
 )
-from reconciler.integrations.slack_usergroups.planner import MAX_NAMES_IN_MESSAGE, plan
+from reconciler.integrations.slack_usergroups.planner import plan
 
 ALICE, BOB, CAROL, DAVE = "alice@example.com", "bob@example.com", "carol@example.com", "dave@example.com"
 USERS = (

@@ -27,20 +27,21 @@ import gitlab
 import gitlab.const
 import gitlab.exceptions
 import requests
-from pydantic import BaseModel, ConfigDict, SecretStr, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, SecretStr, TypeAdapter
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from reconciler import __version__
 from reconciler.errors import Forbidden, PermanentError, ReconcileError, TransientError, Unauthorized
+from reconciler.integrations.common import parse_answer
 from reconciler.integrations.gitlab_members.models import GitlabMemberState, GitlabUser, SourceKind
 from reconciler.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PER_PAGE = 100
 USER_AGENT = f"reconciler/{__version__}"
-T = TypeVar("T")
 
 
 # --- GitLab's answers, validated ------------------------------------------------------------------
@@ -132,7 +133,7 @@ class GitlabClient:
     def current_user(self) -> GitlabUser:
         """The token's own user (`GET /user`); also proves the token works before anything else."""
         answer = self._call("read the token's user", lambda **kw: self._gl.http_get("/user", **kw))
-        return _parse(_USER, answer, "GET /user").to_user()
+        return parse_answer(_USER, answer, "GitLab GET /user").to_user()
 
     def list_members(self, kind: SourceKind, path: str) -> list[GitlabMemberState] | None:
         """Direct members (never inherited ones) of a group or project; None if GitLab shows no such one."""
@@ -146,14 +147,14 @@ class GitlabClient:
             if exc.reason == "NotFound":
                 return None
             raise
-        return [m.to_member() for m in _parse(_MEMBERS, answer, f"GET {url}")]
+        return [m.to_member() for m in parse_answer(_MEMBERS, answer, f"GitLab GET {url}")]
 
     def find_user(self, username: str) -> GitlabUser | None:
         answer = self._call(
             f"look up the user {username}",
             lambda **kw: self._gl.http_list("/users", query_data={"username": username}, get_all=False, **kw),
         )
-        users = _parse(_USERS, answer, "GET /users")
+        users = parse_answer(_USERS, answer, "GitLab GET /users")
         return next((u.to_user() for u in users if u.username.casefold() == username.casefold()), None)
 
     # --- writes ----------------------------------------------------------------------------------
@@ -322,13 +323,3 @@ def _describe(body: Mapping[str, Any], fallback: object) -> str:
     if "error_description" in body:
         text = f"{text}: {body['error_description']}"
     return text[:500]
-
-
-def _parse(adapter: TypeAdapter[T], data: Any, call: str) -> T:
-    """Validate an answer: a malformed one is reported (and retried), never half-used."""
-    try:
-        return adapter.validate_python(data)
-    except ValidationError as exc:
-        raise TransientError(
-            "BadResponse", f"GitLab answered {call} in an unexpected shape: {exc.errors()[0]['msg']}"
-        ) from None

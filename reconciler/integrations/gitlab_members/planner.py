@@ -18,11 +18,12 @@ removed (GitLab refuses to drop a group's last owner).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
 from reconciler.errors import InvalidSpec, PermanentError
+from reconciler.integrations.common import name_list
 from reconciler.integrations.gitlab_members.models import (
     ACCESS_LEVELS,
     AddMember,
@@ -39,7 +40,6 @@ from reconciler.integrations.gitlab_members.models import (
 )
 
 OWNER = ACCESS_LEVELS["owner"]
-MAX_NAMES_IN_MESSAGE = 20
 NOTHING_CHANGED = "Nothing was changed."
 
 
@@ -114,8 +114,14 @@ def _plan_source(
         current = direct.get(user.id)
         if current is None:
             adds.append(
-                AddMember(target=path, kind=kind, username=user.username, user_id=user.id,
-                          access_level=level, expires_at=member.expires_at)
+                AddMember(
+                    target=path,
+                    kind=kind,
+                    username=user.username,
+                    user_id=user.id,
+                    access_level=level,
+                    expires_at=member.expires_at,
+                )
             )
         elif current.access_level != level or current.expires_at != member.expires_at:
             if user.id == own_user.id and level < current.access_level:
@@ -127,9 +133,16 @@ def _plan_source(
                 final[user.id] = current.access_level
                 continue
             updates.append(
-                UpdateMember(target=path, kind=kind, username=current.username, user_id=user.id,
-                             access_level=level, expires_at=member.expires_at,
-                             old_access_level=current.access_level, old_expires_at=current.expires_at)
+                UpdateMember(
+                    target=path,
+                    kind=kind,
+                    username=current.username,
+                    user_id=user.id,
+                    access_level=level,
+                    expires_at=member.expires_at,
+                    old_access_level=current.access_level,
+                    old_expires_at=current.expires_at,
+                )
             )
 
     removals = [
@@ -186,7 +199,7 @@ def _check_owners(groups: Sequence[_Source], result: _Plan) -> None:
             OWNER in result.final_levels.get(g.key, {}).values() for g in (*source.ancestors(groups), source)
         )
         if not keeps_owner:
-            orphaned.append(f"group {source.spec.path} (owners now: {_names(owners)})")
+            orphaned.append(f"group {source.spec.path} (owners now: {name_list(owners)})")
     if orphaned:
         raise PermanentError(
             "OwnerRequired",
@@ -205,7 +218,7 @@ def _sources(spec: GitlabMembersSpec, current: GitlabState) -> tuple[list[_Sourc
     if missing:
         raise PermanentError(
             "NotFound",
-            f"GitLab has no {_names(missing, sort=False)} (or the token's user cannot see it). "
+            f"GitLab has no {name_list(missing, sort=False)} (or the token's user cannot see it). "
             f"Fix spec.gitlabMembers; {NOTHING_CHANGED.lower()}",
         )
     groups = [_Source(g, state) for g in spec.groups if (state := current.groups[g.path]) is not None]
@@ -254,16 +267,9 @@ def _check_users(spec: GitlabMembersSpec, users: dict[str, GitlabUser]) -> None:
     if unknown or inactive:
         parts = []
         if unknown:
-            parts.append(f"no GitLab user is named {_names(unknown)}")
+            parts.append(f"no GitLab user is named {name_list(unknown)}")
         if inactive:
-            parts.append(f"these GitLab users cannot be given access: {_names(inactive)}")
+            parts.append(f"these GitLab users cannot be given access: {name_list(inactive)}")
         raise PermanentError(
             "UnknownUsers", "; ".join(parts) + f". Fix spec.gitlabMembers members; {NOTHING_CHANGED.lower()}"
         )
-
-
-def _names(values: Iterable[str], *, sort: bool = True) -> str:
-    names = sorted(values) if sort else list(values)
-    shown = ", ".join(names[:MAX_NAMES_IN_MESSAGE])
-    more = len(names) - MAX_NAMES_IN_MESSAGE
-    return shown + (f" and {more} more" if more > 0 else "")

@@ -85,13 +85,22 @@ class GitlabMembersService(IntegrationService):
         match action:
             case AddMember():
                 self.client.add_member(
-                    action.kind, action.target, action.user_id, action.username, action.access_level,
+                    action.kind,
+                    action.target,
+                    action.user_id,
+                    action.username,
+                    action.access_level,
                     action.expires_at,
                 )
             case UpdateMember():
                 self.client.update_member(
-                    action.kind, action.target, action.user_id, action.username, action.access_level,
-                    action.expires_at, set_expiry=action.expires_at != action.old_expires_at,
+                    action.kind,
+                    action.target,
+                    action.user_id,
+                    action.username,
+                    action.access_level,
+                    action.expires_at,
+                    set_expiry=action.expires_at != action.old_expires_at,
                 )
             case RemoveMember():
                 self.client.remove_member(action.kind, action.target, action.user_id, action.username)

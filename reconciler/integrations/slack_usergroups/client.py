@@ -10,9 +10,9 @@ import functools
 import logging
 import urllib.error
 from collections.abc import Callable, Collection
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.http_retry import HttpRequest, HttpResponse, RetryState
@@ -24,6 +24,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 from slack_sdk.web import SlackResponse
 
 from reconciler.errors import Forbidden, PermanentError, ReconcileError, TransientError, Unauthorized
+from reconciler.integrations.common import parse_answer
 from reconciler.integrations.slack_usergroups.models import SlackUser, SlackUsergroupState
 from reconciler.settings import Settings
 
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 200
 MAX_PAGES = 1000
 AUTH_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
-T = TypeVar("T")
 
 
 # --- Slack's answers, validated -----------------------------------------------------------------
@@ -152,15 +152,15 @@ class SlackClient:
         wanted = set(managed)
         full = [item for item in raw if isinstance(item, dict) and item.get("handle") in wanted]
         others = [item for item in raw if not (isinstance(item, dict) and item.get("handle") in wanted)]
-        groups = [g.to_state() for g in _parse(_USERGROUPS, full, "usergroups.list")]
-        groups += [g.to_state() for g in _parse(_USERGROUP_NAMES, others, "usergroups.list")]
+        groups = [g.to_state() for g in parse_answer(_USERGROUPS, full, "Slack usergroups.list")]
+        groups += [g.to_state() for g in parse_answer(_USERGROUP_NAMES, others, "Slack usergroups.list")]
         return groups
 
     def list_users(self) -> list[SlackUser]:
         members = self._paginate(
             "users.list", "members", lambda cursor: self._web.users_list(cursor=cursor, limit=PAGE_SIZE)
         )
-        parsed = _parse(_MEMBERS, members, "users.list")
+        parsed = parse_answer(_MEMBERS, members, "Slack users.list")
         return [
             SlackUser(id=m.id, email=m.profile.email.lower() if m.profile.email else None, deleted=m.deleted)
             for m in parsed
@@ -176,7 +176,7 @@ class SlackClient:
                 cursor=cursor, limit=PAGE_SIZE, exclude_archived=True, types="public_channel"
             ),
         )
-        parsed = _parse(_CHANNELS, channels, "conversations.list")
+        parsed = parse_answer(_CHANNELS, channels, "Slack conversations.list")
         return {c.name: c.id for c in parsed if not c.is_archived}
 
     # --- writes ----------------------------------------------------------------------------------
@@ -188,7 +188,7 @@ class SlackClient:
                 name=name, handle=handle, description=description, channels=list(channel_ids)
             ),
         )
-        return _parse(_USERGROUP, answer.get("usergroup"), "usergroups.create").id
+        return parse_answer(_USERGROUP, answer.get("usergroup"), "Slack usergroups.create").id
 
     def update_usergroup(
         self,
@@ -279,13 +279,3 @@ def _retry_after(response: SlackResponse) -> float | None:
             except (TypeError, ValueError):
                 return None
     return None
-
-
-def _parse(adapter: TypeAdapter[T], data: Any, method: str) -> T:
-    """Validate an answer: a malformed one is reported (and retried), never half-used."""
-    try:
-        return adapter.validate_python(data)
-    except ValidationError as exc:
-        raise TransientError(
-            "BadResponse", f"Slack {method} answered in an unexpected shape: {exc.errors()[0]['msg']}"
-        ) from None

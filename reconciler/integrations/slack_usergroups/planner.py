@@ -8,9 +8,10 @@ unknown e-mails or channels raise before any action is returned.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from reconciler.errors import PermanentError
+from reconciler.integrations.common import name_list
 from reconciler.integrations.slack_usergroups.models import (
     AddUsers,
     CreateUsergroup,
@@ -24,8 +25,6 @@ from reconciler.integrations.slack_usergroups.models import (
     SlackUsergroupState,
     UpdateUsergroup,
 )
-
-MAX_NAMES_IN_MESSAGE = 20
 
 
 def plan(desired: Sequence[SlackUsergroup], current: SlackState) -> list[SlackAction]:
@@ -159,9 +158,9 @@ def _check_users(desired: Sequence[SlackUsergroup], users_by_email: dict[str, Sl
     if unknown or deleted:
         parts = []
         if unknown:
-            parts.append(f"no Slack user has the e-mail {_names(unknown)}")
+            parts.append(f"no Slack user has the e-mail {name_list(unknown)}")
         if deleted:
-            parts.append(f"deactivated Slack users: {_names(deleted)}")
+            parts.append(f"deactivated Slack users: {name_list(deleted)}")
         raise PermanentError(
             "UnknownUsers",
             "; ".join(parts) + ". Fix spec.slackUsergroups.usergroups[].users; nothing was changed.",
@@ -173,7 +172,7 @@ def _check_channels(desired: Sequence[SlackUsergroup], channels: dict[str, str])
     if unknown:
         raise PermanentError(
             "UnknownChannels",
-            f"no Slack channel named {_names('#' + c for c in unknown)} (archived channels do not count). "
+            f"no Slack channel named {name_list('#' + c for c in unknown)} (archived channels do not count). "
             "Fix spec.slackUsergroups.usergroups[].channels; nothing was changed.",
         )
 
@@ -189,10 +188,3 @@ def _check_name_conflicts(desired: Sequence[SlackUsergroup], current: Sequence[S
                 f"usergroup {group.handle}: the name {group.name!r} is already used by the user group "
                 f"@{owner}; choose another name. Nothing was changed.",
             )
-
-
-def _names(values: Iterable[str]) -> str:
-    names = sorted(values)
-    shown = ", ".join(names[:MAX_NAMES_IN_MESSAGE])
-    more = len(names) - MAX_NAMES_IN_MESSAGE
-    return shown + (f" and {more} more" if more > 0 else "")
