@@ -9,6 +9,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from reconciler import __version__
 from tests.deploy.conftest import CHART, KUBE_VERSION, NAMESPACE, REPO, VALUE_SETS, HelmRun
 
 Render = Callable[[str], list[dict[str, Any]]]
@@ -291,7 +292,7 @@ def test_default(render: Render) -> None:
     one(docs, "CustomResourceDefinition", "reconciles.reconciler.dev")
     operator, api = container(docs, "operator"), container(docs, "api")
     assert operator["args"] == ["run", "-A", "--standalone", "--liveness", "http://0.0.0.0:8081/healthz"]
-    assert operator["image"] == "reconciler:0.1.0"
+    assert operator["image"] == f"reconciler:{__version__}"
     for c in (operator, api):
         assert env_value(c, "RECONCILER_VALKEY_URL") == f"valkey://{VALKEY_HOST}:6379/0"
         assert "VALKEY_PASSWORD" not in env(c)
