@@ -1,6 +1,6 @@
 """The one entry point that runs a Reconcile's integration: used by the operator and the CLI alike.
 
-Sync (ADR: services are sync); the operator calls it from its bounded worker pool.
+Sync (README, "Design": services are sync); the operator calls it from its bounded worker pool.
 """
 
 from __future__ import annotations

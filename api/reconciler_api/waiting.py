@@ -2,7 +2,7 @@
 
 The operator publishes each finished task's id; one listener thread per process turns those
 messages into wake-ups for the waiting requests. A slow fallback poll covers messages lost while
-the listener reconnects. FastAPI-only code, so it may be async (ADR-005).
+the listener reconnects. FastAPI-only code, so it may be async (README, "Design": sync by default).
 """
 
 from __future__ import annotations

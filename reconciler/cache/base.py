@@ -1,6 +1,6 @@
 """A small sync cache interface, so the operator, sidecar and scripts share one implementation.
 
-Sync on purpose (ADR: sync by default): the operator calls it from worker threads, the sidecar from
+Sync on purpose (README, "Design"): the operator calls it from worker threads, the sidecar from
 its thread pool. Backends raise `CacheUnavailable` when the server cannot be reached.
 """
 

@@ -1,4 +1,4 @@
-"""Kopf is configured as the issue requires: sized executor, watch timeouts, our annotation prefix."""
+"""Kopf is configured as the operator needs: sized executor, watch timeouts, our annotation prefix."""
 
 from __future__ import annotations
 
