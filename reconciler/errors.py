@@ -51,3 +51,18 @@ class Forbidden(PermanentError):
 class CacheUnavailable(TransientError):
     def __init__(self, message: str) -> None:
         super().__init__("CacheUnavailable", message)
+
+
+class RateLimited(TransientError):
+    """The service asked us to wait longer than a worker may sleep: the run gives its worker back
+    and is rescheduled `retry_after` seconds later (already capped by the client)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__("RateLimited", message, retry_after=retry_after)
+
+
+class Timeout(TransientError):
+    """The run passed `RECONCILER_RUN_DEADLINE_SECONDS`; what it applied stays, the next run re-plans."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("Timeout", message)

@@ -81,6 +81,20 @@ class Settings(BaseSettings):
     transient_retries: int = Field(default=3, ge=0, le=20)
     """Retries of connection errors and HTTP 5xx per call."""
 
+    run_deadline_seconds: float = Field(default=300.0, gt=0, le=24 * 3600)
+    """The most one run may take, retries, slow answers and paging included; past it the run fails
+    with reason `Timeout` (retried with backoff) and its worker is free."""
+
+    rate_limit_inline_wait_seconds: float = Field(default=5.0, ge=0, le=60)
+    """Longest `Retry-After` a worker waits out in place; a longer one ends the run as `RateLimited`
+    and the operator reschedules it for then, so no worker sleeps through a long limit."""
+
+    retry_after_max_seconds: float = Field(default=900.0, gt=0)
+    """Cap on a service's `Retry-After`: a hostile or broken server cannot park a Reconcile longer."""
+
+    max_pages: int = Field(default=1000, ge=1, le=100_000)
+    """Most pages one listing may take (Slack and GitLab), so an endless "next page" ends."""
+
     cache_timeout_seconds: float = Field(default=2.0, gt=0)
     """Socket timeout of Valkey calls, so a dead cache fails fast instead of hanging."""
 

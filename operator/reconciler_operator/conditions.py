@@ -7,6 +7,7 @@ generation it describes.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from reconciler.errors import ReconcileError
@@ -121,16 +122,26 @@ def finished(
                 (STALLED, "True", error.reason, message),
             ]
         else:
-            when = f"; retrying in {retry_in:.0f}s" if retry_in is not None else ""
+            when = _next_try(retry_in, now)
+            # A rate limit is a wait, not a failure to retry: Reconciling says so by its own reason.
+            retrying = "RateLimited" if error.reason == "RateLimited" else "ProgressingWithRetry"
             updates = [
                 (READY, "False", error.reason, message),
-                (RECONCILING, "True", "ProgressingWithRetry", message + when),
+                (RECONCILING, "True", retrying, message + when),
                 (STALLED, "False", error.reason, message),
             ]
     patch["conditions"] = set_conditions(
         status.get("conditions") or [], updates, generation=generation, now=now
     )
     return patch
+
+
+def _next_try(retry_in: float | None, now: str) -> str:
+    """`; next try at 2026-11-23T08:15:00Z (in 900s)`: when the rescheduled run starts."""
+    if retry_in is None:
+        return ""
+    start = datetime.fromisoformat(now.replace("Z", "+00:00")) + timedelta(seconds=retry_in)
+    return f"; next try at {start.strftime('%Y-%m-%dT%H:%M:%SZ')} (retrying in {retry_in:.0f}s)"
 
 
 def _success(record: TaskRecord, planned: int) -> tuple[str, str]:

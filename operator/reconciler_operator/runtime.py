@@ -68,11 +68,17 @@ class Runtime:
             BUSY_WORKERS.dec()
 
     def backoff(self, retry: int, error: ReconcileError | None) -> float:
-        """Exponential backoff from `backoff_base_seconds`, at least the service's Retry-After."""
+        """Exponential backoff from `backoff_base_seconds`, at least the service's Retry-After.
+
+        A rate limit is rescheduled for exactly when the service said (capped): waiting is not failing,
+        so repeated limits do not grow the delay past what the service asks for.
+        """
+        if error is not None and error.reason == "RateLimited" and error.retry_after:
+            return min(error.retry_after, self.settings.retry_after_max_seconds)
         base: float = self.settings.backoff_base_seconds * (2 ** min(retry, 16))
         delay: float = min(base, self.settings.backoff_max_seconds)
         if error is not None and error.retry_after:
-            delay = max(delay, error.retry_after)
+            delay = max(delay, min(error.retry_after, self.settings.retry_after_max_seconds))
         return delay
 
     def count_run(self, integration: str, status: str) -> None:

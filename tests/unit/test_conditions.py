@@ -64,9 +64,9 @@ def test_permanent_failure_stalls_and_transient_keeps_reconciling() -> None:
         "False",
     )
     assert stalled["Ready"]["reason"] == "UnknownUsers" and "x@y.z" in str(stalled["Ready"]["message"])
-    busy = [TaskError(reason="RateLimited", message="slow down")]
+    down = [TaskError(reason="SlackUnavailable", message="Slack answered HTTP 503")]
     retrying = by_type(
-        conditions.finished({}, record(busy), permanent=False, retry_in=8, requested_at=None, now=T0)
+        conditions.finished({}, record(down), permanent=False, retry_in=8, requested_at=None, now=T0)
     )
     assert (
         retrying["Ready"]["status"],
@@ -76,6 +76,17 @@ def test_permanent_failure_stalls_and_transient_keeps_reconciling() -> None:
     assert retrying["Reconciling"]["reason"] == "ProgressingWithRetry" and "8s" in str(
         retrying["Reconciling"]["message"]
     )
+
+
+def test_rate_limited_is_reconciling_with_the_time_of_the_next_try() -> None:
+    busy = [TaskError(reason="RateLimited", message="Slack asked to wait 900s")]
+    waiting = by_type(
+        conditions.finished({}, record(busy), permanent=False, retry_in=900, requested_at=None, now=T0)
+    )
+    assert (waiting["Reconciling"]["status"], waiting["Reconciling"]["reason"]) == ("True", "RateLimited")
+    assert "next try at 2026-11-23T08:15:00Z" in str(waiting["Reconciling"]["message"])
+    assert (waiting["Ready"]["status"], waiting["Ready"]["reason"]) == ("False", "RateLimited")
+    assert waiting["Stalled"]["status"] == "False"
 
 
 def test_status_fields_and_actions_capped_at_50() -> None:

@@ -32,7 +32,14 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from reconciler import __version__
-from reconciler.errors import Forbidden, PermanentError, ReconcileError, TransientError, Unauthorized
+from reconciler.errors import (
+    Forbidden,
+    PermanentError,
+    RateLimited,
+    ReconcileError,
+    TransientError,
+    Unauthorized,
+)
 from reconciler.integrations.common import parse_answer
 from reconciler.integrations.gitlab_members.models import GitlabMemberState, GitlabUser, SourceKind
 from reconciler.settings import Settings
@@ -260,8 +267,7 @@ class GitlabClient:
         body = _json_body(exc.response_body)
         message = self._scrub(_describe(body, exc.error_message))
         if status == 429:
-            return TransientError(
-                "RateLimited",
+            return RateLimited(
                 f"GitLab is still rate limiting after {self._rate_limit_retries} retries ({what})",
                 retry_after=self._retry_after,
             )

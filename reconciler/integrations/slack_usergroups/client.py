@@ -23,7 +23,14 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 from slack_sdk.web import SlackResponse
 
-from reconciler.errors import Forbidden, PermanentError, ReconcileError, TransientError, Unauthorized
+from reconciler.errors import (
+    Forbidden,
+    PermanentError,
+    RateLimited,
+    ReconcileError,
+    TransientError,
+    Unauthorized,
+)
 from reconciler.integrations.common import parse_answer
 from reconciler.integrations.slack_usergroups.models import SlackUser, SlackUsergroupState
 from reconciler.settings import Settings
@@ -253,9 +260,7 @@ def _translate(method: str, response: SlackResponse) -> ReconcileError:
     error = str(data.get("error", f"HTTP {status}"))
     if status == 429 or error == "ratelimited":
         retry_after = _retry_after(response)
-        return TransientError(
-            "RateLimited", f"Slack {method} is still rate limited after retries", retry_after=retry_after
-        )
+        return RateLimited(f"Slack {method} is still rate limited after retries", retry_after=retry_after)
     if status >= 500:
         return TransientError("SlackUnavailable", f"Slack {method} answered HTTP {status}")
     if error in AUTH_ERRORS:
