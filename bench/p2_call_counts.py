@@ -20,8 +20,8 @@ from bench.naive import GitlabGroupSpec, SlackGroupSpec, naive_gitlab, naive_sla
 from bench.profiling import Profiler
 from reconciler.runner import parse_spec, run_integration
 from reconciler.settings import Settings
-from tests.servers.gitlab import DEVELOPER, REPORTER, GitLabTestServer
-from tests.servers.slack import WRITE_METHODS, SlackTestServer
+from reconciler_testing.gitlab import DEVELOPER, REPORTER, GitLabTestServer
+from reconciler_testing.slack import WRITE_METHODS, SlackTestServer
 
 SLACK_TOKEN = "xoxb-bench-p2"
 GITLAB_TOKEN = "glpat-bench-p2"

@@ -1,4 +1,4 @@
-"""The Slack test server (tests/servers/slack.py) in a process of its own, with counters the
+"""The Slack test server (reconciler_testing/slack.py) in a process of its own, with counters the
 benchmarks read over HTTP: `python -m bench.slack_proc --latency 0.05 --seed-file seed.json`.
 
 Besides the Slack methods, it answers two benchmark-only methods (never logged as calls):
@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from bench.common import serve_until_stopped
-from tests.servers import slack as slack_server
-from tests.servers.slack import SlackTestServer, _Reply
+from reconciler_testing import slack as slack_server
+from reconciler_testing.slack import SlackTestServer, _Reply
 
 
 class BenchSlackServer(SlackTestServer):

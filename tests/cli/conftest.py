@@ -22,9 +22,9 @@ from typer.testing import CliRunner, Result
 from reconciler.cache import ValkeyCache
 from reconciler.cli import app
 from reconciler.tasks import TaskStore
+from reconciler_testing.gitlab import OWNER, GitLabTestServer
+from reconciler_testing.slack import SlackTestServer
 from tests import builders
-from tests.servers.gitlab import OWNER, GitLabTestServer
-from tests.servers.slack import SlackTestServer
 from tests.valkey_server import ValkeyProcess, free_port
 
 SLACK_TOKEN = "xoxb-cli-test-token-0123456789"

@@ -17,6 +17,8 @@ import pytest
 from reconciler import cli as cli_module
 from reconciler.models.base import ActionRecord
 from reconciler.models.task import ReconcileRef, TaskError, TaskRecord, TaskStatus, utcnow
+from reconciler_testing.gitlab import DEVELOPER, MAINTAINER, OWNER, GitLabTestServer
+from reconciler_testing.slack import SlackTestServer
 from tests.cli.conftest import (
     API_TOKEN,
     GITLAB_TOKEN,
@@ -30,8 +32,6 @@ from tests.cli.conftest import (
     secret,
     slack_reconcile,
 )
-from tests.servers.gitlab import DEVELOPER, MAINTAINER, OWNER, GitLabTestServer
-from tests.servers.slack import SlackTestServer
 from tests.valkey_server import free_port
 
 ONCALL = {

@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from reconciler_testing.gitlab import GitLabTestServer
+from reconciler_testing.slack import SlackTestServer
 from tests.kube import KubeApi
-from tests.servers.gitlab import GitLabTestServer
-from tests.servers.slack import SlackTestServer
 from tests.valkey_server import ValkeyProcess, free_port
 
 NAMESPACES = ("team-sre", "team-platform", "team-other")

@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from reconciler_testing.slack import SlackTestServer
 from tests.e2e.conftest import Process, Sidecar, start_operator, start_sidecar
 from tests.e2e.helpers import apply_group, wait_ready
 from tests.kube import KubeApi, condition
-from tests.servers.slack import SlackTestServer
 from tests.valkey_server import ValkeyProcess
 
 pytestmark = pytest.mark.e2e

@@ -6,10 +6,10 @@ import base64
 
 import pytest
 
+from reconciler_testing.gitlab import DEVELOPER, MAINTAINER, OWNER, REPORTER, GitLabTestServer
 from tests.e2e.conftest import Process, Sidecar
 from tests.e2e.helpers import gitlab_reconcile, is_stalled, unique, wait_ready, wait_task_change
 from tests.kube import KubeApi, condition
-from tests.servers.gitlab import DEVELOPER, MAINTAINER, OWNER, REPORTER, GitLabTestServer
 
 pytestmark = pytest.mark.e2e
 

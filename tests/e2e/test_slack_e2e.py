@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from reconciler_testing.slack import SlackTestServer
 from tests.e2e.conftest import Process, Sidecar
 from tests.e2e.helpers import (
     apply_group,
@@ -21,7 +22,6 @@ from tests.e2e.helpers import (
     wait_task_change,
 )
 from tests.kube import KubeApi, condition
-from tests.servers.slack import SlackTestServer
 
 pytestmark = pytest.mark.e2e
 

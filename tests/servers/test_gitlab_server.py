@@ -20,7 +20,7 @@ import gitlab.exceptions
 import pytest
 import requests
 
-from .gitlab import DEVELOPER, GUEST, MAINTAINER, OWNER, REPORTER, GitLabTestServer
+from reconciler_testing.gitlab import DEVELOPER, GUEST, MAINTAINER, OWNER, REPORTER, GitLabTestServer
 
 TOKEN = "bot-token"
 READ_TOKEN = "read-token"
@@ -386,7 +386,7 @@ def test_cli_with_seed_file(tmp_path: Path) -> None:
     seed_file = tmp_path / "state.json"
     seed_file.write_text(json.dumps(seed))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.servers.gitlab", "--port", "0", "--seed-file", str(seed_file)],
+        [sys.executable, "-m", "reconciler_testing.gitlab", "--port", "0", "--seed-file", str(seed_file)],
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parents[2],

@@ -23,7 +23,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry import FixedValueRetryIntervalCalculator
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler, ServerErrorRetryHandler
 
-from .slack import DEFAULT_SCOPES, Call, SlackTestServer
+from reconciler_testing.slack import DEFAULT_SCOPES, Call, SlackTestServer
 
 TOKEN = "xoxb-test"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -451,7 +451,7 @@ def test_runs_as_a_process_with_seed_file(tmp_path: Path) -> None:
     seed_file = tmp_path / "state.json"
     seed_file.write_text(json.dumps(seed))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.servers.slack", "--port", "0", "--seed-file", str(seed_file)],
+        [sys.executable, "-m", "reconciler_testing.slack", "--port", "0", "--seed-file", str(seed_file)],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         text=True,

@@ -20,7 +20,7 @@ from reconciler.models.base import Action
 from reconciler.models.spec import ReconcileSpec
 from reconciler.runner import RunOutcome, run_integration
 from reconciler.settings import Settings
-from tests.servers.gitlab import DEVELOPER, MAINTAINER, OWNER, REPORTER, GitLabTestServer
+from reconciler_testing.gitlab import DEVELOPER, MAINTAINER, OWNER, REPORTER, GitLabTestServer
 
 TOKEN = "glpat-Very-Secret-Token-0123456789"
 READ_ONLY_TOKEN = "glpat-Read-Only-Token-9876543210"

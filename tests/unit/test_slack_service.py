@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from reconciler.models.spec import ReconcileSpec
 from reconciler.runner import RunOutcome, run_integration
 from reconciler.settings import Settings
-from tests.servers.slack import DEFAULT_SCOPES, SlackTestServer
+from reconciler_testing.slack import DEFAULT_SCOPES, SlackTestServer
 
 TOKEN = "xoxb-1111-2222-very-secret-token"
 READS = ["usergroups.list", "users.list", "conversations.list"]
@@ -623,7 +623,7 @@ def test_unmanaged_groups_are_read_only_for_their_names() -> None:
 
     from reconciler.integrations.slack_usergroups.client import SlackClient
     from reconciler.settings import Settings
-    from tests.servers.slack import SlackTestServer
+    from reconciler_testing.slack import SlackTestServer
 
     with SlackTestServer() as server:
         server.add_token("xoxb-names-only-token-1")

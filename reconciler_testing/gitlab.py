@@ -8,7 +8,7 @@ codes, error bodies and pagination headers that GitLab's own code and documentat
 
 Run it standalone for benchmarks::
 
-    python -m tests.servers.gitlab --port 8929 --latency 0.05 --seed-file state.json
+    python -m reconciler_testing.gitlab --port 8929 --latency 0.05 --seed-file state.json
 
 Seed file (all keys optional)::
 

@@ -13,7 +13,8 @@ published reference (docs.slack.dev / api.slack.com method pages):
   deactivated ids, ``invalid_user`` for bots (guests and bots may not be members);
 * ``users.lookupByEmail`` -> ``users_not_found``, also for deactivated users.
 
-Run standalone (for benchmarks): ``python -m tests.servers.slack --port 0 --latency 0.05 --seed-file s.json``;
+Run standalone (for benchmarks):
+``python -m reconciler_testing.slack --port 0 --latency 0.05 --seed-file s.json``;
 the first line printed on stdout is the ``api_url``.
 """
 
