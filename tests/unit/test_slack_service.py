@@ -634,3 +634,13 @@ def test_unmanaged_groups_are_read_only_for_their_names() -> None:
         groups = {g.handle: g for g in client.list_usergroups(managed=["managed"])}
     assert groups["managed"].users == frozenset({alice})
     assert groups["other"].name == "Other" and groups["other"].users == frozenset()
+
+
+def test_team_id_comes_from_auth_test_once_per_client(slack: SlackTestServer) -> None:
+    from reconciler.integrations.slack_usergroups.client import SlackClient
+    from tests.servers.slack import TEAM_ID
+
+    client = SlackClient(SecretStr(TOKEN), slack.api_url, SETTINGS)
+    assert client.team_id() == TEAM_ID
+    assert client.team_id() == TEAM_ID
+    assert methods(slack) == ["auth.test"]

@@ -102,6 +102,11 @@ class _Usergroup(_Answer):
         )
 
 
+class _Auth(_Answer):
+    team_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9]+$")
+
+
+_AUTH = TypeAdapter(_Auth)
 _USERGROUPS = TypeAdapter(list[_Usergroup])
 _USERGROUP = TypeAdapter(_Usergroup)
 _USERGROUP_NAMES = TypeAdapter(list[_UsergroupName])
@@ -139,8 +144,17 @@ class SlackClient:
         )
         self.calls = 0
         """API calls made (each page counts; retries of one call do not)."""
+        self._team_id: str | None = None
 
     # --- reads -----------------------------------------------------------------------------------
+
+    def team_id(self) -> str:
+        """The token's workspace id (`auth.test`'s `team_id`): what state shared between Reconciles
+        (claims, caches) is keyed by. Asked once per client."""
+        if self._team_id is None:
+            answer = self._call("auth.test", self._web.auth_test)
+            self._team_id = parse_answer(_AUTH, answer.data, "Slack auth.test").team_id
+        return self._team_id
 
     def list_usergroups(self, managed: Collection[str]) -> list[SlackUsergroupState]:
         """Every user group; only the `managed` handles in full (members, channels).
