@@ -48,6 +48,13 @@ class Forbidden(PermanentError):
         super().__init__("Forbidden", message)
 
 
+class MissingScope(PermanentError):
+    """The token lacks scopes a run needs: found before the first write, so nothing is written."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("MissingScope", message)
+
+
 class CacheUnavailable(TransientError):
     def __init__(self, message: str) -> None:
         super().__init__("CacheUnavailable", message)

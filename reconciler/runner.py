@@ -8,11 +8,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from reconciler.errors import InvalidSpec, ReconcileError, TransientError
-from reconciler.integrations.base import IntegrationService
+from reconciler.errors import InvalidSpec, MissingScope, ReconcileError, TransientError
+from reconciler.integrations.base import Integration, IntegrationService
 from reconciler.integrations.registry import INTEGRATIONS
 from reconciler.models.base import Action
 from reconciler.models.spec import ReconcileSpec
@@ -73,6 +74,7 @@ def run_integration(
             on_planned(outcome.actions)
         if dry_run or not outcome.actions:
             return outcome
+        check_scopes(integration, spec, service)
         result = service.apply(outcome.actions)
         outcome.applied, outcome.failed_action, outcome.error = result.applied, result.failed, result.error
     except ReconcileError as exc:
@@ -84,3 +86,18 @@ def run_integration(
         if service is not None:
             service.close()
     return outcome
+
+
+def check_scopes(integration: Integration[Any], spec: ReconcileSpec, service: IntegrationService) -> None:
+    """Before the first write: a token without a scope the writes need fails the run as a planning
+    error (MissingScope), instead of failing halfway through. Unknown scopes do not block."""
+    granted = service.granted_scopes()
+    if granted is None:
+        return
+    needed = integration.needed_scopes(spec.integration_spec, write=True)
+    missing = integration.missing_scopes(needed, granted)
+    if missing:
+        raise MissingScope(
+            f"the {spec.integration} token lacks the scope(s) {', '.join(missing)} needed to apply this "
+            f"plan (it has: {', '.join(sorted(granted)) or 'none'}); add them, then the next run applies it"
+        )

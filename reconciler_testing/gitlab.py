@@ -128,6 +128,7 @@ class _User:
 class _Token:
     user_id: int
     scopes: frozenset[str]
+    id: int = 0
 
 
 @dataclass
@@ -364,7 +365,9 @@ class GitLabTestServer:
     def add_token(self, token: str, *, username: str, scopes: Sequence[str] = ("api",)) -> None:
         """Register a personal access token acting as ``username``; ``read_api`` allows GETs only."""
         with self._lock:
-            self._tokens[token] = _Token(self._require_user(username).id, frozenset(scopes))
+            self._tokens[token] = _Token(
+                self._require_user(username).id, frozenset(scopes), id=len(self._tokens) + 1
+            )
 
     def add_group(self, full_path: str, *, parent: str | None = None, name: str | None = None) -> int:
         """Create a group and return its id.
@@ -605,6 +608,8 @@ class GitLabTestServer:
         get = frozenset({"GET"})
         if parts == ["user"]:
             return self._h_current_user, get
+        if parts == ["personal_access_tokens", "self"]:
+            return self._h_token_self, get
         if n == 1 and parts[0] == "users":
             return self._h_users, get
         if n == 2 and parts[0] == "users":
@@ -625,8 +630,7 @@ class GitLabTestServer:
                     return _bind(self._h_member, kind, ident, parts[3]), frozenset({"GET", "PUT", "DELETE"})
         return None, frozenset()
 
-    def _authenticate(self, method: str, parts: list[str], params: Json, headers: Message) -> _User:
-        """PRIVATE-TOKEN or Bearer token; scopes and blocked users as in API::APIGuard."""
+    def _find_token(self, params: Json, headers: Message) -> _Token | None:
         token = headers.get("PRIVATE-TOKEN")
         auth = headers.get("Authorization") or ""
         if not token and auth.lower().startswith("bearer "):
@@ -634,7 +638,11 @@ class GitLabTestServer:
         if not token:
             raw = params.get("private_token") or params.get("access_token")
             token = raw if isinstance(raw, str) else None
-        found = self._tokens.get(token) if token else None
+        return self._tokens.get(token) if token else None
+
+    def _authenticate(self, method: str, parts: list[str], params: Json, headers: Message) -> _User:
+        """PRIVATE-TOKEN or Bearer token; scopes and blocked users as in API::APIGuard."""
+        found = self._find_token(params, headers)
         if found is None or found.user_id not in self._users:
             raise _message(401, "401 Unauthorized")
         if not self._scope_allows(found.scopes, method, parts):
@@ -657,11 +665,32 @@ class GitLabTestServer:
     def _scope_allows(scopes: frozenset[str], method: str, parts: list[str]) -> bool:
         if "api" in scopes:
             return True
+        if method in _READ_METHODS and parts == ["personal_access_tokens", "self"]:
+            return True  # a token may always describe itself, whatever its scopes
         if method in _READ_METHODS and "read_api" in scopes:
             return True
         return method in _READ_METHODS and "read_user" in scopes and parts[:1] in (["user"], ["users"])
 
     # ------------------------------------------------------------------ handlers (lock held)
+
+    def _h_token_self(self, verb: str, user: _User, params: Json, page: _Page) -> _Response:
+        """GET /personal_access_tokens/self: the token of the request, as the PAT API describes it."""
+        token = self._find_token(params, page.headers)
+        assert token is not None  # _authenticate found it
+        return _ok(
+            {
+                "id": token.id,
+                "name": f"token-{token.id}",
+                "revoked": False,
+                "created_at": "2026-01-01T00:00:00.000Z",
+                "description": None,
+                "scopes": sorted(token.scopes),
+                "user_id": user.id,
+                "last_used_at": _now_iso(),
+                "active": True,
+                "expires_at": None,
+            }
+        )
 
     def _h_current_user(self, verb: str, user: _User, params: Json, page: _Page) -> _Response:
         return _ok(self._user_json(user, page.base))

@@ -478,11 +478,19 @@ class SlackTestServer:
             try:
                 payload = self._dispatch(method, token, params)
             except _SlackError as err:
-                return self._record(method, params, _error_reply(err))
+                return self._record(method, params, self._with_scopes(token, _error_reply(err)))
             except Exception as exc:  # a server bug must surface as a failed call, not a hang
                 reply = _Reply(500, {"ok": False, "error": "fatal_error", "detail": repr(exc)})
                 return self._record(method, params, reply)
-            return self._record(method, params, _Reply(200, {"ok": True, **payload}))
+            reply = self._with_scopes(token, _Reply(200, {"ok": True, **payload}))
+            return self._record(method, params, reply)
+
+    def _with_scopes(self, token: str | None, reply: _Reply) -> _Reply:
+        """Slack answers every call made with a known token with its scopes in ``x-oauth-scopes``."""
+        tok = self._tokens.get(token) if token else None
+        if tok is not None:
+            reply.headers["x-oauth-scopes"] = ",".join(sorted(tok.scopes))
+        return reply
 
     def _record(self, method: str, params: Params, reply: _Reply) -> _Reply:
         error = None if reply.body.get("ok") else str(reply.body.get("error"))

@@ -52,6 +52,11 @@ class IntegrationService(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release the run's clients (connection pools); called once the run ends, dry runs included."""
 
+    def granted_scopes(self) -> frozenset[str] | None:
+        """The token's scopes as the service reports them; None when it cannot tell (then the
+        runner does not block the run, and a write the token may not make fails as Forbidden)."""
+        return None
+
 
 class Integration(ABC, Generic[SpecT]):
     """Registry entry: how to read an integration's spec block and build its service."""
@@ -65,3 +70,11 @@ class Integration(ABC, Generic[SpecT]):
     @abstractmethod
     def service(self, spec: SpecT, token: SecretStr, settings: Settings) -> IntegrationService:
         """Build the service for one run; clients are created here and live for that run only."""
+
+    @abstractmethod
+    def needed_scopes(self, spec: SpecT, *, write: bool) -> frozenset[str]:
+        """The token scopes a run of `spec` needs: to plan it, and with `write` also to apply it."""
+
+    def missing_scopes(self, needed: frozenset[str], granted: frozenset[str]) -> list[str]:
+        """Needed scopes the granted ones do not cover (an integration may know broader scopes)."""
+        return sorted(needed - granted)

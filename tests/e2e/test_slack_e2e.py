@@ -323,6 +323,27 @@ def test_rejected_token_is_unauthorized(kube: KubeApi, slack: SlackTestServer, o
     assert "invalid_auth" in condition(obj, "Ready")["message"]
 
 
+def test_token_without_write_scope_stalls_missing_scope_before_any_write(
+    kube: KubeApi, slack: SlackTestServer, operator: Process
+) -> None:
+    from tests.servers.slack import DEFAULT_SCOPES
+
+    read_only = "xoxb-e2e-read-only-token-24680"
+    TOKENS.append(read_only)
+    slack.add_token(read_only, DEFAULT_SCOPES - {"usergroups:write"})
+    kube.create_secret(NS, "read-only", {"token": read_only})
+    slack.reset_calls()
+    name, handle = apply_group(kube, slack.api_url, NS, "noscope", ["alice@example.com"], secret="read-only")
+    obj = kube.wait_for(NS, name, is_stalled, 30, "Stalled=True")
+    ready = condition(obj, "Ready")
+    assert ready["status"] == "False"
+    assert ready["reason"] == "MissingScope" == condition(obj, "Stalled")["reason"]
+    assert "usergroups:write" in ready["message"]
+    assert obj["status"]["summary"]["applied"] == 0
+    assert slack.write_calls() == []
+    assert handle not in {g["handle"] for g in slack.usergroups()}
+
+
 def test_rate_limited_writes_converge_without_duplicates(
     kube: KubeApi, slack: SlackTestServer, operator: Process
 ) -> None:

@@ -400,3 +400,14 @@ def test_cli_with_seed_file(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=5) == 0
+
+
+def test_a_token_describes_its_own_scopes_whatever_they_are(server: GitLabTestServer) -> None:
+    server.add_token("user-only", username="reader", scopes=("read_user",))
+    for token, scopes in ((TOKEN, ["api"]), (READ_TOKEN, ["read_api"]), ("user-only", ["read_user"])):
+        info = make_client(server, token).personal_access_tokens.get("self")
+        assert info.scopes == scopes
+        assert info.active is True
+    assert make_client(server, TOKEN).personal_access_tokens.get("self").user_id == server.user_id("bot")
+    with pytest.raises(gitlab.exceptions.GitlabAuthenticationError):
+        make_client(server, "wrong").personal_access_tokens.get("self")

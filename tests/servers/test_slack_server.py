@@ -107,6 +107,19 @@ def test_token_accepted_as_form_field_and_query_param(slack: SlackTestServer) ->
     assert all("token" not in c.params for c in slack.calls)
 
 
+def test_every_answer_to_a_known_token_carries_its_scopes(slack: SlackTestServer) -> None:
+    slack.add_token("xoxb-narrow", scopes={"users:read", "channels:read"})
+    narrow = WebClient(token="xoxb-narrow", base_url=slack.api_url)
+    answer = narrow.auth_test()
+    assert answer.headers["x-oauth-scopes"] == "channels:read,users:read"
+    with pytest.raises(SlackApiError) as exc:
+        narrow.usergroups_list()
+    assert exc.value.response.headers["x-oauth-scopes"] == "channels:read,users:read"
+    with pytest.raises(SlackApiError) as unknown:
+        WebClient(token="xoxb-unknown", base_url=slack.api_url).auth_test()
+    assert "x-oauth-scopes" not in unknown.value.response.headers
+
+
 def test_missing_scope_reports_needed_and_provided(slack: SlackTestServer) -> None:
     slack.add_token("xoxb-narrow", scopes={"users:read", "channels:read"})
     narrow = WebClient(token="xoxb-narrow", base_url=slack.api_url)

@@ -51,6 +51,8 @@ DESIRED = {
     ("group", G2): {"carol": (MAINTAINER, None), "alice": (DEVELOPER, None)},
     ("project", P1): {"dave": (REPORTER, None)},
 }
+TOKEN_SELF = ("GET", "/api/v4/personal_access_tokens/self")
+"""Read once per run that writes: the token's scopes, checked before the first write."""
 LISTINGS = [
     ("GET", "/api/v4/user"),
     ("GET", "/api/v4/groups/acme%2Fplatform/members"),
@@ -145,7 +147,8 @@ def test_dry_run_plans_but_writes_nothing(gitlab: GitLabTestServer) -> None:
 
 
 def test_first_run_converges_and_second_run_only_reads_one_listing_per_path(gitlab: GitLabTestServer) -> None:
-    """2 groups + 1 project: first run 8 reads + 5 writes, second run 4 reads + 0 writes."""
+    """2 groups + 1 project: first run 9 reads (the token's scopes before writing) + 5 writes, second
+    run 4 reads + 0 writes."""
     outcome = run(gitlab)
 
     assert outcome.ok, outcome.error
@@ -154,12 +157,12 @@ def test_first_run_converges_and_second_run_only_reads_one_listing_per_path(gitl
     for (kind, path), members in DESIRED.items():
         assert state(gitlab, kind, path) == members
     # GET /user, one listing per path, one lookup per distinct username not yet a direct member
-    assert reads(gitlab) == [*LISTINGS, *(("GET", "/api/v4/users"),) * 4]
+    assert reads(gitlab) == [*LISTINGS, *(("GET", "/api/v4/users"),) * 4, TOKEN_SELF]
     assert sorted(c.query["username"] for c in gitlab.calls if c.path == "/api/v4/users") == [
         "alice", "bob", "carol", "dave"
     ]
     assert len(gitlab.write_calls()) == 5
-    assert len(gitlab.calls) == 13
+    assert len(gitlab.calls) == 14
 
     gitlab.reset_calls()
     second = run(gitlab)
@@ -206,7 +209,7 @@ def test_spec_change_writes_only_the_differences(gitlab: GitLabTestServer) -> No
     assert state(gitlab, "group", G1) == {"alice": (OWNER, None), "bob": (MAINTAINER, None)}
     assert state(gitlab, "group", G2) == {"carol": (MAINTAINER, None)}
     assert state(gitlab, "project", P1) == {"dave": (REPORTER, None), "erin": (DEVELOPER, EXPIRES)}
-    assert reads(gitlab) == [*LISTINGS, ("GET", "/api/v4/users")]  # only erin is looked up
+    assert reads(gitlab) == [*LISTINGS, ("GET", "/api/v4/users"), TOKEN_SELF]  # only erin is looked up
     assert len(gitlab.write_calls()) == 3
     put = next(c for c in gitlab.calls if c.method == "PUT")
     assert put.body == {"access_level": MAINTAINER, "expires_at": ""}
@@ -394,18 +397,26 @@ def test_bad_token_is_unauthorized_after_one_call(gitlab: GitLabTestServer) -> N
     assert calls(gitlab) == [("GET", "/api/v4/user")]
 
 
-def test_read_api_token_is_forbidden_on_the_first_write(gitlab: GitLabTestServer) -> None:
+def test_read_api_token_is_missing_scope_before_any_write(gitlab: GitLabTestServer) -> None:
     outcome = run(gitlab, token=READ_ONLY_TOKEN)
 
     assert outcome.error is not None
-    assert outcome.error.reason == "Forbidden"
+    assert outcome.error.reason == "MissingScope"
     assert outcome.error.permanent
-    assert "api scope" in outcome.error.message
-    assert "add alice to group acme/platform" in outcome.error.message
-    assert outcome.applied == []
-    assert outcome.failed_action == outcome.actions[0]
-    assert [c.status for c in gitlab.calls if c.method != "GET"] == [403]
-    assert gitlab.write_calls() == []
+    assert "lacks the scope(s) api" in outcome.error.message
+    assert "it has: read_api" in outcome.error.message
+    assert outcome.actions and outcome.applied == []
+    assert outcome.failed_action is None
+    assert [c for c in gitlab.calls if c.method != "GET"] == []  # not even a refused write
+    assert calls(gitlab)[-1] == TOKEN_SELF
+
+
+def test_read_api_token_plans_a_dry_run(gitlab: GitLabTestServer) -> None:
+    outcome = run(gitlab, token=READ_ONLY_TOKEN, dry_run=True)
+
+    assert outcome.error is None
+    assert outcome.actions
+    assert TOKEN_SELF not in calls(gitlab)
 
 
 def test_token_never_appears_in_errors_or_logs(

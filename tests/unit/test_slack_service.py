@@ -392,7 +392,7 @@ def test_inactive_token_is_unauthorized(slack: SlackTestServer, ids: dict[str, s
     assert outcome.error.reason == "Unauthorized"
 
 
-def test_token_without_usergroups_write_is_forbidden_on_the_first_write(
+def test_token_without_usergroups_write_is_missing_scope_before_any_write(
     slack: SlackTestServer, ids: dict[str, str]
 ) -> None:
     slack.add_token("xoxb-read-only", DEFAULT_SCOPES - {"usergroups:write"})
@@ -400,23 +400,31 @@ def test_token_without_usergroups_write_is_forbidden_on_the_first_write(
     outcome = run(slack, SPEC, token="xoxb-read-only")
 
     assert outcome.error is not None
-    assert outcome.error.reason == "Forbidden"
+    assert outcome.error.reason == "MissingScope"
     assert outcome.error.permanent
     assert "usergroups:write" in outcome.error.message
-    assert "usergroups.create" in outcome.error.message
-    assert outcome.applied == []
-    assert outcome.failed_action == outcome.actions[0]
-    assert methods(slack) == [*READS, "usergroups.create"]
+    assert outcome.actions and outcome.applied == []
+    assert outcome.failed_action is None
+    assert methods(slack) == READS  # the scopes came with the reads: no write was even tried
     assert slack.write_calls() == []
 
 
-def test_token_without_read_scope_is_forbidden(slack: SlackTestServer, ids: dict[str, str]) -> None:
+def test_token_without_write_scope_still_plans_a_dry_run(slack: SlackTestServer, ids: dict[str, str]) -> None:
+    slack.add_token("xoxb-read-only", DEFAULT_SCOPES - {"usergroups:write"})
+
+    outcome = run(slack, SPEC, token="xoxb-read-only", dry_run=True)
+
+    assert outcome.error is None
+    assert outcome.actions
+
+
+def test_token_without_read_scope_is_missing_scope(slack: SlackTestServer, ids: dict[str, str]) -> None:
     slack.add_token("xoxb-no-emails", DEFAULT_SCOPES - {"users:read"})
 
     outcome = run(slack, SPEC, token="xoxb-no-emails")
 
     assert outcome.error is not None
-    assert outcome.error.reason == "Forbidden"
+    assert outcome.error.reason == "MissingScope"
     assert "users:read" in outcome.error.message
     assert slack.write_calls() == []
 
@@ -593,7 +601,7 @@ def test_the_token_never_appears_in_errors_or_logs(
         assert secret not in caplog.text
     assert {o.error.reason for o in outcomes.values() if o.error} == {
         "Unauthorized",
-        "Forbidden",
+        "MissingScope",
         "UnknownUsers",
         "RateLimited",
         "SlackUnavailable",

@@ -21,3 +21,12 @@ class GitlabMembers(Integration[GitlabMembersSpec]):
         from reconciler.integrations.gitlab_members.service import GitlabMembersService
 
         return GitlabMembersService.create(spec, token, settings)
+
+    def needed_scopes(self, spec: GitlabMembersSpec, *, write: bool) -> frozenset[str]:
+        """Member listings and user lookups need read_api; adding, changing and removing need api."""
+        return frozenset({"api"} if write else {"read_api"})
+
+    def missing_scopes(self, needed: frozenset[str], granted: frozenset[str]) -> list[str]:
+        """`api` grants everything `read_api` does."""
+        covered = granted | ({"read_api"} if "api" in granted else set())
+        return sorted(needed - covered)

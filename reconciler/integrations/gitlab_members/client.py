@@ -34,6 +34,7 @@ from urllib3.util.retry import Retry
 from reconciler import __version__
 from reconciler.errors import (
     Forbidden,
+    MissingScope,
     PermanentError,
     RateLimited,
     ReconcileError,
@@ -81,7 +82,12 @@ class _Member(_User):
         )
 
 
+class _TokenInfo(_Answer):
+    scopes: list[str]
+
+
 _USER = TypeAdapter(_User)
+_TOKEN_INFO = TypeAdapter(_TokenInfo)
 _USERS = TypeAdapter(list[_User])
 _MEMBERS = TypeAdapter(list[_Member])
 
@@ -141,6 +147,20 @@ class GitlabClient:
         """The token's own user (`GET /user`); also proves the token works before anything else."""
         answer = self._call("read the token's user", lambda **kw: self._gl.http_get("/user", **kw))
         return parse_answer(_USER, answer, "GitLab GET /user").to_user()
+
+    def token_scopes(self) -> frozenset[str] | None:
+        """The scopes of a personal, group or project access token (`GET /personal_access_tokens/self`);
+        None for other token kinds (OAuth, CI job tokens), which that endpoint does not describe."""
+        try:
+            answer = self._call(
+                "read the token's scopes",
+                lambda **kw: self._gl.http_get("/personal_access_tokens/self", **kw),
+            )
+        except PermanentError as exc:
+            if exc.reason in ("NotFound", "Unauthorized", "Forbidden", "MissingScope"):
+                return None
+            raise
+        return frozenset(parse_answer(_TOKEN_INFO, answer, "GitLab GET /personal_access_tokens/self").scopes)
 
     def list_members(self, kind: SourceKind, path: str) -> list[GitlabMemberState] | None:
         """Direct members (never inherited ones) of a group or project; None if GitLab shows no such one."""
@@ -275,7 +295,7 @@ class GitlabClient:
             return TransientError("GitLabUnavailable", f"GitLab answered HTTP {status} to {what}")
         if status == 403:
             if body.get("error") == "insufficient_scope":
-                return Forbidden(f"the token lacks the api scope needed to {what} (GitLab: {message})")
+                return MissingScope(f"the token lacks the api scope needed to {what} (GitLab: {message})")
             return Forbidden(f"GitLab refused to {what}: {message}")
         if status == 404:
             if "group not found" in message.lower() or "project not found" in message.lower():

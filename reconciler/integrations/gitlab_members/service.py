@@ -64,6 +64,9 @@ class GitlabMembersService(IntegrationService):
     def close(self) -> None:
         self.client.close()
 
+    def granted_scopes(self) -> frozenset[str] | None:
+        return self.client.token_scopes()
+
     def apply(self, actions: Sequence[Action]) -> ApplyResult:
         result = ApplyResult()
         for action in actions:

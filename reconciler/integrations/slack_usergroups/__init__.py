@@ -21,3 +21,15 @@ class SlackUsergroups(Integration[SlackUsergroupsSpec]):
 
     def service(self, spec: SlackUsergroupsSpec, token: SecretStr, settings: Settings) -> IntegrationService:
         return SlackUsergroupsService(spec, SlackClient(token, str(spec.api_url), settings))
+
+    def needed_scopes(self, spec: SlackUsergroupsSpec, *, write: bool) -> frozenset[str]:
+        """usergroups.list always; users.list with e-mails when users are named (the spec names them
+        by e-mail); conversations.list (public channels) when channels are; the usergroups.* writes."""
+        scopes = {"usergroups:read"}
+        if any(group.users for group in spec.usergroups):
+            scopes |= {"users:read", "users:read.email"}
+        if any(group.channels for group in spec.usergroups):
+            scopes.add("channels:read")
+        if write:
+            scopes.add("usergroups:write")
+        return frozenset(scopes)

@@ -25,6 +25,7 @@ from slack_sdk.web import SlackResponse
 
 from reconciler.errors import (
     Forbidden,
+    MissingScope,
     PermanentError,
     RateLimited,
     ReconcileError,
@@ -145,6 +146,8 @@ class SlackClient:
         self.calls = 0
         """API calls made (each page counts; retries of one call do not)."""
         self._team_id: str | None = None
+        self.scopes: frozenset[str] | None = None
+        """The token's scopes, from the `x-oauth-scopes` header Slack sends on every answer."""
 
     # --- reads -----------------------------------------------------------------------------------
 
@@ -260,12 +263,20 @@ class SlackClient:
         self.calls += 1
         log.debug("slack %s", method)
         try:
-            return send()
+            answer = send()
         except SlackApiError as exc:
+            self._remember_scopes(exc.response)
             raise _translate(method, exc.response) from None
         except (urllib.error.URLError, TimeoutError, ConnectionError, SlackRequestError) as exc:
             reason = getattr(exc, "reason", exc)
             raise TransientError("SlackUnavailable", f"Slack {method} failed: {reason}") from None
+        self._remember_scopes(answer)
+        return answer
+
+    def _remember_scopes(self, response: SlackResponse) -> None:
+        raw = _header(response, "x-oauth-scopes")
+        if raw is not None:
+            self.scopes = frozenset(scope.strip() for scope in raw.split(",") if scope.strip())
 
 
 def _translate(method: str, response: SlackResponse) -> ReconcileError:
@@ -281,7 +292,9 @@ def _translate(method: str, response: SlackResponse) -> ReconcileError:
         return Unauthorized(f"Slack rejected the token ({error}); put a valid bot token in the Secret")
     if error == "missing_scope":
         needed = data.get("needed", "unknown")
-        return Forbidden(f"the Slack token lacks the scope {needed} (needed by {method}); add it to the app")
+        return MissingScope(
+            f"the Slack token lacks the scope {needed} (needed by {method}); add it to the app"
+        )
     if error in {"not_allowed_token_type", "no_permission", "permission_denied", "paid_teams_only"}:
         return Forbidden(f"Slack refused {method}: {error}")
     if error in {"name_already_exists", "handle_already_exists"}:
@@ -289,12 +302,16 @@ def _translate(method: str, response: SlackResponse) -> ReconcileError:
     return PermanentError("SlackError", f"Slack {method} failed: {error}")
 
 
-def _retry_after(response: SlackResponse) -> float | None:
+def _header(response: SlackResponse, name: str) -> str | None:
     for key, value in (response.headers or {}).items():
-        if key.lower() == "retry-after":
-            raw = value[0] if isinstance(value, list) else value
-            try:
-                return float(raw)
-            except (TypeError, ValueError):
-                return None
+        if key.lower() == name:
+            return str(value[0] if isinstance(value, list) else value)
     return None
+
+
+def _retry_after(response: SlackResponse) -> float | None:
+    raw = _header(response, "retry-after")
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return None

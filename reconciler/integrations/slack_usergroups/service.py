@@ -49,6 +49,9 @@ class SlackUsergroupsService(IntegrationService):
         self._ids = {g.handle: g.id for g in groups}
         return list(planner.plan(self.spec.usergroups, state))
 
+    def granted_scopes(self) -> frozenset[str] | None:
+        return self.client.scopes
+
     def apply(self, actions: Sequence[Action]) -> ApplyResult:
         result = ApplyResult()
         users_set: set[str] = set()
