@@ -326,7 +326,7 @@ def test_rejected_token_is_unauthorized(kube: KubeApi, slack: SlackTestServer, o
 def test_token_without_write_scope_stalls_missing_scope_before_any_write(
     kube: KubeApi, slack: SlackTestServer, operator: Process
 ) -> None:
-    from tests.servers.slack import DEFAULT_SCOPES
+    from reconciler_testing.slack import DEFAULT_SCOPES
 
     read_only = "xoxb-e2e-read-only-token-24680"
     TOKENS.append(read_only)
