@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from reconciler.integrations.slack_usergroups.client import SlackClient
 from reconciler.models.spec import ReconcileSpec
 from reconciler.runner import RunOutcome, run_integration
 from reconciler.settings import Settings
-from reconciler_testing.slack import DEFAULT_SCOPES, SlackTestServer
+from reconciler_testing.slack import DEFAULT_SCOPES, TEAM_ID, SlackTestServer
 
 TOKEN = "xoxb-1111-2222-very-secret-token"
 READS = ["usergroups.list", "users.list", "conversations.list"]
@@ -645,9 +646,6 @@ def test_unmanaged_groups_are_read_only_for_their_names() -> None:
 
 
 def test_team_id_comes_from_auth_test_once_per_client(slack: SlackTestServer) -> None:
-    from reconciler.integrations.slack_usergroups.client import SlackClient
-    from tests.servers.slack import TEAM_ID
-
     client = SlackClient(SecretStr(TOKEN), slack.api_url, SETTINGS)
     assert client.team_id() == TEAM_ID
     assert client.team_id() == TEAM_ID
