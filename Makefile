@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench venv
+.PHONY: run demo test lint bench venv
 
 venv:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,6 +13,11 @@ venv:
 run: venv
 	$(BIN)/pip install -q -e '.[kube-client]'   # the official client: kubeconfigs with exec plugins
 	scripts/run-dev.sh
+
+## Try the command line without a cluster: local Slack and GitLab servers, plan -> apply -> plan -> status.
+demo: venv
+	$(BIN)/python -c 'import reconciler_testing' 2>/dev/null || $(BIN)/pip install -q -e .
+	$(BIN)/python -m reconciler_testing.demo
 
 ## Install with test extras (and helm), then lint, type-check and run the whole suite.
 test: venv

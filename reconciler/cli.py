@@ -554,6 +554,14 @@ def apply(
     namespace: NamespaceOption = "default",
     output: OutputOption = OutputFormat.TABLE,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking")] = False,
+    record: Annotated[
+        bool,
+        typer.Option(
+            "--record",
+            help="Also keep each run as a task record in Valkey (RECONCILER_VALKEY_URL, or the embedded "
+            "one), so `reconciler status` and the sidecar show it",
+        ),
+    ] = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Plan Reconcile manifests, then apply the changes (manifests with dryRun or suspend: plan only).
@@ -583,7 +591,20 @@ def apply(
         if result.applied is None:
             result.applied = []
     _emit(results, output, "Reconcile apply")
+    if record:
+        _record(results, settings)
     raise typer.Exit(EXIT_FAILED if any(result.error is not None for result in results) else EXIT_OK)
+
+
+def _record(results: list[ReconcileResult], settings: Settings) -> None:
+    from reconciler.cli_record import record_results
+
+    try:
+        records = record_results(results, settings)
+    except ReconcileError as exc:
+        _fail(f"applied, but could not record the task records: {exc.message}")
+    for task in records:
+        _note(f"recorded task {task.task_id} for {task.reconcile.key}")
 
 
 # --- status, from the sidecar ---
