@@ -31,6 +31,7 @@ import kmock
 from kmock._internal import dicts as kmock_dicts
 
 CRD_GROUP, CRD_VERSION, CRD_PLURAL = "reconciler.dev", "v1alpha1", "reconciles"
+SSAR_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 
 CORE_RESOURCES: dict[str, kmock.ResourceInfo] = {
     "v1/namespaces": kmock.ResourceInfo(
@@ -68,6 +69,9 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
     """KubernetesEmulator with the object bookkeeping of a real kube-apiserver."""
 
     _versions: Iterator[int] = attrs.field(factory=lambda: itertools.count(1000), init=False)
+    denied: set[tuple[str, str, str]] = attrs.field(factory=set, init=False)
+    """The access table of SelfSubjectAccessReviews: (verb, group, resource or resource/subresource)
+    entries are denied, everything else is allowed (the tests' user is an admin unless told)."""
 
     def _next_version(self) -> str:
         return str(next(self._versions))
@@ -82,6 +86,8 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         # kmock 0.8 cannot parse /api/v1/namespaces (cluster-scoped core list): serve it here.
         if raw_request.method == "GET" and raw_request.path.rstrip("/") == "/api/v1/namespaces":
             return await self._serve_namespaces(raw_request)
+        if raw_request.method == "POST" and raw_request.path == SSAR_PATH:
+            return await self._review_access(raw_request)
         return await super().__call__(raw_request)
 
     async def _serve_namespaces(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
@@ -106,6 +112,18 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
             await response.write(json.dumps({"type": "ADDED", "object": item}).encode() + b"\n")
         await asyncio.sleep(float(raw_request.query.get("timeoutSeconds", "300")))
         return response
+
+    async def _review_access(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        """SelfSubjectAccessReview, answered from `denied`, as the authorization API does."""
+        review = await raw_request.json()
+        attributes = (review.get("spec") or {}).get("resourceAttributes") or {}
+        resource = attributes.get("resource", "")
+        if attributes.get("subresource"):
+            resource += "/" + attributes["subresource"]
+        key = (attributes.get("verb", ""), attributes.get("group", ""), resource)
+        allowed = key not in self.denied
+        review["status"] = {"allowed": allowed} if allowed else {"allowed": False, "reason": "in `denied`"}
+        return aiohttp.web.json_response(review, status=201)
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         # kmock matches reactions by the identity of the recorded request: edit its data in place.

@@ -52,6 +52,10 @@ class IntegrationService(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release the run's clients (connection pools); called once the run ends, dry runs included."""
 
+    @abstractmethod
+    def identity(self) -> str:
+        """Who the token acts as (`reconciler doctor`): one cheap read that proves the token works."""
+
     def granted_scopes(self) -> frozenset[str] | None:
         """The token's scopes as the service reports them; None when it cannot tell (then the
         runner does not block the run, and a write the token may not make fails as Forbidden)."""

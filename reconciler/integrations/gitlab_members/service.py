@@ -64,6 +64,9 @@ class GitlabMembersService(IntegrationService):
     def close(self) -> None:
         self.client.close()
 
+    def identity(self) -> str:
+        return f"GitLab user {self.client.current_user().username} at {self.client.url}"
+
     def granted_scopes(self) -> frozenset[str] | None:
         return self.client.token_scopes()
 

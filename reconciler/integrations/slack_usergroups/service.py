@@ -49,6 +49,9 @@ class SlackUsergroupsService(IntegrationService):
         self._ids = {g.handle: g.id for g in groups}
         return list(planner.plan(self.spec.usergroups, state))
 
+    def identity(self) -> str:
+        return f"a token of Slack workspace {self.client.team_id()}"
+
     def granted_scopes(self) -> frozenset[str] | None:
         return self.client.scopes
 

@@ -122,24 +122,14 @@ capabilities:
     - ALL
 {{- end }}
 
-{{/* Rules the operator needs where it watches Reconciles (ClusterRole or one Role per namespace). */}}
+{{/* Rules the operator needs where it watches Reconciles (ClusterRole or one Role per namespace);
+files/operator-rbac.yaml holds every rule, and says why each is needed. */}}
 {{- define "reconciler.namespacedRules" -}}
-# Kopf: watch the Reconciles, patch their finalizer, annotations and status.
-- apiGroups: ["reconciler.dev"]
-  resources: ["reconciles"]
-  verbs: ["get", "list", "watch", "patch"]
-- apiGroups: ["reconciler.dev"]
-  resources: ["reconciles/status"]
-  verbs: ["patch"]
-# Kopf and the operator post events about runs.
-- apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create"]
-# The credentials of spec.credentials.secretRef: read one Secret by name, nothing else.
-- apiGroups: [""]
-  resources: ["secrets"]
-  verbs: ["get"]
+{{- toYaml (.Files.Get "files/operator-rbac.yaml" | fromYaml).namespaced }}
+{{- end }}
+
+{{/* One list of files/operator-rbac.yaml: cluster, clusterPeering or namespacedPeering. */}}
+{{- define "reconciler.rbacRules" -}}
+{{- $rules := .root.Files.Get "files/operator-rbac.yaml" | fromYaml }}
+{{- toYaml (index $rules .list) }}
 {{- end }}
