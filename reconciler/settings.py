@@ -8,8 +8,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from reconciler.tenancy import DEFAULT_ALLOWED_HOSTS, parse_allowed_hosts
 
 
 def _default_runtime_dir() -> Path:
@@ -100,6 +102,20 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Log level of the operator and the sidecar."""
+
+    allowed_hosts: str = DEFAULT_ALLOWED_HOSTS
+    """Comma-separated `host`, `host:port`, `*.example.com` or IP that specs may make the operator
+    call (`apiUrl`, `url`). Checked after DNS resolution: a name resolving to an internal address
+    (loopback, link-local, private) is refused unless that name or address is listed explicitly."""
+
+    enforce_allowed_hosts: bool = False
+    """Enforce `allowed_hosts` in `reconciler plan/apply` too. The operator always enforces it."""
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_allowed_hosts(cls, value: str) -> str:
+        parse_allowed_hosts(value)  # ValueError names the bad entry
+        return value
 
 
 @lru_cache(maxsize=1)

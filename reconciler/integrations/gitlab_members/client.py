@@ -16,6 +16,7 @@ message is scrubbed of it as a last line of defence.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -42,6 +43,7 @@ from reconciler.errors import (
     Unauthorized,
 )
 from reconciler.integrations.common import parse_answer
+from reconciler.integrations.egress import GuardedAdapter, policy_for
 from reconciler.integrations.gitlab_members.models import GitlabMemberState, GitlabUser, SourceKind
 from reconciler.settings import Settings
 
@@ -111,7 +113,11 @@ class GitlabClient:
         self._rate_limit_retries = settings.rate_limit_retries
         self._retry_after: float | None = None
         session = _Session()
-        adapter = HTTPAdapter(
+        policy = policy_for(settings)
+        adapter_cls = functools.partial(GuardedAdapter, policy) if policy is not None else HTTPAdapter
+        if policy is not None:
+            session.trust_env = False  # a proxy from the environment would resolve names unchecked
+        adapter = adapter_cls(
             max_retries=Retry(
                 total=settings.transient_retries,
                 status_forcelist=gitlab.const.RETRYABLE_TRANSIENT_ERROR_CODES,

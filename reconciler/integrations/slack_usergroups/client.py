@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import urllib.error
+import urllib.request
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -33,6 +34,7 @@ from reconciler.errors import (
     Unauthorized,
 )
 from reconciler.integrations.common import parse_answer
+from reconciler.integrations.egress import guarded_opener, policy_for
 from reconciler.integrations.slack_usergroups.models import SlackUser, SlackUsergroupState
 from reconciler.settings import Settings
 
@@ -129,11 +131,26 @@ class _ServerErrorRetryHandler(ServerErrorRetryHandler):
         return response is not None and 500 <= response.status_code <= 599
 
 
+class _GuardedWebClient(WebClient):
+    """WebClient whose sockets go through the operator's HostPolicy (slack-sdk has no hook for
+    its opener, so the one method that opens URLs is replaced; with no policy it is untouched)."""
+
+    opener: urllib.request.OpenerDirector | None = None
+
+    def _perform_urllib_http_request_internal(self, url: str, req: urllib.request.Request) -> dict[str, Any]:
+        if self.opener is None:
+            return super()._perform_urllib_http_request_internal(url, req)  # type: ignore[no-any-return]
+        with self.opener.open(req, timeout=self.timeout) as resp:
+            body: bytes = resp.read()
+            charset = resp.headers.get_content_charset() or "utf-8"
+            return {"status": resp.status, "headers": resp.headers, "body": body.decode(charset, "replace")}
+
+
 class SlackClient:
     """Typed, retrying access to the Slack Web API methods reconciler uses."""
 
     def __init__(self, token: SecretStr, api_url: str, settings: Settings) -> None:
-        self._web = WebClient(
+        self._web = _GuardedWebClient(
             token=token.get_secret_value(),
             base_url=api_url,
             timeout=int(max(1, settings.http_timeout_seconds)),
@@ -143,6 +160,9 @@ class SlackClient:
                 RateLimitErrorRetryHandler(max_retry_count=settings.rate_limit_retries),
             ],
         )
+        policy = policy_for(settings)
+        if policy is not None:
+            self._web.opener = guarded_opener(policy, self._web.ssl)
         self.calls = 0
         """API calls made (each page counts; retries of one call do not)."""
         self._team_id: str | None = None
