@@ -368,6 +368,7 @@ def operator_env(
         RECONCILER_MAX_WORKERS=str(workers),
         RECONCILER_LOG_LEVEL=log_level,
         RECONCILER_RUNTIME_DIR=str(workdir / "runtime"),
+        RECONCILER_ALLOWED_HOSTS="127.0.0.1",  # the Slack test server; specs may target nothing else
         **extra,
     )
     if metrics_port is not None:

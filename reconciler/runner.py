@@ -18,6 +18,7 @@ from reconciler.integrations.registry import INTEGRATIONS
 from reconciler.models.base import Action
 from reconciler.models.spec import ReconcileSpec
 from reconciler.settings import Settings
+from reconciler.tenancy import HostPolicy
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,22 @@ def describe_validation_error(exc: ValidationError) -> str:
         problems.append(f"spec.{location}: {message}" if location else f"spec: {message}")
     more = exc.error_count() - len(problems)
     return "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")
+
+
+def target_url(spec: ReconcileSpec) -> tuple[str, str]:
+    """The external service's URL a spec names, and that field's path for messages."""
+    integration = INTEGRATIONS[spec.integration]
+    block = spec.integration_spec
+    name = "api_url" if hasattr(block, "api_url") else "url"
+    camel = "apiUrl" if name == "api_url" else "url"
+    return str(getattr(block, name)), f"spec.{integration.spec_field}.{camel}"
+
+
+def check_hosts(spec: ReconcileSpec, settings: Settings) -> None:
+    """HostNotAllowed before anything is sent (and before the Secret is read) where enforced."""
+    if settings.enforce_allowed_hosts:
+        url, field = target_url(spec)
+        HostPolicy.parse(settings.allowed_hosts).check_url(url, field)
 
 
 def run_integration(

@@ -54,8 +54,9 @@ def check_credentials_label(labels: Mapping[str, Any] | None, where: str) -> Non
     """A Secret may serve as credentials only when its owner labelled it so."""
     if (labels or {}).get(CREDENTIALS_LABEL) != CREDENTIALS_LABEL_VALUE:
         raise CredentialsNotAllowed(
-            f"{where} is not labelled {CREDENTIALS_LABEL}: \"{CREDENTIALS_LABEL_VALUE}\"; whoever owns it "
-            f"may allow its use with: kubectl label secret <name> {CREDENTIALS_LABEL}={CREDENTIALS_LABEL_VALUE}"
+            f'{where} is not labelled {CREDENTIALS_LABEL}: "{CREDENTIALS_LABEL_VALUE}"; whoever owns it '
+            "may allow its use with: "
+            f"kubectl label secret <name> {CREDENTIALS_LABEL}={CREDENTIALS_LABEL_VALUE}"
         )
 
 

@@ -326,13 +326,17 @@ class KubeApi:
         assert self.http is not None
         return self.http
 
-    def create_secret(self, namespace: str, name: str, data: dict[str, str]) -> None:
+    def create_secret(
+        self, namespace: str, name: str, data: dict[str, str], *, credentials_label: bool = True
+    ) -> None:
+        """A Secret, labelled `reconciler.dev/credentials: "true"` (usable as credentials) by default."""
         import base64
 
+        labels = {"reconciler.dev/credentials": "true"} if credentials_label else {}
         body = {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": name, "namespace": namespace},
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
         }
         self._check(self._client().post(f"/api/v1/namespaces/{namespace}/secrets", json=body))

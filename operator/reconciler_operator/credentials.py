@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from reconciler.errors import CredentialsNotFound, Forbidden, TransientError
 from reconciler.logs import register_secret
 from reconciler.models.spec import SecretRef
+from reconciler.tenancy import check_credentials_label
 
 
 class SecretReader:
@@ -72,9 +73,11 @@ class SecretReader:
                 "KubernetesUnavailable", f"reading {where} failed: HTTP {response.status_code}"
             )
         try:
-            data = response.json().get("data") or {}
-        except ValueError:
-            raise TransientError("KubernetesUnavailable", f"reading {where} gave no JSON") from None
+            secret = response.json()
+            labels, data = (secret.get("metadata") or {}).get("labels"), secret.get("data") or {}
+        except (ValueError, AttributeError):
+            raise TransientError("KubernetesUnavailable", f"reading {where} gave no Secret") from None
+        check_credentials_label(labels, where)  # before its data is even decoded
         return _decode(data, ref, where)
 
 

@@ -19,7 +19,7 @@ from reconciler.errors import CacheUnavailable, ReconcileError, TransientError
 from reconciler.models.base import Action
 from reconciler.models.spec import SecretRef
 from reconciler.models.task import ReconcileRef, TaskError, TaskRecord, TaskStatus, utcnow
-from reconciler.runner import RunOutcome, parse_spec, run_integration
+from reconciler.runner import RunOutcome, check_hosts, parse_spec, run_integration
 from reconciler.settings import Settings
 from reconciler.tasks import TaskStore, lock_key
 
@@ -116,6 +116,7 @@ class Runner:
     def _run(self, request: RunRequest, record: TaskRecord) -> RunOutcome:
         try:
             spec = parse_spec(request.raw_spec)
+            check_hosts(spec, self.settings)
             token = self.tokens.read_token(request.ref.namespace, spec.credentials.secret_ref)
         except ReconcileError as exc:
             return RunOutcome(error=exc, dry_run=record.dry_run)

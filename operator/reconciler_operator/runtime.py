@@ -47,6 +47,8 @@ class Runtime:
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
+        # Tenant safety: specs name the hosts, so the operator always enforces the allow-list.
+        settings = settings.model_copy(update={"enforce_allowed_hosts": True})
         cache = connect_cache(settings)
         store = TaskStore(cache, ttl_seconds=settings.task_ttl_seconds, history_size=settings.history_size)
         return cls(settings, store, SecretReader())

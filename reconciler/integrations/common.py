@@ -31,3 +31,13 @@ def parse_answer(adapter: TypeAdapter[T], data: Any, what: str) -> T:
         raise TransientError(
             "BadResponse", f"{what} answered in an unexpected shape: {exc.errors()[0]['msg']}"
         ) from None
+
+
+MAX_SERVICE_TEXT = 200
+"""The most of a service's own `error`/`message` text a message quotes."""
+
+
+def service_text(value: object) -> str:
+    """A documented error field of a service's answer, as one bounded line (never a raw body)."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= MAX_SERVICE_TEXT else text[: MAX_SERVICE_TEXT - 3] + "..."

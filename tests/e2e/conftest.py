@@ -90,6 +90,8 @@ def base_env(kube: KubeApi, valkey_server: ValkeyProcess, e2e_dir: Path) -> dict
             "RECONCILER_HTTP_TIMEOUT_SECONDS": "10",
             "RECONCILER_LOG_LEVEL": "DEBUG",
             "RECONCILER_RUNTIME_DIR": str(e2e_dir / "runtime"),
+            # The Slack/GitLab test servers listen on 127.0.0.1: listed by address, nothing else allowed.
+            "RECONCILER_ALLOWED_HOSTS": "127.0.0.1",
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -42,10 +42,11 @@ from reconciler.errors import (
     TransientError,
     Unauthorized,
 )
-from reconciler.integrations.common import parse_answer
+from reconciler.integrations.common import parse_answer, service_text
 from reconciler.integrations.egress import GuardedAdapter, policy_for
 from reconciler.integrations.gitlab_members.models import GitlabMemberState, GitlabUser, SourceKind
 from reconciler.settings import Settings
+from reconciler.tenancy import HostPolicy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -107,13 +108,16 @@ class _Session(requests.Session):
 class GitlabClient:
     """Typed, retrying access to the GitLab REST v4 calls reconciler uses, for one (url, token)."""
 
-    def __init__(self, url: str, token: SecretStr, settings: Settings) -> None:
+    def __init__(
+        self, url: str, token: SecretStr, settings: Settings, *, policy: HostPolicy | None = None
+    ) -> None:
+        """`policy`: connect only through it; default: the settings' allow-list where enforced."""
         self.url = url.rstrip("/")
         self._secret = token.get_secret_value()
         self._rate_limit_retries = settings.rate_limit_retries
         self._retry_after: float | None = None
         session = _Session()
-        policy = policy_for(settings)
+        policy = policy or policy_for(settings)
         adapter_cls = functools.partial(GuardedAdapter, policy) if policy is not None else HTTPAdapter
         if policy is not None:
             session.trust_env = False  # a proxy from the environment would resolve names unchecked
@@ -291,7 +295,8 @@ class GitlabClient:
     ) -> ReconcileError:
         status = exc.response_code or 0
         body = _json_body(exc.response_body)
-        message = self._scrub(_describe(body, exc.error_message))
+        # Only GitLab's documented `message`/`error` fields, never a raw (HTML, proxy) body.
+        message = self._scrub(_describe(body, f"HTTP {status}"))
         if status == 429:
             return RateLimited(
                 f"GitLab is still rate limiting after {self._rate_limit_retries} retries ({what})",
@@ -350,8 +355,8 @@ def _describe(body: Mapping[str, Any], fallback: object) -> str:
             for field, texts in message.items()
             for text in (texts if isinstance(texts, list) else [texts])
         ]
-        return "; ".join(parts)
+        return service_text("; ".join(parts))
     text = str(message)
     if "error_description" in body:
         text = f"{text}: {body['error_description']}"
-    return text[:500]
+    return service_text(text)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Collection
@@ -33,15 +34,18 @@ from reconciler.errors import (
     TransientError,
     Unauthorized,
 )
-from reconciler.integrations.common import parse_answer
+from reconciler.integrations.common import parse_answer, service_text
 from reconciler.integrations.egress import guarded_opener, policy_for
 from reconciler.integrations.slack_usergroups.models import SlackUser, SlackUsergroupState
 from reconciler.settings import Settings
+from reconciler.tenancy import HostPolicy
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 200
 MAX_PAGES = 1000
+SLACK_ERROR_CODE = re.compile(r"[a-z0-9_.]{1,80}")
+"""Slack's documented `error` field: a short snake_case code such as `invalid_auth`."""
 AUTH_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
 
 
@@ -139,7 +143,7 @@ class _GuardedWebClient(WebClient):
 
     def _perform_urllib_http_request_internal(self, url: str, req: urllib.request.Request) -> dict[str, Any]:
         if self.opener is None:
-            return super()._perform_urllib_http_request_internal(url, req)  # type: ignore[no-any-return]
+            return super()._perform_urllib_http_request_internal(url, req)
         with self.opener.open(req, timeout=self.timeout) as resp:
             body: bytes = resp.read()
             charset = resp.headers.get_content_charset() or "utf-8"
@@ -149,7 +153,10 @@ class _GuardedWebClient(WebClient):
 class SlackClient:
     """Typed, retrying access to the Slack Web API methods reconciler uses."""
 
-    def __init__(self, token: SecretStr, api_url: str, settings: Settings) -> None:
+    def __init__(
+        self, token: SecretStr, api_url: str, settings: Settings, *, policy: HostPolicy | None = None
+    ) -> None:
+        """`policy`: connect only through it; default: the settings' allow-list where enforced."""
         self._web = _GuardedWebClient(
             token=token.get_secret_value(),
             base_url=api_url,
@@ -160,7 +167,7 @@ class SlackClient:
                 RateLimitErrorRetryHandler(max_retry_count=settings.rate_limit_retries),
             ],
         )
-        policy = policy_for(settings)
+        policy = policy or policy_for(settings)
         if policy is not None:
             self._web.opener = guarded_opener(policy, self._web.ssl)
         self.calls = 0
@@ -302,7 +309,10 @@ class SlackClient:
 def _translate(method: str, response: SlackResponse) -> ReconcileError:
     status = response.status_code
     data = response.data if isinstance(response.data, dict) else {}
-    error = str(data.get("error", f"HTTP {status}"))
+    error = str(data.get("error", ""))
+    if not SLACK_ERROR_CODE.fullmatch(error):
+        # Not a Slack error code: slack-sdk puts the start of a non-JSON body here. Never quote it.
+        error = f"HTTP {status}, not a Slack API answer" if error else f"HTTP {status}"
     if status == 429 or error == "ratelimited":
         retry_after = _retry_after(response)
         return RateLimited(f"Slack {method} is still rate limited after retries", retry_after=retry_after)
@@ -311,7 +321,7 @@ def _translate(method: str, response: SlackResponse) -> ReconcileError:
     if error in AUTH_ERRORS:
         return Unauthorized(f"Slack rejected the token ({error}); put a valid bot token in the Secret")
     if error == "missing_scope":
-        needed = data.get("needed", "unknown")
+        needed = service_text(data.get("needed", "unknown"))
         return MissingScope(
             f"the Slack token lacks the scope {needed} (needed by {method}); add it to the app"
         )
