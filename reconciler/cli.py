@@ -775,4 +775,6 @@ def _json_dumps(payload: Any) -> str:
 
 
 def main() -> None:
-    app()
+    # Installed as a kubectl plugin too (`kubectl-reconciler`): usage lines then say `kubectl reconciler`.
+    plugin = Path(sys.argv[0]).name == "kubectl-reconciler"
+    app(prog_name="kubectl reconciler" if plugin else None)
