@@ -19,8 +19,9 @@ from reconciler.errors import ReconcileError
 from reconciler.integrations.registry import INTEGRATIONS
 from reconciler.logs import redact, register_secret
 from reconciler.models.spec import ReconcileSpec
-from reconciler.runner import parse_spec
+from reconciler.runner import check_hosts, parse_spec, target_url
 from reconciler.settings import Settings
+from reconciler.tenancy import check_credentials_label
 
 RBAC_FILE = resources.files("reconciler").joinpath("doctor", "operator-rbac.yaml")
 """The operator's rules: a copy of the chart's files/operator-rbac.yaml, from which its RBAC is rendered."""
@@ -40,7 +41,9 @@ def operator_rules() -> dict[str, list[dict[str, Any]]]:
 
 
 def run_checks(settings: Settings, target: Target | None, namespace: str | None) -> list[Check]:
-    """Every check, in order; `namespace` is where the RBAC of Reconciles is checked (None: all)."""
+    """Every check, in order; `namespace` is where the RBAC of Reconciles is checked (None: all).
+    The allowed hosts are enforced as the operator does: no token goes to a host it would refuse."""
+    settings = settings.model_copy(update={"enforce_allowed_hosts": True})
     checks: list[Check] = []
     kube: Kube | None = None
     try:
@@ -202,7 +205,7 @@ def check_valkey(settings: Settings) -> Check:
 
 def check_reconcile(kube: Kube | None, target: Target, settings: Settings) -> Iterator[Check]:
     key = f"{target.namespace}/{target.name}"
-    names = ("reconcile", "secret", "secret-allowed", "token", "scopes", "hosts")
+    names = ("reconcile", "hosts", "secret", "secret-allowed", "token", "scopes")
     if kube is None:
         yield from (Check(n, Status.SKIP, "skipped: the cluster is not reachable") for n in names)
         return
@@ -219,14 +222,28 @@ def check_reconcile(kube: Kube | None, target: Target, settings: Settings) -> It
         yield from (Check(n, Status.SKIP, "skipped: the spec is invalid") for n in names[1:])
         return
     yield Check("reconcile", Status.OK, f"Reconcile {key} ({spec.integration}) has a valid spec")
+    hosts_ok = yield from check_target_host(spec, settings)
     token = yield from check_secret(kube, target.namespace, spec)
-    if token is None:
+    if not hosts_ok:
+        skipped = "skipped: the token is not sent to a host that is not allowed"
+        yield from (Check(n, Status.SKIP, skipped) for n in ("token", "scopes"))
+    elif token is None:
         yield from (Check(n, Status.SKIP, "skipped: no token to check") for n in ("token", "scopes"))
     else:
         yield from check_token(spec, token, settings)
-    yield Check(
-        "hosts", Status.SKIP, "skipped: not available (the allowed-hosts rules are not in this version)"
-    )
+
+
+def check_target_host(spec: ReconcileSpec, settings: Settings) -> Generator[Check, None, bool]:
+    """The spec's service URL against RECONCILER_ALLOWED_HOSTS (as this process has it: run doctor
+    with the operator's environment), after DNS resolution, as the operator checks it."""
+    url, field = target_url(spec)
+    try:
+        check_hosts(spec, settings)
+    except ReconcileError as exc:
+        yield Check("hosts", Status.FAIL, f"{exc.reason}: {exc.message}")
+        return False
+    yield Check("hosts", Status.OK, f"{field} {url} is allowed by RECONCILER_ALLOWED_HOSTS")
+    return True
 
 
 def check_secret(kube: Kube, namespace: str, spec: ReconcileSpec) -> Generator[Check, None, SecretStr | None]:
@@ -253,11 +270,12 @@ def check_secret(kube: Kube, namespace: str, spec: ReconcileSpec) -> Generator[C
         yield Check("secret", Status.FAIL, f"{where} has no usable key {ref.key!r} (it has: {keys})")
     else:
         yield Check("secret", Status.OK, f"{where} exists and has a value under key {ref.key!r}")
-    yield Check(
-        "secret-allowed",
-        Status.SKIP,
-        "skipped: not available (the credentials-label rules are not in this version)",
-    )
+    try:
+        check_credentials_label((answer.body.get("metadata") or {}).get("labels"), where)
+    except ReconcileError as exc:
+        yield Check("secret-allowed", Status.FAIL, f"{exc.reason}: {exc.message}")
+        return None
+    yield Check("secret-allowed", Status.OK, f"{where} is labelled as credentials the operator may use")
     return token
 
 

@@ -48,11 +48,13 @@ def world(kube: KubeApi) -> Iterator[tuple[SlackTestServer, GitLabTestServer]]:
         kube.create_secret(NS, "wrong-key", {"other": SLACK_TOKEN})
         kube.create_secret(NS, "gitlab", {"token": GITLAB_TOKEN})
         kube.create_secret(NS, "gitlab-read", {"token": GITLAB_READ})
+        kube.create_secret(NS, "unlabelled", {"token": SLACK_TOKEN}, credentials_label=False)
         group = [{"handle": "oncall", "name": "On-call", "users": ["alice@example.com"]}]
         for name, secret in (
             ("slack", "slack"),
             ("read-only", "slack-read-only"),
             ("wrong-key", "wrong-key"),
+            ("unlabelled", "unlabelled"),
         ):
             kube.create_reconcile(builders.slack_reconcile(name, NS, slack.api_url, group, secret=secret))
         kube.create_reconcile(
@@ -70,6 +72,7 @@ def doctor_env(
 ) -> KubeApi:
     monkeypatch.setenv("KUBECONFIG", str(kube.write_kubeconfig(tmp_path / "kubeconfig")))
     monkeypatch.setenv("RECONCILER_VALKEY_URL", valkey_server.url)
+    monkeypatch.setenv("RECONCILER_ALLOWED_HOSTS", "127.0.0.1")
     return kube
 
 
@@ -102,6 +105,8 @@ def test_all_pass_on_a_healthy_install(cli: CliRun, doctor_env: KubeApi, world: 
     assert "maxmemory-policy" in valkey and "using" in valkey
     assert f"✓ secret: Secret {NS}/slack exists and has a value under key 'token'" in lines
     assert "✓ token: works: a token of Slack workspace T0001" in lines
+    assert f"✓ secret-allowed: Secret {NS}/slack is labelled as credentials the operator may use" in lines
+    assert any(line.startswith("✓ hosts: spec.slackUsergroups.apiUrl http://127.0.0.1:") for line in lines)
     assert "✓ scopes: has usergroups:read, usergroups:write, users:read, users:read.email" in result.stdout
     assert SLACK_TOKEN not in result.stdout + result.stderr
 
@@ -212,3 +217,36 @@ def test_no_cluster_and_no_valkey(cli: CliRun, tmp_path: Path, monkeypatch: pyte
     assert "- crd: skipped: the cluster is not reachable" in lines
     assert any(line.startswith("✗ valkey: valkey://127.0.0.1:") for line in lines)
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_unlabelled_secret_is_not_allowed_and_its_token_not_used(
+    cli: CliRun, doctor_env: KubeApi, world: tuple[SlackTestServer, GitLabTestServer]
+) -> None:
+    install_crd(doctor_env, crd.load_crd())
+    slack, _ = world
+    slack.reset_calls()
+    code, checks = doctor(cli, "rec/unlabelled", "-n", NS)
+    assert code == 1
+    assert checks["secret-allowed"]["message"].startswith(
+        f'CredentialsNotAllowed: Secret {NS}/unlabelled is not labelled reconciler.dev/credentials: "true"'
+    )
+    assert checks["token"]["status"] == "skipped"
+    assert slack.calls == []
+
+
+def test_host_not_allowed_fails_and_no_token_is_sent(
+    cli: CliRun,
+    doctor_env: KubeApi,
+    world: tuple[SlackTestServer, GitLabTestServer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    install_crd(doctor_env, crd.load_crd())
+    slack, _ = world
+    monkeypatch.setenv("RECONCILER_ALLOWED_HOSTS", "slack.com")
+    slack.reset_calls()
+    code, checks = doctor(cli, "rec/slack", "-n", NS)
+    assert code == 1
+    assert checks["hosts"]["message"].startswith("HostNotAllowed: spec.slackUsergroups.apiUrl: 127.0.0.1:")
+    assert checks["secret"]["status"] == "ok"
+    assert checks["token"]["message"] == "skipped: the token is not sent to a host that is not allowed"
+    assert slack.calls == []
