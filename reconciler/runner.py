@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
+from reconciler.deadline import run_deadline
 from reconciler.errors import InvalidSpec, MissingScope, ReconcileError, TransientError
 from reconciler.integrations.base import Integration, IntegrationService
 from reconciler.integrations.registry import INTEGRATIONS
@@ -80,7 +81,20 @@ def run_integration(
     dry_run: bool,
     on_planned: Callable[[list[Action]], None] | None = None,
 ) -> RunOutcome:
-    """Plan, and unless `dry_run`, apply. Never raises ReconcileError: it is returned in the outcome."""
+    """Plan, and unless `dry_run`, apply, within `settings.run_deadline_seconds`. Never raises
+    ReconcileError: it is returned in the outcome (past the deadline: Timeout, with what was applied)."""
+    with run_deadline(settings.run_deadline_seconds):
+        return _run_integration(spec, token, settings, dry_run=dry_run, on_planned=on_planned)
+
+
+def _run_integration(
+    spec: ReconcileSpec,
+    token: SecretStr,
+    settings: Settings,
+    *,
+    dry_run: bool,
+    on_planned: Callable[[list[Action]], None] | None,
+) -> RunOutcome:
     outcome = RunOutcome(dry_run=dry_run)
     integration = INTEGRATIONS[spec.integration]
     service: IntegrationService | None = None

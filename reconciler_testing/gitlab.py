@@ -259,7 +259,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
         if self.command != "HEAD" and response.status != 204 and response.body:
-            self.wfile.write(response.body)
+            if app.drip_seconds <= 0:
+                self.wfile.write(response.body)
+                return
+            for index in range(len(response.body)):  # each byte within any socket timeout, never the whole
+                self.wfile.write(response.body[index : index + 1])
+                self.wfile.flush()
+                time.sleep(app.drip_seconds)
 
     do_GET = _dispatch
     do_HEAD = _dispatch
@@ -296,6 +302,10 @@ class GitLabTestServer:
         self._seq = 0
         self.errors: list[str] = []
         """Tracebacks of handler crashes (answered as 500), so tests can fail loudly on server bugs."""
+        self.drip_seconds = 0.0
+        """Hostile: send each answer's body one byte at a time, this long apart (0: at once)."""
+        self.endless_pages = False
+        """Hostile: listings always announce a next page (`X-Next-Page`, `Link: rel="next"`)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -1085,7 +1095,7 @@ class _Page:
         total = len(items)
         total_pages = max(1, math.ceil(total / per_page))
         out_of_range = page > total_pages
-        next_page = page + 1 if page < total_pages else None
+        next_page = page + 1 if page < total_pages or self.server.endless_pages else None
         prev_page = page - 1 if page > 1 and not out_of_range else None
         chunk = items[(page - 1) * per_page : page * per_page]
         links: list[str] = []
@@ -1236,8 +1246,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
     parser.add_argument("--seed-file", help="JSON file with users, tokens, groups, projects, members")
+    parser.add_argument("--drip-seconds", type=float, default=0.0, help="hostile: body byte by byte")
+    parser.add_argument("--endless-pages", action="store_true", help="hostile: always a next page")
+    parser.add_argument("--retry-after", type=int, default=0, help="hostile: every call 429 with this")
     args = parser.parse_args(argv)
     server = GitLabTestServer(args.host, args.port, latency=args.latency)
+    server.drip_seconds = args.drip_seconds
+    server.endless_pages = args.endless_pages
+    if args.retry_after:
+        server.rate_limit(10**9, retry_after=args.retry_after)
     if args.seed_file:
         with open(args.seed_file, encoding="utf-8") as fh:
             server.load_seed(json.load(fh))

@@ -198,6 +198,12 @@ class SlackTestServer:
         self._requested_port = port
         self.latency: float = latency
         self.page_limit_cap: int = 200
+        self.drip_seconds: float = 0.0
+        """Hostile: send each answer's body one byte at a time, this long apart (0: at once)."""
+        self.drip_methods: frozenset[str] | None = None
+        """The methods whose answers drip (None: all)."""
+        self.endless_pages: bool = False
+        """Hostile: list methods always announce a next page (`next_cursor` never empty)."""
         self._lock = threading.RLock()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -579,6 +585,8 @@ class SlackTestServer:
         page = list(items[start : start + limit])
         end = start + limit
         next_cursor = _encode_cursor(kind, items[end]["id"]) if end < len(items) else ""
+        if self.endless_pages and items and not next_cursor:
+            next_cursor = _encode_cursor(kind, items[0]["id"])  # back to the start, forever
         return page, next_cursor
 
     # ------------------------------------------------------------------ JSON shapes
@@ -868,10 +876,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
         slack = cast(_HTTPServer, self.server).slack
-        reply = slack.handle(parts.path[len("/api/") :], parts.query, headers, body)
-        self._send(reply.status, reply.body, reply.headers)
+        method = parts.path[len("/api/") :]
+        reply = slack.handle(method, parts.query, headers, body)
+        drips = slack.drip_methods is None or method in slack.drip_methods
+        self._send(reply.status, reply.body, reply.headers, drip=slack.drip_seconds if drips else 0.0)
 
-    def _send(self, status: int, body: JSON, headers: Mapping[str, str]) -> None:
+    def _send(self, status: int, body: JSON, headers: Mapping[str, str], *, drip: float = 0.0) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -879,7 +889,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
         for key, value in headers.items():
             self.send_header(key, value)
         self.end_headers()
-        self.wfile.write(data)
+        if drip <= 0:
+            self.wfile.write(data)
+            return
+        for index in range(len(data)):  # each byte well within any socket timeout, the whole never
+            self.wfile.write(data[index : index + 1])
+            self.wfile.flush()
+            time.sleep(drip)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -890,9 +906,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds slept per call")
     parser.add_argument("--page-limit-cap", type=int, default=200)
     parser.add_argument("--seed-file", help='JSON: {"tokens", "users", "channels", "usergroups"}')
+    parser.add_argument("--drip-seconds", type=float, default=0.0, help="hostile: body byte by byte")
+    parser.add_argument("--endless-pages", action="store_true", help="hostile: always a next page")
+    parser.add_argument("--retry-after", type=int, default=0, help="hostile: every call 429 with this")
     args = parser.parse_args(argv)
     server = SlackTestServer(host=args.host, port=args.port, latency=args.latency)
     server.page_limit_cap = args.page_limit_cap
+    server.drip_seconds = args.drip_seconds
+    server.endless_pages = args.endless_pages
+    if args.retry_after:
+        server.rate_limit(None, 10**9, retry_after=args.retry_after)
     if args.seed_file:
         with open(args.seed_file, encoding="utf-8") as fh:
             server.load_seed(json.load(fh))

@@ -3,6 +3,7 @@
 slack-sdk speaks urllib (http.client), python-gitlab speaks requests (urllib3). Both open their
 sockets in one place; these subclasses route that place through `HostPolicy.create_connection`, so
 the address checked is the address connected to (TLS still verifies the certificate of the name).
+They also carry the run deadline's socket guard (transport.DeadlineGuard).
 A refused host raises HostNotAllowed, which no retry handler of either library retries.
 """
 
@@ -19,6 +20,7 @@ from urllib3.connection import HTTPSConnection as Urllib3HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
+from reconciler.integrations.transport import DeadlineGuard
 from reconciler.settings import Settings
 from reconciler.tenancy import HostPolicy
 
@@ -26,7 +28,7 @@ from reconciler.tenancy import HostPolicy
 
 
 def _urllib_connection(base: type[http.client.HTTPConnection], policy: HostPolicy) -> Any:
-    class Guarded(base):  # type: ignore[valid-type,misc]
+    class Guarded(DeadlineGuard, base):  # type: ignore[valid-type,misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._create_connection = policy.create_connection
@@ -64,7 +66,7 @@ def guarded_opener(policy: HostPolicy, context: Any = None) -> urllib.request.Op
 
 
 def _urllib3_connection(base: type[Urllib3HTTPConnection], policy: HostPolicy) -> Any:
-    class Guarded(base):  # type: ignore[valid-type,misc]
+    class Guarded(DeadlineGuard, base):  # type: ignore[valid-type,misc]
         def _new_conn(self) -> socket.socket:
             timeout = self.timeout if isinstance(self.timeout, int | float) else None
             try:

@@ -464,7 +464,7 @@ def test_persistent_429s_are_a_transient_rate_limited_error(
     assert outcome.error is not None
     assert outcome.error.reason == "RateLimited"
     assert not outcome.error.permanent
-    assert outcome.error.retry_after == 0
+    assert outcome.error.retry_after == 1.0  # Retry-After: 0, floored so a reschedule is never a hot loop
     assert slack.calls_to("usergroups.list") == 2  # the call and one retry
     assert slack.write_calls() == []
 

@@ -7,7 +7,11 @@ Retries, per HTTP request (so a retried page of a listing does not restart the l
   backoff, by the urllib3 retry of the session python-gitlab uses. python-gitlab's own
   `retry_transient_errors` is off because it counts against the same `max_retries` as 429s, so
   neither setting could be honoured exactly.
-Every request has `settings.http_timeout_seconds` as timeout (the Gitlab object's default).
+Every request has `settings.http_timeout_seconds` as timeout (the Gitlab object's default), cut to
+what is left of the run's deadline; the deadline also cuts a slow answer and ends retries. A 429
+asking for more than `rate_limit_inline_wait_seconds` ends the run as RateLimited instead of
+sleeping. Listings are our own page loop, at most `settings.max_pages` pages, following GitLab's
+`X-Next-Page` number (never a URL from the answer, which could name another host).
 
 Errors become ReconcileErrors with the condition reason the operator reports. The token goes into
 the PRIVATE-TOKEN header and nowhere else: it is dropped on redirects to another host, and every
@@ -19,6 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any, TypeVar
@@ -29,10 +34,8 @@ import gitlab.const
 import gitlab.exceptions
 import requests
 from pydantic import BaseModel, ConfigDict, SecretStr, TypeAdapter
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
-from reconciler import __version__
+from reconciler import __version__, deadline
 from reconciler.errors import (
     Forbidden,
     MissingScope,
@@ -45,6 +48,13 @@ from reconciler.errors import (
 from reconciler.integrations.common import parse_answer, service_text
 from reconciler.integrations.egress import GuardedAdapter, policy_for
 from reconciler.integrations.gitlab_members.models import GitlabMemberState, GitlabUser, SourceKind
+from reconciler.integrations.transport import (
+    DeadlineAdapter,
+    DeadlineRetry,
+    cap_retry_after,
+    inline_wait,
+    retry_after_seconds,
+)
 from reconciler.settings import Settings
 from reconciler.tenancy import HostPolicy
 
@@ -96,7 +106,16 @@ _MEMBERS = TypeAdapter(list[_Member])
 
 
 class _Session(requests.Session):
-    """requests strips `Authorization` on a redirect to another host; do the same for PRIVATE-TOKEN."""
+    """requests strips `Authorization` on a redirect to another host; do the same for PRIVATE-TOKEN.
+
+    Every request (retries and redirects included) gets min(its timeout, time left of the run).
+    """
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        timeout = kwargs.get("timeout")
+        call_timeout = float(max(timeout) if isinstance(timeout, tuple) else timeout or 30.0)
+        kwargs["timeout"] = deadline.current().timeout(call_timeout, "calling GitLab")
+        return super().send(request, **kwargs)
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
         super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
@@ -114,15 +133,17 @@ class GitlabClient:
         """`policy`: connect only through it; default: the settings' allow-list where enforced."""
         self.url = url.rstrip("/")
         self._secret = token.get_secret_value()
+        self._settings = settings
         self._rate_limit_retries = settings.rate_limit_retries
         self._retry_after: float | None = None
+        self._limited = 0
         session = _Session()
         policy = policy or policy_for(settings)
-        adapter_cls = functools.partial(GuardedAdapter, policy) if policy is not None else HTTPAdapter
+        adapter_cls = functools.partial(GuardedAdapter, policy) if policy is not None else DeadlineAdapter
         if policy is not None:
             session.trust_env = False  # a proxy from the environment would resolve names unchecked
         adapter = adapter_cls(
-            max_retries=Retry(
+            max_retries=DeadlineRetry(
                 total=settings.transient_retries,
                 status_forcelist=gitlab.const.RETRYABLE_TRANSIENT_ERROR_CODES,
                 allowed_methods=None,  # writes too: add/remove are made idempotent by the callers
@@ -135,7 +156,7 @@ class GitlabClient:
         )
         session.mount("http://", adapter)
         session.mount("https://", adapter)
-        session.hooks["response"].append(self._remember_retry_after)
+        session.hooks["response"].append(self._on_rate_limit)
         self._gl = gitlab.Gitlab(
             self.url,
             private_token=self._secret,
@@ -176,10 +197,7 @@ class GitlabClient:
         """Direct members (never inherited ones) of a group or project; None if GitLab shows no such one."""
         url = f"{_source_url(kind, path)}/members"
         try:
-            answer = self._call(
-                f"list the members of {kind} {path}",
-                lambda **kw: self._gl.http_list(url, get_all=True, per_page=PER_PAGE, **kw),
-            )
+            answer = self._list_pages(f"list the members of {kind} {path}", url)
         except PermanentError as exc:
             if exc.reason == "NotFound":
                 return None
@@ -260,12 +278,47 @@ class GitlabClient:
 
     # --- plumbing --------------------------------------------------------------------------------
 
-    def _call(self, what: str, send: Callable[..., T], *, member_gone: bool = False) -> T:
-        self.calls += 1
+    def _list_pages(self, what: str, url: str) -> list[Any]:
+        """Every page of a listing, at most `max_pages` (a GitLab that always has a next page ends)."""
+        items: list[Any] = []
+        page = 1
+        for _ in range(self._settings.max_pages):
+            query = {"per_page": PER_PAGE, "page": page}
+            send = functools.partial(self._gl.http_request, "get", url, query_data=query)
+            response: requests.Response = self._call(what, send, count=page == 1)
+            try:
+                answer = response.json()
+            except ValueError:
+                raise TransientError(
+                    "BadResponse", f"GitLab answered {what} with something not JSON"
+                ) from None
+            if not isinstance(answer, list):
+                raise TransientError("BadResponse", f"GitLab answered {what} without a list")
+            items.extend(answer)
+            following = _next_page(response)
+            if following is None:
+                return items
+            if following <= page:
+                raise TransientError("BadResponse", f"GitLab's pages went backwards ({what})")
+            page = following
+        raise TransientError(
+            "BadResponse",
+            f"GitLab kept paginating past {self._settings.max_pages} pages (RECONCILER_MAX_PAGES) to {what}; "
+            "is spec.gitlabMembers.url a GitLab?",
+        )
+
+    def _call(self, what: str, send: Callable[..., T], *, member_gone: bool = False, count: bool = True) -> T:
+        self.calls += count
         self._retry_after = None
+        self._limited = 0
         log.debug("gitlab: %s", what)
+        run = deadline.current()
+        run.check(f"calling GitLab to {what}")
         try:
             return send(obey_rate_limit=True, max_retries=self._rate_limit_retries)
+        except RateLimited as exc:
+            exc.message = f"GitLab at {self.url} is rate limited ({what}): {exc.message}"
+            raise
         except gitlab.exceptions.GitlabAuthenticationError:
             raise Unauthorized(
                 f"GitLab at {self.url} rejected the token (401); put a valid access token with the api "
@@ -282,10 +335,14 @@ class GitlabClient:
         except gitlab.exceptions.GitlabHttpError as exc:
             raise self._translate(what, exc, member_gone=member_gone) from None
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+            if run.expired:
+                raise run.error(f"calling GitLab to {what}") from None
             raise TransientError(
                 "GitLabUnavailable", f"cannot reach GitLab at {self.url} to {what}: {type(exc).__name__}"
             ) from None
         except requests.RequestException as exc:
+            if run.expired:
+                raise run.error(f"calling GitLab to {what}") from None
             raise TransientError(
                 "GitLabUnavailable", f"request to GitLab at {self.url} failed ({what}): {type(exc).__name__}"
             ) from None
@@ -298,9 +355,12 @@ class GitlabClient:
         # Only GitLab's documented `message`/`error` fields, never a raw (HTML, proxy) body.
         message = self._scrub(_describe(body, f"HTTP {status}"))
         if status == 429:
-            return RateLimited(
-                f"GitLab is still rate limiting after {self._rate_limit_retries} retries ({what})",
-                retry_after=self._retry_after,
+            return cap_retry_after(
+                RateLimited(
+                    f"GitLab is still rate limiting after {self._rate_limit_retries} retries ({what})",
+                    retry_after=self._retry_after,
+                ),
+                self._settings,
             )
         if status >= 500:
             return TransientError("GitLabUnavailable", f"GitLab answered HTTP {status} to {what}")
@@ -322,15 +382,36 @@ class GitlabClient:
             return PermanentError("InvalidSpec", f"GitLab refused to {what}: {message}")
         return PermanentError("GitLabError", f"GitLab answered HTTP {status} to {what}: {message}")
 
-    def _remember_retry_after(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        if response.status_code == 429:
-            try:
-                self._retry_after = float(response.headers.get("Retry-After", ""))
-            except ValueError:
-                self._retry_after = None
+    def _on_rate_limit(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        """Before python-gitlab sleeps through a 429: allow only a short wait (else RateLimited).
+
+        python-gitlab waits `Retry-After`, else until `RateLimit-Reset`, else 0.1s doubling per 429;
+        a `Retry-After` that is not whole seconds (an HTTP date, "1.5") it cannot read at all.
+        """
+        if response.status_code != 429:
+            return
+        self._limited += 1
+        headers = response.headers
+        wait = retry_after_seconds(headers)
+        self._retry_after = wait
+        if wait is None and headers.get("RateLimit-Reset", "").isdigit():
+            wait = max(0.0, int(headers["RateLimit-Reset"]) - time.time())
+        elif wait is None:
+            wait = 2 ** (self._limited - 1) * 0.1
+        unreadable = "Retry-After" in headers and not headers["Retry-After"].strip().isdigit()
+        if unreadable:
+            raise cap_retry_after(RateLimited("GitLab asked to wait", retry_after=wait), self._settings)
+        if self._limited <= self._rate_limit_retries:
+            inline_wait(wait, "GitLab", self._settings)
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._secret, "[token]") if self._secret else text
+
+
+def _next_page(response: requests.Response) -> int | None:
+    """The next page's number from `X-Next-Page` (empty on the last page)."""
+    raw = response.headers.get("X-Next-Page", "").strip()
+    return int(raw) if raw.isdigit() and int(raw) > 0 else None
 
 
 def _source_url(kind: SourceKind, path: str) -> str:

@@ -7,7 +7,9 @@ the WebClient and nowhere else; slack-sdk never puts it into exceptions or (at I
 from __future__ import annotations
 
 import functools
+import http.client
 import logging
+import math
 import re
 import urllib.error
 import urllib.request
@@ -25,6 +27,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 from slack_sdk.web import SlackResponse
 
+from reconciler import deadline
 from reconciler.errors import (
     Forbidden,
     MissingScope,
@@ -37,13 +40,19 @@ from reconciler.errors import (
 from reconciler.integrations.common import parse_answer, service_text
 from reconciler.integrations.egress import guarded_opener, policy_for
 from reconciler.integrations.slack_usergroups.models import SlackUser, SlackUsergroupState
+from reconciler.integrations.transport import (
+    cap_retry_after,
+    deadline_opener,
+    inline_wait,
+    retry_after_seconds,
+    sleep_within_deadline,
+)
 from reconciler.settings import Settings
 from reconciler.tenancy import HostPolicy
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 200
-MAX_PAGES = 1000
 SLACK_ERROR_CODE = re.compile(r"[a-z0-9_.]{1,80}")
 """Slack's documented `error` field: a short snake_case code such as `invalid_auth`."""
 AUTH_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
@@ -132,12 +141,68 @@ class _ServerErrorRetryHandler(ServerErrorRetryHandler):
         response: HttpResponse | None = None,
         error: Exception | None = None,
     ) -> bool:
-        return response is not None and 500 <= response.status_code <= 599
+        return response is not None and 500 <= response.status_code <= 599 and not deadline.current().expired
+
+
+class _DeadlineConnectionErrorRetryHandler(ConnectionErrorRetryHandler):
+    """slack-sdk's retry of connection errors, except once the run's deadline has passed."""
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if deadline.current().expired:
+            return False
+        return bool(super()._can_retry(state=state, request=request, response=response, error=error))
+
+
+class _InlineRateLimitRetryHandler(RateLimitErrorRetryHandler):
+    """Waits out a short Retry-After in place; a long one (or one past the run's deadline) is not
+    retried, so the 429 reaches `_translate` and the run ends as RateLimited instead of sleeping."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(max_retry_count=settings.rate_limit_retries)
+        self._settings = settings
+        self._wait = 0.0
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if not super()._can_retry(state=state, request=request, response=response, error=error):
+            return False
+        try:
+            self._wait = inline_wait(
+                retry_after_seconds(response.headers if response else None), "", self._settings
+            )
+        except RateLimited:
+            return False
+        return True
+
+    def prepare_for_next_attempt(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        state.next_attempt_requested = True
+        sleep_within_deadline(self._wait)
+        state.increment_current_attempt()
 
 
 class _GuardedWebClient(WebClient):
-    """WebClient whose sockets go through the operator's HostPolicy (slack-sdk has no hook for
-    its opener, so the one method that opens URLs is replaced; with no policy it is untouched)."""
+    """WebClient whose sockets go through the operator's HostPolicy and the run deadline's guard
+    (slack-sdk has no hook for its opener, so the one method that opens URLs is replaced)."""
 
     opener: urllib.request.OpenerDirector | None = None
 
@@ -157,19 +222,22 @@ class SlackClient:
         self, token: SecretStr, api_url: str, settings: Settings, *, policy: HostPolicy | None = None
     ) -> None:
         """`policy`: connect only through it; default: the settings' allow-list where enforced."""
+        self._settings = settings
         self._web = _GuardedWebClient(
             token=token.get_secret_value(),
             base_url=api_url,
             timeout=int(max(1, settings.http_timeout_seconds)),
             retry_handlers=[
-                ConnectionErrorRetryHandler(max_retry_count=settings.transient_retries),
+                _DeadlineConnectionErrorRetryHandler(max_retry_count=settings.transient_retries),
                 _ServerErrorRetryHandler(max_retry_count=settings.transient_retries),
-                RateLimitErrorRetryHandler(max_retry_count=settings.rate_limit_retries),
+                _InlineRateLimitRetryHandler(settings),
             ],
         )
         policy = policy or policy_for(settings)
-        if policy is not None:
-            self._web.opener = guarded_opener(policy, self._web.ssl)
+        # Either opener lets the run deadline cut a slow answer (transport.DeadlineGuard).
+        self._web.opener = (
+            guarded_opener(policy, self._web.ssl) if policy is not None else deadline_opener(self._web.ssl)
+        )
         self.calls = 0
         """API calls made (each page counts; retries of one call do not)."""
         self._team_id: str | None = None
@@ -275,7 +343,8 @@ class SlackClient:
     def _paginate(self, method: str, key: str, fetch: Callable[[str | None], SlackResponse]) -> list[Any]:
         items: list[Any] = []
         cursor: str | None = None
-        for _ in range(MAX_PAGES):
+        max_pages = self._settings.max_pages
+        for _ in range(max_pages):
             answer = self._call(method, functools.partial(fetch, cursor))
             page: object = answer.get(key, [])
             if not isinstance(page, list):
@@ -284,17 +353,38 @@ class SlackClient:
             cursor = (answer.get("response_metadata") or {}).get("next_cursor") or None
             if not cursor:
                 return items
-        raise TransientError("BadResponse", f"Slack {method} kept paginating past {MAX_PAGES} pages")
+        raise TransientError(
+            "BadResponse",
+            f"Slack {method} kept paginating past {max_pages} pages (RECONCILER_MAX_PAGES); "
+            "is spec.slackUsergroups.apiUrl a Slack API?",
+        )
 
     def _call(self, method: str, send: Callable[[], SlackResponse]) -> SlackResponse:
         self.calls += 1
         log.debug("slack %s", method)
+        run = deadline.current()
+        # Each attempt's timeout is the call's own, but never past the run's deadline.
+        self._web.timeout = math.ceil(
+            run.timeout(self._settings.http_timeout_seconds, f"calling Slack {method}")
+        )
         try:
             answer = send()
         except SlackApiError as exc:
             self._remember_scopes(exc.response)
-            raise _translate(method, exc.response) from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError, SlackRequestError) as exc:
+            error = _translate(method, exc.response)
+            raise (
+                cap_retry_after(error, self._settings) if isinstance(error, RateLimited) else error
+            ) from None
+        except (
+            urllib.error.URLError,
+            TimeoutError,
+            ConnectionError,
+            SlackRequestError,
+            http.client.HTTPException,
+            ValueError,  # a body cut short by the deadline is not JSON
+        ) as exc:
+            if run.expired:
+                raise run.error(f"calling Slack {method}") from None
             reason = getattr(exc, "reason", exc)
             raise TransientError("SlackUnavailable", f"Slack {method} failed: {reason}") from None
         self._remember_scopes(answer)
@@ -314,8 +404,12 @@ def _translate(method: str, response: SlackResponse) -> ReconcileError:
         # Not a Slack error code: slack-sdk puts the start of a non-JSON body here. Never quote it.
         error = f"HTTP {status}, not a Slack API answer" if error else f"HTTP {status}"
     if status == 429 or error == "ratelimited":
-        retry_after = _retry_after(response)
-        return RateLimited(f"Slack {method} is still rate limited after retries", retry_after=retry_after)
+        retry_after = retry_after_seconds(response.headers)
+        wait = f"{retry_after:.0f}s" if retry_after is not None else "a while"
+        return RateLimited(
+            f"Slack {method} is rate limited: Slack asked to wait {wait}; the run gave its worker back",
+            retry_after=retry_after,
+        )
     if status >= 500:
         return TransientError("SlackUnavailable", f"Slack {method} answered HTTP {status}")
     if error in AUTH_ERRORS:
@@ -337,11 +431,3 @@ def _header(response: SlackResponse, name: str) -> str | None:
         if key.lower() == name:
             return str(value[0] if isinstance(value, list) else value)
     return None
-
-
-def _retry_after(response: SlackResponse) -> float | None:
-    raw = _header(response, "retry-after")
-    try:
-        return float(raw) if raw is not None else None
-    except ValueError:
-        return None
