@@ -237,6 +237,12 @@ class _HTTPServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.app = app
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet about clients that hang up (a cut slow drip, a timeout); loud about the rest."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -262,10 +268,15 @@ class _Handler(BaseHTTPRequestHandler):
             if app.drip_seconds <= 0:
                 self.wfile.write(response.body)
                 return
-            for index in range(len(response.body)):  # each byte within any socket timeout, never the whole
-                self.wfile.write(response.body[index : index + 1])
-                self.wfile.flush()
-                time.sleep(app.drip_seconds)
+            try:
+                for index in range(
+                    len(response.body)
+                ):  # each byte within any socket timeout, never the whole
+                    self.wfile.write(response.body[index : index + 1])
+                    self.wfile.flush()
+                    time.sleep(app.drip_seconds)
+            except ConnectionError:
+                self.close_connection = True  # the client gave up on the drip, as it should
 
     do_GET = _dispatch
     do_HEAD = _dispatch

@@ -161,9 +161,18 @@ def test_slack_short_retry_after_is_waited_out_in_place(slack: SlackTestServer) 
     assert 1 <= took < 5
 
 
-def test_slack_slow_drip_body_is_cut_at_the_deadline(slack: SlackTestServer) -> None:
+# The operator always connects through the host allow-list (egress.py); plan/apply may not.
+EGRESS = pytest.mark.parametrize(
+    "settings",
+    [FAST, FAST.model_copy(update={"enforce_allowed_hosts": True, "allowed_hosts": "127.0.0.1"})],
+    ids=["direct", "allow-list"],
+)
+
+
+@EGRESS
+def test_slack_slow_drip_body_is_cut_at_the_deadline(slack: SlackTestServer, settings: Settings) -> None:
     slack.drip_seconds = 0.05  # every byte well within the 30 s socket timeout
-    outcome, took = run_slack(slack)
+    outcome, took = run_slack(slack, settings)
     assert outcome.error is not None and outcome.error.reason == "Timeout", outcome.error
     assert 1.4 <= took < 3
 
@@ -237,9 +246,10 @@ def test_gitlab_short_retry_after_is_waited_out_in_place(gitlab: GitLabTestServe
     assert 1 <= took < 5
 
 
-def test_gitlab_slow_drip_body_is_cut_at_the_deadline(gitlab: GitLabTestServer) -> None:
+@EGRESS
+def test_gitlab_slow_drip_body_is_cut_at_the_deadline(gitlab: GitLabTestServer, settings: Settings) -> None:
     gitlab.drip_seconds = 0.05
-    outcome, took = run_gitlab(gitlab)
+    outcome, took = run_gitlab(gitlab, settings)
     assert outcome.error is not None and outcome.error.reason == "Timeout", outcome.error
     assert 1.4 <= took < 3
 
