@@ -101,19 +101,41 @@ def run(
         str | None, typer.Option(help="Serve Kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz")
     ] = None,
 ) -> None:
-    """Run the operator against the current kube context (in-cluster, KUBECONFIG, ~/.kube/config)."""
-    settings = get_settings()
-    setup_logging("DEBUG" if verbose else settings.log_level)
+    """Run the operator against the current kube context (in-cluster, KUBECONFIG, ~/.kube/config).
+
+    Without -n or -A it watches all namespaces. It first checks that it can log in and reach the
+    cluster (within RECONCILER_CLUSTER_CONNECT_TIMEOUT_SECONDS) and exits with status 1 if not.
+    """
+    settings = _settings()
     if namespace and all_namespaces:
         raise typer.BadParameter("use either -n NAMESPACE or -A, not both")
     from reconciler_operator.main import run_operator
+    from reconciler_operator.preflight import ClusterUnreachable, check_cluster
 
-    run_operator(
-        namespaces=list(namespace or []),
-        clusterwide=all_namespaces or not namespace,
-        standalone=standalone,
-        liveness_endpoint=liveness,
-    )
+    try:  # before logging is set up: a failure is one line, not the HTTP client's request log
+        check_cluster(settings.cluster_connect_timeout_seconds)
+    except ClusterUnreachable as exc:
+        _fail(str(exc))
+    setup_logging("DEBUG" if verbose else settings.log_level)
+    try:
+        run_operator(
+            namespaces=list(namespace or []),
+            clusterwide=all_namespaces or not namespace,
+            standalone=standalone,
+            liveness_endpoint=liveness,
+        )
+    finally:
+        if settings.valkey_url is None:
+            _stop_own_embedded_valkey(settings)
+
+
+def _stop_own_embedded_valkey(settings: Settings) -> None:
+    """Stop the embedded Valkey this process started, unless a sidecar still listens on it."""
+    from reconciler.cache.embedded import stop_embedded_valkey_started_here
+    from reconciler.tasks import FINISHED_CHANNEL
+
+    if stop_embedded_valkey_started_here(settings.runtime_dir, unless_subscribed=FINISHED_CHANNEL):
+        logging.getLogger(__name__).info("stopped the embedded Valkey this operator started")
 
 
 @app.command()

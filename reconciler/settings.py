@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     watch_connect_timeout: int = Field(default=30, ge=1)
     """Seconds to establish a connection to the Kubernetes API."""
 
+    cluster_connect_timeout_seconds: float = Field(default=15.0, gt=0, le=600)
+    """How long `reconciler run` tries to log in and reach the Kubernetes API at start before it
+    exits with one line saying why (no credentials, refused, unreachable, not a Kubernetes API)."""
+
     http_timeout_seconds: float = Field(default=30.0, gt=0)
     """Timeout of every call to Slack or GitLab."""
 

@@ -5,8 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${VENV:-.venv}/bin
 
+# First: is there a cluster? (Before kubectl, whose default of localhost:8080 may even reach the sidecar.)
+"$BIN/python" -m reconciler_operator.preflight || exit 1
+
 if command -v kubectl >/dev/null 2>&1; then
-  kubectl apply -f deploy/crds/reconciler.dev_reconciles.yaml
+  kubectl apply --server-side -f deploy/crds/reconciler.dev_reconciles.yaml
 else
   echo "kubectl not found: apply deploy/crds/reconciler.dev_reconciles.yaml to your cluster yourself" >&2
 fi

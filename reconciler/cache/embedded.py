@@ -2,7 +2,8 @@
 
 It listens only on a unix socket in the runtime directory (mode 0700) and keeps an append-only file
 there, so task records survive restarts. Whichever command needs it first starts it, under a file
-lock so two commands starting together do not race; it keeps running after they exit (stop it with
+lock so two commands starting together do not race. `reconciler run` stops the one it started when
+it exits, unless a sidecar still listens on it; otherwise it keeps running (stop it with
 `reconciler valkey-stop`, or delete the runtime directory).
 """
 
@@ -20,6 +21,9 @@ import valkey
 from reconciler.errors import CacheUnavailable
 
 START_TIMEOUT_SECONDS = 10.0
+
+_STARTED_HERE: set[Path] = set()
+"""Runtime dirs whose server this process started (`reconciler run` stops those it started)."""
 
 
 def socket_path(runtime_dir: Path) -> Path:
@@ -54,6 +58,25 @@ def stop_embedded_valkey(runtime_dir: Path) -> bool:
     while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.05)
     return True
+
+
+def stop_embedded_valkey_started_here(runtime_dir: Path, *, unless_subscribed: str) -> bool:
+    """Stop the server if this process started it and nobody (a sidecar) listens on `unless_subscribed`."""
+    if runtime_dir not in _STARTED_HERE:
+        return False
+    client = valkey.Valkey(
+        unix_socket_path=str(socket_path(runtime_dir)), socket_timeout=1, socket_connect_timeout=1
+    )
+    try:
+        listeners = sum(int(count) for _, count in client.pubsub_numsub(unless_subscribed))
+    except (valkey.exceptions.ConnectionError, valkey.exceptions.TimeoutError, OSError):
+        listeners = 0
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
+    if listeners:
+        return False
+    _STARTED_HERE.discard(runtime_dir)
+    return stop_embedded_valkey(runtime_dir)
 
 
 def _start(runtime_dir: Path, sock: Path) -> None:
@@ -91,6 +114,7 @@ def _start(runtime_dir: Path, sock: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if _answers(sock):
+            _STARTED_HERE.add(runtime_dir)
             return
         time.sleep(0.05)
     raise CacheUnavailable(f"the embedded valkey-server did not start; see {runtime_dir / 'valkey.log'}")
