@@ -68,7 +68,8 @@ def stop_embedded_valkey_started_here(runtime_dir: Path, *, unless_subscribed: s
         unix_socket_path=str(socket_path(runtime_dir)), socket_timeout=1, socket_connect_timeout=1
     )
     try:
-        listeners = sum(int(count) for _, count in client.pubsub_numsub(unless_subscribed))
+        answer: list[tuple[bytes, int]] = client.pubsub_numsub(unless_subscribed)  # type: ignore[assignment]
+        listeners = sum(int(count) for _, count in answer)
     except (valkey.exceptions.ConnectionError, valkey.exceptions.TimeoutError, OSError):
         listeners = 0
     finally:
