@@ -142,17 +142,30 @@ def _stop_own_embedded_valkey(settings: Settings) -> None:
 def api(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on", min=1, max=65535)] = 8080,
+    insecure: Annotated[
+        bool, typer.Option(help="Allow RECONCILER_API_AUTH=none on a non-loopback address")
+    ] = False,
 ) -> None:
-    """Run the status sidecar (async FastAPI on uvicorn)."""
+    """Run the status sidecar (async FastAPI on uvicorn); RECONCILER_API_AUTH says who may read it."""
     import uvicorn
 
-    settings = get_settings()
+    settings = _settings()
     setup_logging(settings.log_level)
     from reconciler_api.app import create_app
+    from reconciler_api.auth import AuthConfigError, is_loopback, resolve_mode
 
-    uvicorn.run(
-        create_app(settings), host=host, port=port, log_level=settings.log_level.lower(), access_log=False
-    )
+    try:
+        mode = resolve_mode(settings)
+        if mode == "none" and not is_loopback(host) and not insecure:
+            raise AuthConfigError(
+                f"no authentication (RECONCILER_API_AUTH=none) on {host}: anyone who reaches it reads every "
+                "task; set RECONCILER_API_AUTH=kubernetes or a RECONCILER_API_TOKEN, or pass --insecure"
+            )
+        app_ = create_app(settings)
+    except AuthConfigError as exc:
+        _fail(f"the sidecar will not start: {exc}")
+    logging.getLogger(__name__).info("sidecar authentication: %s", mode)
+    uvicorn.run(app_, host=host, port=port, log_level=settings.log_level.lower(), access_log=False)
 
 
 @app.command("valkey-stop")
@@ -672,11 +685,21 @@ def _sidecar(api_url: str, timeout: float) -> httpx.Client:
     import httpx
 
     headers = {"Accept": "application/json"}
-    token = os.environ.get("RECONCILER_API_TOKEN", "").strip()
+    token = os.environ.get("RECONCILER_API_TOKEN", "").strip() or _kube_bearer_token()
     if token:
         register_secret(token)
         headers["Authorization"] = f"Bearer {token}"
     return httpx.Client(base_url=api_url.rstrip("/"), headers=headers, timeout=timeout)
+
+
+def _kube_bearer_token() -> str | None:
+    """The current kube context's bearer token, for a sidecar with RECONCILER_API_AUTH=kubernetes."""
+    from reconciler.doctor.kube import KubeUnavailable, login
+
+    try:
+        return login().token or None
+    except KubeUnavailable:
+        return None
 
 
 def _get(client: httpx.Client, path: str, wait: float | None = None) -> httpx.Response:
@@ -699,7 +722,10 @@ def _answer(response: httpx.Response) -> dict[str, Any]:
     if status == 200 and isinstance(body, dict):
         return body
     if status == 401:
-        _fail(f"the sidecar refused the request (HTTP 401: {detail}); set RECONCILER_API_TOKEN to its token")
+        _fail(
+            f"the sidecar refused the request (HTTP 401: {detail}); set RECONCILER_API_TOKEN to its token, "
+            "or use a kube context whose bearer token the cluster accepts"
+        )
     if status == 503:
         _fail(f"the sidecar cannot reach its cache (HTTP 503): {detail}")
     _fail(f"{detail or 'unexpected answer'} (HTTP {status} from {response.request.url.path})")
@@ -745,7 +771,7 @@ def status(
     ] = StatusFormat.TABLE,
     verbose: VerboseOption = False,
 ) -> None:
-    """Show a task record from the status sidecar (bearer token from RECONCILER_API_TOKEN).
+    """Show a task record from the status sidecar (RECONCILER_API_TOKEN, else the kube context's token).
 
     Exit status: 0 the task succeeded, 1 it failed or the sidecar said no (404, 401, 503...), 3 unfinished.
     """

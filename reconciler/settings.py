@@ -43,6 +43,17 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None
     """When set, the sidecar requires `Authorization: Bearer <token>` (except /healthz, /readyz)."""
 
+    api_auth: Literal["kubernetes", "token", "none"] | None = None
+    """Who may read the sidecar: `kubernetes` (TokenReview + SubjectAccessReview: `get` on
+    `reconciles` in the task's namespace; `get` on the non-resource URL /metrics), `token`
+    (RECONCILER_API_TOKEN), or `none`. Unset: `token` when a token is set, else `none`."""
+
+    api_auth_cache_seconds: float = Field(default=30.0, ge=0, le=600)
+    """How long the sidecar reuses a TokenReview or SubjectAccessReview answer."""
+
+    api_docs: bool = True
+    """Serve /docs and /openapi.json from the sidecar (the chart turns them off)."""
+
     lock_ttl_seconds: int = Field(default=30, ge=3)
     """A run renews its Reconcile's lock every third of this; a crashed run's lock frees after it."""
 

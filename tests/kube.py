@@ -64,11 +64,57 @@ CORE_RESOURCES: dict[str, kmock.ResourceInfo] = {
 }
 
 
+TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
+ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+
+
+@attrs.define
+class AccessTable:
+    """What TokenReview and SubjectAccessReview answer, as the test sets it, and how often they were asked.
+
+    `grants` holds (subject, verb, group, resource, namespace) for resources and (subject, verb, path)
+    for non-resource URLs; a subject is a username or `group:NAME`, namespace `*` means every one.
+    """
+
+    users: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    grants: set[tuple[str, ...]] = attrs.field(factory=set)
+    token_reviews: int = 0
+    access_reviews: int = 0
+
+    def add_user(self, token: str, username: str, groups: tuple[str, ...] = ()) -> None:
+        self.users[token] = {"username": username, "uid": f"uid-{username}", "groups": list(groups)}
+
+    def allow(self, subject: str, namespace: str, verb: str = "get", resource: str = "reconciles") -> None:
+        self.grants.add((subject, verb, "reconciler.dev", resource, namespace))
+
+    def allow_path(self, subject: str, path: str, verb: str = "get") -> None:
+        self.grants.add((subject, verb, path))
+
+    def review_token(self, spec: dict[str, Any]) -> dict[str, Any]:
+        self.token_reviews += 1
+        user = self.users.get(str(spec.get("token", "")))
+        return {"authenticated": True, "user": user} if user else {"authenticated": False}
+
+    def review_access(self, spec: dict[str, Any]) -> dict[str, Any]:
+        self.access_reviews += 1
+        subjects = [str(spec.get("user", ""))] + [f"group:{g}" for g in spec.get("groups") or []]
+        wanted: list[tuple[str, ...]] = []
+        if resource := spec.get("resourceAttributes"):
+            for namespace in (resource.get("namespace", ""), "*"):
+                key = (resource.get("verb"), resource.get("group", ""), resource.get("resource"), namespace)
+                wanted += [(subject, *key) for subject in subjects]
+        elif path := spec.get("nonResourceAttributes"):
+            wanted = [(subject, path.get("verb"), path.get("path")) for subject in subjects]
+        allowed = any(w in self.grants for w in wanted)
+        return {"allowed": allowed, **({} if allowed else {"reason": "no grant in the test's table"})}
+
+
 @attrs.define(kw_only=True)
 class ApiServerEmulator(kmock.KubernetesEmulator):
     """KubernetesEmulator with the object bookkeeping of a real kube-apiserver."""
 
     _versions: Iterator[int] = attrs.field(factory=lambda: itertools.count(1000), init=False)
+    access: AccessTable = attrs.field(factory=AccessTable)
     denied: set[tuple[str, str, str]] = attrs.field(factory=set, init=False)
     """The access table of SelfSubjectAccessReviews: (verb, group, resource or resource/subresource)
     entries are denied, everything else is allowed (the tests' user is an admin unless told)."""
@@ -86,9 +132,22 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         # kmock 0.8 cannot parse /api/v1/namespaces (cluster-scoped core list): serve it here.
         if raw_request.method == "GET" and raw_request.path.rstrip("/") == "/api/v1/namespaces":
             return await self._serve_namespaces(raw_request)
+        if raw_request.method == "POST" and raw_request.path.rstrip("/") in (TOKEN_REVIEWS, ACCESS_REVIEWS):
+            return await self._review(raw_request)
         if raw_request.method == "POST" and raw_request.path == SSAR_PATH:
             return await self._review_access(raw_request)
         return await super().__call__(raw_request)
+
+    async def _review(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        """TokenReview / SubjectAccessReview: the request echoed with a `status` from the table."""
+        try:
+            body = json.loads(await raw_request.read())
+            spec = body["spec"]
+        except (ValueError, KeyError, TypeError):
+            return _status(400, "BadRequest", "not a review object")
+        token = raw_request.path.rstrip("/") == TOKEN_REVIEWS
+        status = self.access.review_token(spec) if token else self.access.review_access(spec)
+        return aiohttp.web.json_response({**body, "status": status}, status=201)
 
     async def _serve_namespaces(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         namespaces = kmock.resource("v1/namespaces")
@@ -321,6 +380,12 @@ class KubeApi:
 
     def write_kubeconfig(self, path: Path) -> Path:
         return write_kubeconfig(path, self.url)
+
+    @property
+    def access(self) -> AccessTable:
+        """The TokenReview / SubjectAccessReview table (plain data: tests set it from their thread)."""
+        assert self.emulator is not None
+        return self.emulator.access
 
     def _client(self) -> httpx.Client:
         assert self.http is not None

@@ -17,6 +17,7 @@ from reconciler.cache.base import CacheBackend, CacheCorrupt
 from reconciler.errors import CacheUnavailable
 from reconciler.settings import Settings, get_settings
 from reconciler.tasks import TaskStore
+from reconciler_api.auth import Authorizer, make_authorizer
 from reconciler_api.metrics import observe_latency
 from reconciler_api.routers import health, tasks
 from reconciler_api.waiting import TaskNotifier
@@ -24,8 +25,12 @@ from reconciler_api.waiting import TaskNotifier
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, cache: CacheBackend | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, cache: CacheBackend | None = None, authorizer: Authorizer | None = None
+) -> FastAPI:
+    """The app; AuthConfigError when the auth settings cannot work (the sidecar must not start)."""
     settings = settings or get_settings()
+    authorizer = authorizer or make_authorizer(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -40,13 +45,18 @@ def create_app(settings: Settings | None = None, cache: CacheBackend | None = No
             yield
         finally:
             await run_in_threadpool(app.state.notifier.stop)
+            await authorizer.aclose()
 
     app = FastAPI(
         title="reconciler status API",
         version=__version__,
         description="Task records of Reconcile runs, served from the shared Valkey cache.",
         lifespan=lifespan,
+        docs_url="/docs" if settings.api_docs else None,
+        redoc_url="/redoc" if settings.api_docs else None,
+        openapi_url="/openapi.json" if settings.api_docs else None,
     )
+    app.state.authorizer = authorizer
     app.middleware("http")(observe_latency)
     app.include_router(health.router)
     app.include_router(tasks.router)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from reconciler.settings import Settings
 from reconciler.tasks import TaskStore
+from reconciler_api.auth import Authorizer, Caller
 from reconciler_api.waiting import TaskNotifier
 
 _bearer = HTTPBearer(auto_error=False)
@@ -35,14 +35,20 @@ StoreDep = Annotated[TaskStore, Depends(get_store)]
 NotifierDep = Annotated[TaskNotifier, Depends(get_notifier)]
 
 
-def require_token(
-    settings: SettingsDep,
+def get_authorizer(request: Request) -> Authorizer:
+    authorizer: Authorizer = request.app.state.authorizer
+    return authorizer
+
+
+AuthorizerDep = Annotated[Authorizer, Depends(get_authorizer)]
+
+
+async def get_caller(
+    authorizer: AuthorizerDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """With RECONCILER_API_TOKEN set, every endpoint but the probes needs `Authorization: Bearer`."""
-    expected = settings.api_token
-    if expected is None:
-        return
-    given = credentials.credentials if credentials is not None else ""
-    if not secrets.compare_digest(given.encode(), expected.get_secret_value().encode()):
-        raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+) -> Caller:
+    """Every endpoint but the probes: who is asking (401 when nobody the mode accepts)."""
+    return await authorizer.authenticate(credentials.credentials if credentials is not None else None)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
