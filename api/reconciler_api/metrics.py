@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.requests import Request
@@ -20,6 +20,10 @@ REQUEST_LATENCY = Histogram(
     "Sidecar request latency",
     ["method", "route", "status"],
     registry=REGISTRY,
+)
+
+WAITERS = Gauge(
+    "reconciler_api_waiters", "Requests waiting now for a task to finish (long polls)", registry=REGISTRY
 )
 
 

@@ -22,6 +22,7 @@ from reconciler.cache.base import CacheBackend
 from reconciler.errors import CacheUnavailable
 from reconciler.models.task import TaskStatus
 from reconciler.tasks import FINISHED_CHANNEL
+from reconciler_api.metrics import WAITERS
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class TaskNotifier:
         published in between still wakes it; yields `wait(seconds)` for wait_for_task_completion."""
         event = asyncio.Event()
         self._waiters.setdefault(task_id, set()).add(event)
+        WAITERS.inc()
 
         async def wait(seconds: float) -> None:
             with contextlib.suppress(TimeoutError):
@@ -103,6 +105,7 @@ class TaskNotifier:
         try:
             yield wait
         finally:
+            WAITERS.dec()
             waiting = self._waiters.get(task_id)
             if waiting is not None:
                 waiting.discard(event)

@@ -21,7 +21,7 @@ from reconciler.errors import ReconcileError
 from reconciler.models.spec import parse_duration
 from reconciler.models.task import ReconcileRef, new_task_id
 from reconciler.settings import get_settings
-from reconciler_operator import conditions
+from reconciler_operator import conditions, observability
 from reconciler_operator.runs import RunRequest
 from reconciler_operator.runtime import Runtime, configure_kopf, watch_loop_lag
 
@@ -51,6 +51,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo["runtime"] = runtime
     memo["loop_lag"] = asyncio.create_task(watch_loop_lag())
     runtime.start_background()
+    observability.watch_leadership()
+
+
+@kopf.on.event(*RESOURCE, id="condition-metrics")
+async def export_conditions(type: str | None, body: kopf.Body, **_: Any) -> None:
+    """Every watch event: the Reconcile's conditions as metrics (bookkeeping only, on the loop)."""
+    observability.observe_event(type, body)
 
 
 @kopf.on.login()
@@ -197,6 +204,8 @@ async def _reconcile(
         )
     )
     runtime.count_run(record.integration, record.status.value)
+    if error is not None:
+        observability.RUN_ERRORS.labels(record.integration or "unknown", error.reason).inc()
     _post_event(body, record.task_id, error, len(record.actions), record.applied, record.dry_run)
     if error is not None and retry_in is not None and raise_transient:
         raise kopf.TemporaryError(f"{error.reason}: {error.message}", delay=retry_in)

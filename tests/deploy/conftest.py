@@ -38,6 +38,18 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}, "operatorPort": 9090},
         "api": {"token": {"existingSecret": "reconciler-api"}},
     },
+    "observability": {
+        "metrics": {
+            "operatorPort": 9090,
+            "serviceMonitor": {"enabled": True},
+            "grafanaDashboard": {
+                "enabled": True,
+                "namespace": "monitoring",
+                "annotations": {"grafana_folder": "Platform"},
+            },
+            "prometheusRule": {"enabled": True, "extraAlertLabels": {"team": "platform"}},
+        }
+    },
     "kitchen-sink": {
         "replicas": 3,
         "image": {

@@ -136,7 +136,7 @@ def test_validates_against_kubernetes_schemas(render: Render, name: str) -> None
             where = ".".join(str(p) for p in exc.path)
             pytest.fail(f"{doc['kind']}/{doc['metadata']['name']}: {where}: {exc.message}")
     # Only custom resources have no schema in kubernetes-validate.
-    assert unknown <= {"ServiceMonitor", "ClusterKopfPeering", "KopfPeering"}
+    assert unknown <= {"ServiceMonitor", "PrometheusRule", "ClusterKopfPeering", "KopfPeering"}
 
 
 @pytest.mark.parametrize("name", ALL_SETS)
