@@ -86,8 +86,7 @@ spec:
   slackUsergroups:
     apiUrl: {slack_api_url}
     usergroups:
-      - handle: platform-oncall
-        name: Platform On-call
+      - handle: platform-oncall                       # name, description: left as they are
         users: [alice@example.com, bob@example.com]   # dave leaves, bob joins
         channels: [platform, incidents]
       - handle: platform-leads                        # does not exist yet

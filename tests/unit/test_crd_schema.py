@@ -249,7 +249,8 @@ def test_spec_required_enums_and_defaults() -> None:
         "maintainer",
         "owner",
     ]
-    assert member["properties"]["expiresAt"]["format"] == "date"
+    # A date, or the empty string ("no expiry": clears one).
+    assert member["properties"]["expiresAt"]["anyOf"] == [{"format": "date"}, {"maxLength": 0}]
     gitlab = props["gitlabMembers"]["properties"]
     assert gitlab["groups"]["items"] == gitlab["projects"]["items"]
 
@@ -300,6 +301,8 @@ EXPECTED_DIFFERENCES = {
         "maxLength",
     ): "bound; every enum value is shorter",
     ("spec.gitlabMembers.projects[].members[].expiresAt", "maxLength"): "bound; a YYYY-MM-DD date is 10 long",
+    ("spec.gitlabMembers.groups[].members[].expiresAt", "type"): "model: date | '' (anyOf); CRD: a string",
+    ("spec.gitlabMembers.projects[].members[].expiresAt", "type"): "model: date | '' (anyOf); CRD: a string",
 }
 
 

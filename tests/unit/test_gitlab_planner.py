@@ -42,10 +42,13 @@ def m(username: str, level: str, expires: str | None = None, *, state: str = "ac
     )
 
 
-def d(username: str, level: str, expires: str | None = None) -> dict[str, Any]:
-    """A desired member as written in the spec."""
+OMITTED = object()
+
+
+def d(username: str, level: str, expires: str | object | None = OMITTED) -> dict[str, Any]:
+    """A desired member as written in the spec; `expires` omitted: no expiresAt key at all."""
     member: dict[str, Any] = {"username": username, "accessLevel": level}
-    if expires:
+    if expires is not OMITTED:
         member["expiresAt"] = expires
     return member
 
@@ -131,12 +134,52 @@ CASES: list[tuple[str, Sources, Sources, Sources, Sources, Summary]] = [
         [("update_member", G, "bob: developer -> maintainer, expires 2027-01-31")],
     ),
     (
-        "clear expiry",
-        {G: [d("alice", "owner"), d("bob", "developer")]},
+        "an empty expiresAt clears the expiry",
+        {G: [d("alice", "owner"), d("bob", "developer", "")]},
         {},
         {G: [m("alice", "owner"), m("bob", "developer", "2027-01-31")]},
         {},
         [("update_member", G, "bob: no expiry (was 2027-01-31)")],
+    ),
+    (
+        "an omitted expiresAt leaves the expiry alone",
+        {G: [d("alice", "owner"), d("bob", "developer")]},
+        {},
+        {G: [m("alice", "owner"), m("bob", "developer", "2027-01-31")]},
+        {},
+        [],
+    ),
+    (
+        "a null expiresAt leaves the expiry alone",
+        {G: [d("alice", "owner"), d("bob", "developer", None)]},
+        {},
+        {G: [m("alice", "owner"), m("bob", "developer", "2027-01-31")]},
+        {},
+        [],
+    ),
+    (
+        "an omitted expiresAt keeps the expiry through a level change",
+        {G: [d("alice", "owner"), d("bob", "maintainer")]},
+        {},
+        {G: [m("alice", "owner"), m("bob", "developer", "2027-01-31")]},
+        {},
+        [("update_member", G, "bob: developer -> maintainer")],
+    ),
+    (
+        "an empty expiresAt on a member without one changes nothing",
+        {G: [d("alice", "owner"), d("bob", "developer", "")]},
+        {},
+        {G: [m("alice", "owner"), m("bob", "developer")]},
+        {},
+        [],
+    ),
+    (
+        "a new member with an empty expiresAt gets none",
+        {G: [d("alice", "owner"), d("bob", "developer", "")]},
+        {},
+        {G: [m("alice", "owner")]},
+        {},
+        [("add_member", G, "bob as developer")],
     ),
     (
         "change expiry",

@@ -183,7 +183,7 @@ def test_spec_change_writes_only_the_differences(gitlab: GitLabTestServer) -> No
             "path": G1,
             "members": [
                 {"username": "alice", "accessLevel": "owner"},
-                {"username": "bob", "accessLevel": "maintainer"},
+                {"username": "bob", "accessLevel": "maintainer", "expiresAt": ""},  # "": clear it
             ],
         },
         {"path": G2, "members": [{"username": "carol", "accessLevel": "maintainer"}]},

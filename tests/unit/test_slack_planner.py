@@ -581,3 +581,92 @@ def test_spec_rejects(usergroups: list[dict[str, Any]], message: str) -> None:
     with pytest.raises(ValidationError) as caught:
         _spec(usergroups)
     assert message in str(caught.value)
+
+
+# --- omitted means unmanaged; an explicit empty value clears ----------------------------------------
+
+EXISTING = have("eng", "S1", "Engineering", users=["U1"], channels=["C2"], description="builders")
+
+
+def raw(**fields: Any) -> SlackUsergroup:
+    """A desired group with only the given fields set (besides handle and users)."""
+    return SlackUsergroup.model_validate({"handle": "eng", "users": [ALICE], **fields})
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param({}, id="all omitted"),
+        pytest.param({"name": None, "description": None, "channels": None}, id="all null"),
+        pytest.param({"description": None}, id="description null"),
+        pytest.param({"channels": None}, id="channels null"),
+    ],
+)
+def test_omitted_or_null_fields_leave_slack_alone(fields: dict[str, Any]) -> None:
+    assert plan([raw(**fields)], state(EXISTING)) == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "update"),
+    [
+        pytest.param(
+            {"description": ""},
+            {"description": "", "changes": ("description 'builders' -> ''",)},
+            id="empty description clears it",
+        ),
+        pytest.param(
+            {"channels": []},
+            {"channel_ids": (), "changes": ("channels -#eng",)},
+            id="empty channels clear them",
+        ),
+        pytest.param(
+            {"name": "Eng"},
+            {"name": "Eng", "changes": ("name 'Engineering' -> 'Eng'",)},
+            id="a given name is managed",
+        ),
+        pytest.param(
+            {"description": "new", "channels": ["ops"]},
+            {
+                "description": "new",
+                "channel_ids": ("C3",),
+                "changes": ("description 'builders' -> 'new'", "channels +#ops -#eng"),
+            },
+            id="given fields are managed, the name is not",
+        ),
+    ],
+)
+def test_explicit_values_are_managed(fields: dict[str, Any], update: dict[str, Any]) -> None:
+    assert plan([raw(**fields)], state(EXISTING)) == [
+        UpdateUsergroup(target="eng", usergroup_id="S1", **update)
+    ]
+
+
+def test_a_new_group_without_name_description_or_channels_is_named_after_its_handle() -> None:
+    assert plan([raw()], state()) == [
+        CreateUsergroup(target="eng", name="eng", description="", channel_ids=(), channel_names=()),
+        AddUsers(target="eng", usergroup_id=None, emails=(ALICE,), user_ids=("U1",)),
+    ]
+
+
+def test_a_new_group_named_after_its_handle_still_checks_name_conflicts() -> None:
+    taken = have("other", "S9", "eng")
+    with pytest.raises(PermanentError) as caught:
+        plan([raw()], state(taken))
+    assert caught.value.reason == "Conflict"
+
+
+def test_an_omitted_name_of_an_existing_group_is_no_conflict() -> None:
+    """The name is not managed, so whatever Slack has stays and cannot clash."""
+    assert plan([raw()], state(EXISTING, have("other", "S9", "Engineering "))) == []
+
+
+def test_users_stay_authoritative_when_other_fields_are_omitted() -> None:
+    assert plan([SlackUsergroup.model_validate({"handle": "eng", "users": [BOB]})], state(EXISTING)) == [
+        AddUsers(target="eng", usergroup_id="S1", emails=(BOB,), user_ids=("U2",)),
+        RemoveUsers(target="eng", usergroup_id="S1", emails=(ALICE,), user_ids=("U2",)),
+    ]
+
+
+def test_an_empty_name_is_rejected_slack_needs_one() -> None:
+    with pytest.raises(ValidationError):
+        raw(name="")

@@ -212,7 +212,9 @@ def test_metadata_updates_including_clearing_channels_and_description(
         users=[ids[ALICE]],
         channels=[ids["#eng"], ids["#ops"]],
     )
-    spec = [{"handle": "engineers", "name": "Eng", "users": [ALICE], "channels": ["general"]}]
+    spec = [
+        {"handle": "engineers", "name": "Eng", "description": "", "users": [ALICE], "channels": ["general"]}
+    ]
 
     outcome = run(slack, spec)
 
@@ -615,13 +617,14 @@ def test_removing_every_channel_names_the_channels_in_the_plan(
     """No group names a channel, yet the plan's detail must still say which channels go."""
     slack.add_usergroup("engineers", name="Engineering", users=[ids[ALICE]], channels=[ids["#ops"]])
 
-    outcome = run(slack, [{"handle": "engineers", "name": "Engineering", "users": [ALICE]}])
+    spec = [{"handle": "engineers", "name": "Engineering", "users": [ALICE], "channels": []}]
+    outcome = run(slack, spec)
 
     assert outcome.ok, outcome.error
     assert [a.detail for a in outcome.actions] == ["channels -#ops"]
     assert channels(slack, "engineers") == set()
     slack.reset_calls()
-    assert run(slack, [{"handle": "engineers", "name": "Engineering", "users": [ALICE]}]).actions == []
+    assert run(slack, spec).actions == []
     assert methods(slack) == ["usergroups.list", "users.list"]  # no channels anywhere: no channel read
 
 

@@ -27,7 +27,14 @@ ACCESS_LEVELS: dict[str, int] = {
 class GitlabMember(SpecModel):
     username: str = Field(pattern=USERNAME_PATTERN, min_length=1, max_length=255)
     access_level: AccessLevelName
-    expires_at: date | None = None
+    expires_at: date | Literal[""] | None = None
+    """None (omitted or null): the member's expiry is not managed; "": no expiry (clears one)."""
+
+    def desired_expiry(self, current: date | None) -> date | None:
+        """The expiry this member should have, given the one it has (None: none, or a new member)."""
+        if self.expires_at is None:
+            return current
+        return self.expires_at or None
 
 
 class GitlabMembership(SpecModel):

@@ -2,8 +2,9 @@
 
 The spec is authoritative for the DIRECT members of each listed group and project: missing members
 are added, access level and expiry are changed where they differ, and direct members not listed are
-removed. Inherited members are not in the observed state and are never touched. The token's own
-user is never removed or demoted.
+removed. A member's `expiresAt` left out (or null) is not managed: the expiry GitLab has stays; an
+empty `expiresAt: ""` clears it. Inherited members are not in the observed state and are never
+touched. The token's own user is never removed or demoted.
 
 The plan is all-or-nothing: missing groups/projects (`NotFound`), unknown or blocked users
 (`UnknownUsers`), changes GitLab would refuse (`InvalidSpec`: demoting the token's own user, an
@@ -120,10 +121,10 @@ def _plan_source(
                     username=user.username,
                     user_id=user.id,
                     access_level=level,
-                    expires_at=member.expires_at,
+                    expires_at=member.desired_expiry(None),
                 )
             )
-        elif current.access_level != level or current.expires_at != member.expires_at:
+        elif level != current.access_level or member.desired_expiry(current.expires_at) != current.expires_at:
             if user.id == own_user.id and level < current.access_level:
                 result.problems.append(
                     f"{kind} {path}: {user.username} is the token's own user and is "
@@ -139,7 +140,7 @@ def _plan_source(
                     username=current.username,
                     user_id=user.id,
                     access_level=level,
-                    expires_at=member.expires_at,
+                    expires_at=member.desired_expiry(current.expires_at),
                     old_access_level=current.access_level,
                     old_expires_at=current.expires_at,
                 )

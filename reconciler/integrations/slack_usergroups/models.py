@@ -26,18 +26,20 @@ ChannelName = Annotated[str, Field(pattern=CHANNEL_PATTERN, max_length=81), Afte
 
 
 class SlackUsergroup(SpecModel):
-    """One desired user group; `users` and `channels` are authoritative lists."""
+    """One desired user group. `users` is authoritative. `name`, `description` and `channels` are
+    managed only when given: omitted (None) leaves Slack's value alone, an empty value clears it."""
 
     handle: str = Field(pattern=HANDLE_PATTERN, min_length=1, max_length=80)
-    name: str = Field(min_length=1, max_length=255)
-    description: str = Field(default="", max_length=500)
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    """None: unmanaged (a new group is named after its handle)."""
+    description: str | None = Field(default=None, max_length=500)
+    channels: list[ChannelName] | None = Field(default=None, max_length=100)
     users: list[Email] = Field(default_factory=list, max_length=1000)
-    channels: list[ChannelName] = Field(default_factory=list, max_length=100)
 
     @model_validator(mode="after")
     def _no_duplicates(self) -> SlackUsergroup:
         reject_duplicates(self.users, f"usergroup {self.handle}: user")
-        reject_duplicates(self.channels, f"usergroup {self.handle}: channel")
+        reject_duplicates(self.channels or [], f"usergroup {self.handle}: channel")
         return self
 
 
@@ -50,7 +52,7 @@ class SlackUsergroupsSpec(SpecModel):
     @model_validator(mode="after")
     def _unique(self) -> SlackUsergroupsSpec:
         reject_duplicates([g.handle for g in self.usergroups], "usergroup handle")
-        reject_duplicates([g.name.casefold() for g in self.usergroups], "usergroup name")
+        reject_duplicates([g.name.casefold() for g in self.usergroups if g.name], "usergroup name")
         return self
 
 

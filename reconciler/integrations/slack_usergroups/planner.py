@@ -1,6 +1,9 @@
 """Pure planning: desired user groups + what Slack has now -> ordered actions. No I/O here.
 
 Per user group, in spec order: create or enable, update metadata, add/remove users, disable.
+`name`, `description` and `channels` left out of the spec (None) are not managed: never compared or
+written (a new group gets its handle as name, no description and no channels); an explicitly empty
+description or channel list clears Slack's. `users` is always authoritative.
 An empty desired user list disables the group (Slack refuses empty lists); a later non-empty list
 re-enables it. Groups whose handle is not in the spec are never touched. The plan is all-or-nothing:
 unknown e-mails or channels raise before any action is returned.
@@ -51,7 +54,9 @@ def _plan_group(
     email_by_id: dict[str, str],
     channel_ids: dict[str, str],
 ) -> list[SlackAction]:
-    desired_channel_ids = tuple(channel_ids[name] for name in group.channels)
+    desired_channel_ids = (
+        tuple(channel_ids[name] for name in group.channels) if group.channels is not None else None
+    )
     desired_user_ids = tuple(_user_id(users_by_email, email) for email in group.users)
     actions: list[SlackAction] = []
 
@@ -59,10 +64,10 @@ def _plan_group(
         actions.append(
             CreateUsergroup(
                 target=group.handle,
-                name=group.name,
-                description=group.description,
-                channel_ids=desired_channel_ids,
-                channel_names=tuple(group.channels),
+                name=group.name or group.handle,
+                description=group.description or "",
+                channel_ids=desired_channel_ids or (),
+                channel_names=tuple(group.channels or ()),
             )
         )
         if group.users:
@@ -111,19 +116,20 @@ def _plan_group(
 def _plan_update(
     group: SlackUsergroup,
     state: SlackUsergroupState,
-    desired_channel_ids: tuple[str, ...],
+    desired_channel_ids: tuple[str, ...] | None,
     channel_ids: dict[str, str],
 ) -> UpdateUsergroup | None:
+    """Only fields the spec sets are compared; None means "leave Slack's value alone"."""
     changes: list[str] = []
     name = description = None
     channels: tuple[str, ...] | None = None
-    if group.name != state.name:
+    if group.name is not None and group.name != state.name:
         name = group.name
         changes.append(f"name {state.name!r} -> {group.name!r}")
-    if group.description != state.description:
+    if group.description is not None and group.description != state.description:
         description = group.description
         changes.append(f"description {state.description!r} -> {group.description!r}")
-    if set(desired_channel_ids) != state.channels:
+    if desired_channel_ids is not None and set(desired_channel_ids) != state.channels:
         channels = desired_channel_ids
         names_by_id = {cid: name for name, cid in channel_ids.items()}
         added = sorted(f"#{names_by_id.get(c, c)}" for c in set(desired_channel_ids) - state.channels)
@@ -168,7 +174,7 @@ def _check_users(desired: Sequence[SlackUsergroup], users_by_email: dict[str, Sl
 
 
 def _check_channels(desired: Sequence[SlackUsergroup], channels: dict[str, str]) -> None:
-    unknown = {name for group in desired for name in group.channels if name not in channels}
+    unknown = {name for group in desired for name in group.channels or () if name not in channels}
     if unknown:
         raise PermanentError(
             "UnknownChannels",
@@ -180,11 +186,14 @@ def _check_channels(desired: Sequence[SlackUsergroup], channels: dict[str, str])
 def _check_name_conflicts(desired: Sequence[SlackUsergroup], current: Sequence[SlackUsergroupState]) -> None:
     """Slack names are unique per workspace: a name held by an unmanaged group would fail at apply."""
     owner_of_name = {g.name.casefold(): g.handle for g in current}
+    existing = {g.handle for g in current}
     for group in desired:
-        owner = owner_of_name.get(group.name.casefold())
+        # The name this plan would write: the spec's, or for a new group its handle; else none.
+        name = group.name or (group.handle if group.handle not in existing else None)
+        owner = owner_of_name.get(name.casefold()) if name else None
         if owner is not None and owner != group.handle:
             raise PermanentError(
                 "Conflict",
-                f"usergroup {group.handle}: the name {group.name!r} is already used by the user group "
+                f"usergroup {group.handle}: the name {name!r} is already used by the user group "
                 f"@{owner}; choose another name. Nothing was changed.",
             )

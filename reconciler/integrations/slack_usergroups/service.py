@@ -36,10 +36,10 @@ class SlackUsergroupsService(IntegrationService):
         Channels are also read when a managed group has some, so a plan removing them names them.
         """
         groups = self.client.list_usergroups(managed=[g.handle for g in self.spec.usergroups])
-        handles = {g.handle for g in self.spec.usergroups}
+        clearing = {g.handle for g in self.spec.usergroups if g.channels == []}
         wants_users = any(g.users for g in self.spec.usergroups)
         wants_channels = any(g.channels for g in self.spec.usergroups) or any(
-            g.channels for g in groups if g.handle in handles
+            g.channels for g in groups if g.handle in clearing
         )
         state = SlackState(
             usergroups=tuple(groups),
