@@ -100,12 +100,25 @@ def run(
     liveness: Annotated[
         str | None, typer.Option(help="Serve Kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz")
     ] = None,
+    selector: Annotated[
+        str | None,
+        typer.Option(
+            "--selector",
+            "-l",
+            help="Shard: run only Reconciles with these labels, e.g. reconciler.dev/shard=a "
+            "(RECONCILER_SHARD_SELECTOR; docs/scaling.md)",
+        ),
+    ] = None,
 ) -> None:
     """Run the operator against the current kube context (in-cluster, KUBECONFIG, ~/.kube/config).
 
     Without -n or -A it watches all namespaces. It first checks that it can log in and reach the
     cluster (within RECONCILER_CLUSTER_CONNECT_TIMEOUT_SECONDS) and exits with status 1 if not.
     """
+    if selector is not None:
+        # The handlers read it from the environment when they register (get_settings()).
+        os.environ["RECONCILER_SHARD_SELECTOR"] = selector
+        get_settings.cache_clear()
     settings = _settings()
     if namespace and all_namespaces:
         raise typer.BadParameter("use either -n NAMESPACE or -A, not both")

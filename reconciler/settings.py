@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from functools import lru_cache
@@ -11,6 +12,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from reconciler.selector import parse_selector
 from reconciler.tenancy import DEFAULT_ALLOWED_HOSTS, parse_allowed_hosts
 
 
@@ -112,6 +114,15 @@ class Settings(BaseSettings):
     max_pages: int = Field(default=1000, ge=1, le=100_000)
     """Most pages one listing may take (Slack and GitLab), so an endless "next page" ends."""
 
+    shard_selector: str | None = None
+    """Kubernetes label selector (`reconciler.dev/shard=a`, `tier in (a,b)`, `!reconciler.dev/shard`):
+    this operator runs only the Reconciles it matches, other shards the rest (docs/scaling.md).
+    Unset: every Reconcile it watches."""
+
+    peering_name: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    """Kopf peering object this operator's replicas share. Unset: `reconciler`, or for a shard one
+    derived from its selector, so that shards never pause each other."""
+
     cache_timeout_seconds: float = Field(default=2.0, gt=0)
     """Socket timeout of Valkey calls, so a dead cache fails fast instead of hanging."""
 
@@ -125,6 +136,21 @@ class Settings(BaseSettings):
 
     enforce_allowed_hosts: bool = False
     """Enforce `allowed_hosts` in `reconciler plan/apply` too. The operator always enforces it."""
+
+    @field_validator("shard_selector")
+    @classmethod
+    def _check_shard_selector(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_selector(value)  # ValueError names the bad requirement
+        return value
+
+    def kopf_peering_name(self) -> str:
+        """The peering name to use: shards get distinct ones (replicas of one shard share it)."""
+        if self.peering_name:
+            return self.peering_name
+        if self.shard_selector:
+            return f"reconciler-shard-{hashlib.sha256(self.shard_selector.encode()).hexdigest()[:10]}"
+        return "reconciler"
 
     @field_validator("allowed_hosts")
     @classmethod

@@ -24,6 +24,7 @@ from reconciler.settings import get_settings
 from reconciler_operator import conditions, observability
 from reconciler_operator.runs import RunRequest
 from reconciler_operator.runtime import Runtime, configure_kopf, watch_loop_lag
+from reconciler_operator.sharding import shard_filter
 
 GROUP, VERSION, PLURAL = "reconciler.dev", "v1alpha1", "reconciles"
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -31,6 +32,9 @@ REQUESTED_AT = "reconciler.dev/requested-at"
 FLUX_REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
 
 log = logging.getLogger(__name__)
+
+SHARD = shard_filter(get_settings().shard_selector)
+"""Kopf label filter of every Reconcile handler: this operator's shard (None: all Reconciles)."""
 
 
 def _now() -> str:
@@ -87,8 +91,8 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 # --- new generation: Ready=Unknown before anything else -------------------------------------------
 
 
-@kopf.on.create(*RESOURCE, id="progressing")
-@kopf.on.update(*RESOURCE, field="spec", id="progressing-update")
+@kopf.on.create(*RESOURCE, id="progressing", labels=SHARD)
+@kopf.on.update(*RESOURCE, field="spec", id="progressing-update", labels=SHARD)
 async def mark_progressing(
     body: kopf.Body, spec: kopf.Spec, status: kopf.Status, patch: kopf.Patch, **_: Any
 ) -> None:
@@ -102,30 +106,32 @@ async def mark_progressing(
 # --- runs ----------------------------------------------------------------------------------------
 
 
-@kopf.on.create(*RESOURCE, id="run")
+@kopf.on.create(*RESOURCE, id="run", labels=SHARD)
 async def run_on_create(**kwargs: Any) -> None:
     await _reconcile("create", **kwargs)
 
 
-@kopf.on.update(*RESOURCE, field="spec", id="run-update")
+@kopf.on.update(*RESOURCE, field="spec", id="run-update", labels=SHARD)
 async def run_on_update(**kwargs: Any) -> None:
     await _reconcile("update", **kwargs)
 
 
-@kopf.on.resume(*RESOURCE, id="run-resume")
+@kopf.on.resume(*RESOURCE, id="run-resume", labels=SHARD)
 async def run_on_resume(**kwargs: Any) -> None:
     await _reconcile("resume", **kwargs)
 
 
-@kopf.on.update(*RESOURCE, field=("metadata", "annotations", REQUESTED_AT), id="run-requested")
-@kopf.on.update(*RESOURCE, field=("metadata", "annotations", FLUX_REQUESTED_AT), id="run-requested-flux")
+@kopf.on.update(*RESOURCE, field=("metadata", "annotations", REQUESTED_AT), id="run-requested", labels=SHARD)
+@kopf.on.update(
+    *RESOURCE, field=("metadata", "annotations", FLUX_REQUESTED_AT), id="run-requested-flux", labels=SHARD
+)
 async def run_on_request(new: Any, status: kopf.Status, **kwargs: Any) -> None:
     if not new or str(new) == status.get("lastHandledRequestedAt"):
         return
     await _reconcile("requested", status=status, **kwargs)
 
 
-@kopf.timer(*RESOURCE, interval=get_settings().interval_check_seconds, id="interval")
+@kopf.timer(*RESOURCE, interval=get_settings().interval_check_seconds, id="interval", labels=SHARD)
 async def run_on_interval(spec: kopf.Spec, status: kopf.Status, body: kopf.Body, **kwargs: Any) -> None:
     interval = spec.get("interval")
     if not interval or spec.get("suspend") or not status.get("lastRunTime"):

@@ -6,6 +6,8 @@ import logging
 
 import kopf
 
+from reconciler.settings import get_settings
+
 log = logging.getLogger(__name__)
 
 
@@ -21,11 +23,16 @@ def run_operator(
 
     if not namespaces and not clusterwide:
         clusterwide = True
-    log.info("watching %s", "all namespaces" if clusterwide else ", ".join(namespaces))
+    settings = get_settings()
+    log.info(
+        "watching %s%s",
+        "all namespaces" if clusterwide else ", ".join(namespaces),
+        f"; shard: Reconciles matching {settings.shard_selector!r}" if settings.shard_selector else "",
+    )
     kopf.run(
         standalone=standalone,
         namespaces=namespaces,
         clusterwide=clusterwide,
         liveness_endpoint=liveness_endpoint,
-        peering_name="reconciler",
+        peering_name=settings.kopf_peering_name(),
     )

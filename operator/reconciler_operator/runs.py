@@ -111,6 +111,15 @@ class Runner:
             self._finish(record, outcome)
             self.store.save_or_defer(record)
             self.store.count_finished(record)
+        log.info(
+            "task %s of %s/%s (%s) %s%s",
+            record.task_id,
+            ref.namespace,
+            ref.name,
+            request.trigger,
+            record.status.value,
+            f": {outcome.error.reason}" if outcome.error else "",
+        )
         return RunReport(record, outcome.error)
 
     def _run(self, request: RunRequest, record: TaskRecord) -> RunOutcome:

@@ -124,7 +124,7 @@ def configure_kopf(settings: kopf.OperatorSettings, config: Settings, executor: 
     settings.watching.client_timeout = config.watch_client_timeout
     settings.watching.connect_timeout = config.watch_connect_timeout
     settings.posting.level = logging.WARNING  # our own events say what a run did; skip Kopf's chatter
-    settings.peering.name = "reconciler"
+    settings.peering.name = config.kopf_peering_name()  # shards never pause each other
     # Kopf pauses every operator that sees a live peer of the same priority: make them distinct.
     settings.peering.priority = (
         config.peering_priority if config.peering_priority is not None else random.randint(1, 2**31)  # noqa: S311
