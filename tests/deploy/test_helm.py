@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -500,3 +501,75 @@ def test_crd_is_a_valid_custom_resource_definition() -> None:
         assert [d["kind"] for d in docs] == ["CustomResourceDefinition"]
         assert docs[0]["apiVersion"] == "apiextensions.k8s.io/v1"
         kubernetes_validate.validate(docs[0], KUBE_VERSION, strict=True)
+
+
+# --- sharding (docs/scaling.md) -------------------------------------------------------------------
+
+SHARDS = [
+    {"name": "a", "selector": "reconciler.dev/shard=a"},
+    {"name": "rest", "selector": "reconciler.dev/shard notin (a)"},
+]
+
+
+def render_values(helm_run: HelmRun, values: dict[str, Any]) -> list[dict[str, Any]]:
+    result = helm_run.template(values, "--include-crds")
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def test_shards_are_one_deployment_each_sharing_valkey_and_the_service(helm_run: HelmRun) -> None:
+    values = {"shards": SHARDS}
+    lint = helm_run.run("lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION, values=values)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    docs = render_values(helm_run, values)
+    for doc in docs:
+        with contextlib.suppress(kubernetes_validate.SchemaNotFoundError):  # custom resources
+            kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+    assert not find(docs, "Deployment", "reconciler")  # no unsharded operator besides the shards
+    service = one(docs, "Service", "reconciler")
+    for shard in SHARDS:
+        name = f"reconciler-{shard['name']}"
+        deployment = one(docs, "Deployment", name)
+        assert deployment["spec"]["selector"]["matchLabels"]["reconciler.dev/shard"] == shard["name"]
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert labels["reconciler.dev/shard"] == shard["name"]
+        assert service["spec"]["selector"].items() <= labels.items()  # every shard's sidecar serves
+        operator = container(docs, "operator", deployment=name)
+        assert env_value(operator, "RECONCILER_SHARD_SELECTOR") == shard["selector"]
+        assert env_value(operator, "RECONCILER_PEERING_NAME") == name
+        assert env_value(operator, "RECONCILER_VALKEY_URL") == f"valkey://{VALKEY_HOST}:6379/0"
+        assert "--standalone" in operator["args"]
+    # Two Deployments' selectors never overlap: each owns only its own shard's pods.
+    selectors = [one(docs, "Deployment", f"reconciler-{s['name']}")["spec"]["selector"] for s in SHARDS]
+    assert selectors[0] != selectors[1]
+
+
+def test_shards_with_replicas_peer_per_shard(helm_run: HelmRun) -> None:
+    docs = render_values(helm_run, {"shards": SHARDS, "replicas": 2})
+    assert {d["metadata"]["name"] for d in find(docs, "ClusterKopfPeering")} == {
+        "reconciler-a",
+        "reconciler-rest",
+    }
+    assert "--standalone" not in container(docs, "operator", deployment="reconciler-a")["args"]
+    docs = render_values(helm_run, {"shards": SHARDS, "replicas": 2, "watchNamespaces": ["team-x", "team-y"]})
+    peerings = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in find(docs, "KopfPeering")}
+    assert peerings == {(ns, f"reconciler-{s}") for ns in ("team-x", "team-y") for s in ("a", "rest")}
+
+
+@pytest.mark.parametrize(
+    ("shards", "complaint"),
+    [
+        ([{"name": "a"}], "selector"),
+        ([{"name": "A", "selector": "x=y"}], "name"),
+        ([{"name": "a", "selector": ""}], "selector"),
+        ([{"name": "a", "selector": "x=y", "replicas": 2}], "replicas"),
+    ],
+)
+def test_bad_shards_fail(helm_run: HelmRun, shards: list[dict[str, Any]], complaint: str) -> None:
+    result = helm_run.template({"shards": shards})
+    assert result.returncode != 0 and complaint in result.stderr, result.stderr
+
+
+def test_a_shard_name_used_twice_fails(helm_run: HelmRun) -> None:
+    result = helm_run.template({"shards": [SHARDS[0], {**SHARDS[1], "name": "a"}]})
+    assert result.returncode != 0 and 'the name "a" is used twice' in result.stderr, result.stderr

@@ -17,6 +17,26 @@
 {{- end }}
 {{- end }}
 
+{{/* A shard's Deployment: the full name, then -<shard> (nothing for the unsharded one). */}}
+{{- define "reconciler.shardFullname" -}}
+{{- if .shard }}
+{{- printf "%s-%s" (include "reconciler.fullname" .root) .shard | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- include "reconciler.fullname" .root }}
+{{- end }}
+{{- end }}
+
+{{/* Kopf peering names: "reconciler", or one per shard (shards must never pause each other). */}}
+{{- define "reconciler.peeringNames" -}}
+{{- if .Values.shards }}
+{{- range .Values.shards }}
+- {{ printf "reconciler-%s" .name }}
+{{- end }}
+{{- else }}
+- reconciler
+{{- end }}
+{{- end }}
+
 {{- define "reconciler.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
