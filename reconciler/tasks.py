@@ -1,7 +1,12 @@
 """Task records in the cache: keys, history per Reconcile, finish notifications, and an outbox.
 
-A finished run's record must not be lost when Valkey is down at that moment: `save_or_defer` keeps
-it in memory and `flush` writes it once Valkey is back (the operator flushes periodically).
+A finished run's record must not be lost when Valkey is down, full or read-only at that moment:
+`save_or_defer` keeps it in memory and `flush` writes it once Valkey takes writes again (the operator
+flushes periodically).
+
+Memory stays bounded: a record trimmed off its Reconcile's history is deleted at once (not left to
+its TTL), except the Reconcile's last failed run, which is kept until a newer run fails. Each save is
+one round trip (a script): the history entry is pushed only by a record's first save.
 """
 
 from __future__ import annotations
@@ -10,9 +15,9 @@ import logging
 import re
 import threading
 
-from reconciler.cache.base import CacheBackend
+from reconciler.cache.base import CacheBackend, HistoryWrite
 from reconciler.errors import CacheUnavailable
-from reconciler.models.task import TASK_ID_PATTERN, ReconcileRef, TaskRecord
+from reconciler.models.task import TASK_ID_PATTERN, ReconcileRef, TaskRecord, TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +32,10 @@ def task_key(task_id: str) -> str:
 
 def history_key(namespace: str, name: str) -> str:
     return f"{PREFIX}:reconcile:{namespace}/{name}:tasks"
+
+
+def last_failed_key(namespace: str, name: str) -> str:
+    return f"{PREFIX}:reconcile:{namespace}/{name}:last-failed"
 
 
 def lock_key(namespace: str, name: str) -> str:
@@ -45,23 +54,31 @@ class TaskStore:
         self._deferred: dict[str, TaskRecord] = {}
         self._lock = threading.Lock()
 
-    def save(self, record: TaskRecord) -> None:
-        """Write the record; a new one also goes first in its Reconcile's history. Raises CacheUnavailable."""
-        self.cache.set_model(task_key(record.task_id), record, self.ttl_seconds)
+    def save(self, record: TaskRecord, *, new: bool = True) -> None:
+        """Write the record; a `new` one also goes first in its Reconcile's history, and the records
+        trimmed off that history are deleted. Raises CacheUnavailable."""
         ref = record.reconcile
-        self.cache.push_recent(
-            history_key(ref.namespace, ref.name),
-            record.task_id,
-            keep=self.history_size,
-            ttl_seconds=self.ttl_seconds,
+        self.cache.save_record(
+            task_key(record.task_id),
+            record.model_dump_json(),
+            self.ttl_seconds,
+            HistoryWrite(
+                key=history_key(ref.namespace, ref.name),
+                item=record.task_id,
+                keep=self.history_size,
+                push=new,
+                evict_prefix=task_key(""),
+                spare_key=last_failed_key(ref.namespace, ref.name),
+                mark_spare=record.status is TaskStatus.FAILED,
+                publish=FINISHED_CHANNEL if record.status.finished else None,
+            ),
         )
-        if record.status.finished:
-            self.cache.publish(FINISHED_CHANNEL, record.task_id)
 
     def save_or_defer(self, record: TaskRecord) -> bool:
-        """Save now, or keep for `flush()` when the cache is down. True if saved now."""
+        """Save an existing record now, or keep it for `flush()` when the cache refuses it (down, full,
+        read-only). True if saved now."""
         try:
-            self.save(record)
+            self.save(record, new=False)
         except CacheUnavailable as exc:
             log.warning(
                 "task %s: cache down, keeping its record to write later (%s)", record.task_id, exc.message
@@ -79,7 +96,7 @@ class TaskStore:
             waiting = list(self._deferred.values())
         for record in waiting:
             try:
-                self.save(record)
+                self.save(record, new=False)
             except CacheUnavailable:
                 break
             with self._lock:
@@ -115,7 +132,8 @@ class TaskStore:
         return self.cache.get_model(task_key(task_id), TaskRecord)
 
     def history(self, namespace: str, name: str, limit: int | None = None) -> list[str]:
-        return self.cache.recent(history_key(namespace, name), limit or self.history_size)
+        """Newest first; the last failed run may follow the `history_size` newest ones."""
+        return self.cache.recent(history_key(namespace, name), limit or self.history_size + 1)
 
     def latest(self, ref: ReconcileRef) -> TaskRecord | None:
         ids = self.history(ref.namespace, ref.name, 1)

@@ -64,6 +64,22 @@ def progressing(status: Mapping[str, Any], *, generation: int, now: str) -> dict
     }
 
 
+def running(
+    status: Mapping[str, Any], task_id: str, trigger: str, *, generation: int, now: str
+) -> dict[str, Any]:
+    """A run has started: name its task at once, so a pipeline can follow it from the Reconcile."""
+    message = f"task {task_id} running, trigger {trigger}"
+    return {
+        "taskId": task_id,
+        "conditions": set_conditions(
+            status.get("conditions") or [],
+            [(RECONCILING, "True", "Running", message)],
+            generation=generation,
+            now=now,
+        ),
+    }
+
+
 def suspended(status: Mapping[str, Any], *, generation: int, now: str) -> dict[str, Any]:
     message = "spec.suspend is true: no runs until it is false"
     ready = next((c for c in status.get("conditions") or [] if c.get("type") == READY), None)

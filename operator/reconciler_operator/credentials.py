@@ -48,6 +48,11 @@ class SecretReader:
         if client is not None:
             client.close()
 
+    def http(self) -> httpx.Client | None:
+        """The client on Kopf's current login (None before the first login), for other small reads."""
+        with self._lock:
+            return self._client
+
     def read_token(self, namespace: str, ref: SecretRef) -> SecretStr:
         where = f"Secret {namespace}/{ref.name}"
         with self._lock:

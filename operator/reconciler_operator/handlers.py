@@ -176,12 +176,16 @@ async def _reconcile(
         return
 
     ref = ReconcileRef(namespace=str(meta["namespace"]), name=str(meta["name"]), generation=generation)
-    request = RunRequest(ref=ref, raw_spec=dict(spec), trigger=trigger, task_id=new_task_id())
+    request = RunRequest(
+        ref=ref, raw_spec=dict(spec), trigger=trigger, task_id=new_task_id(), status=dict(status)
+    )
     async with runtime.object_lock(str(meta.get("uid") or ref.key)):
         loop = asyncio.get_running_loop()
         report = await loop.run_in_executor(runtime.executor, runtime.run, request)
 
     error = report.error
+    if report.record is None and error is None:
+        return  # the newest spec is suspended: nothing to do (its own update handler says so)
     if report.record is None:
         # The run could not start (cache down, lock busy): nothing was done; say so and retry.
         assert error is not None

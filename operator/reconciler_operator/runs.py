@@ -1,8 +1,10 @@
 """One run of one Reconcile, start to finish, in a worker thread: the sync half of the reconciler.
 
 Order matters for "never lose an outcome, never apply twice": take the Reconcile's lock (so two
-operators or two triggers never run it at once), write the task as pending, then running, run the
-integration, and always write the finished record (deferred to an outbox if Valkey died meanwhile).
+operators or two triggers never run it at once), re-read the object (a run queued behind another
+applies the newest spec), write the task as running and name it in status, run the integration,
+and always write the finished record (deferred to an outbox if Valkey died, filled up or turned
+read-only meanwhile). The caller writes status and the Event from the returned record either way.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, Protocol
 
 from pydantic import SecretStr
 
-from reconciler.cache.base import CacheBackend
+from reconciler.cache.base import CacheBackend, CacheCorrupt
 from reconciler.errors import CacheUnavailable, ReconcileError, TransientError
 from reconciler.models.base import Action
 from reconciler.models.spec import SecretRef
@@ -31,17 +33,37 @@ class TokenSource(Protocol):
 
 
 @dataclass(frozen=True)
+class FreshObject:
+    """The Reconcile as the API server has it now."""
+
+    spec: dict[str, Any]
+    generation: int
+    status: dict[str, Any]
+
+
+class ObjectSource(Protocol):
+    """The Reconcile as the API server has it now (reconciler_operator.objects in the operator)."""
+
+    def read(self, ref: ReconcileRef) -> FreshObject | None: ...
+
+    def mark_running(self, ref: ReconcileRef, status: dict[str, Any], task_id: str, trigger: str) -> None: ...
+
+
+@dataclass(frozen=True)
 class RunRequest:
     ref: ReconcileRef
     raw_spec: dict[str, Any]
     trigger: str
     task_id: str
+    status: dict[str, Any] | None = None
+    """The status Kopf saw; with it (or a fresh read) the run names its task in status at start."""
 
 
 @dataclass
 class RunReport:
     record: TaskRecord | None
-    """None when the run could not even start (cache down, lock busy): nothing was done."""
+    """None when the run could not even start (cache down, lock busy) or was not needed (the newest
+    spec is suspended): nothing was done."""
     error: ReconcileError | None
 
 
@@ -75,10 +97,13 @@ class LockLease:
 
 
 class Runner:
-    def __init__(self, settings: Settings, store: TaskStore, tokens: TokenSource) -> None:
+    def __init__(
+        self, settings: Settings, store: TaskStore, tokens: TokenSource, objects: ObjectSource | None = None
+    ) -> None:
         self.settings = settings
         self.store = store
         self.tokens = tokens
+        self.objects = objects
 
     def execute(self, request: RunRequest) -> RunReport:
         ref = request.ref
@@ -92,22 +117,34 @@ class Runner:
                         "RunInProgress", "another run of this Reconcile is in progress; retrying after it"
                     ),
                 )
-            record = TaskRecord(
-                task_id=request.task_id,
-                reconcile=ref,
-                integration=str(request.raw_spec.get("integration", "")),
-                dry_run=bool(request.raw_spec.get("dryRun", False)),
-                trigger=request.trigger,
-            )
-            self._close_interrupted(ref)
-            self.store.save(record)
         except CacheUnavailable as exc:
             return RunReport(None, exc)
 
         with LockLease(self.store.cache, lock, request.task_id, self.settings.lock_ttl_seconds):
-            record.status, record.started_at = TaskStatus.RUNNING, utcnow()
-            self.store.save_or_defer(record)
-            outcome = self._run(request, record)
+            raw_spec, status = request.raw_spec, request.status
+            fresh = self.objects.read(ref) if self.objects is not None else None
+            if fresh is not None:
+                raw_spec, status = fresh.spec, fresh.status
+                ref = ref.model_copy(update={"generation": fresh.generation})
+            if raw_spec.get("suspend"):
+                return RunReport(None, None)
+            record = TaskRecord(
+                task_id=request.task_id,
+                reconcile=ref,
+                integration=str(raw_spec.get("integration", "")),
+                dry_run=bool(raw_spec.get("dryRun", False)),
+                trigger=request.trigger,
+                status=TaskStatus.RUNNING,
+                started_at=utcnow(),
+            )
+            try:
+                self._close_interrupted(ref)
+                self.store.save(record)
+            except CacheUnavailable as exc:
+                return RunReport(None, exc)
+            if self.objects is not None and status is not None:
+                self.objects.mark_running(ref, status, record.task_id, request.trigger)
+            outcome = self._run(raw_spec, ref, record)
             self._finish(record, outcome)
             self.store.save_or_defer(record)
             self.store.count_finished(record)
@@ -122,15 +159,17 @@ class Runner:
         )
         return RunReport(record, outcome.error)
 
-    def _run(self, request: RunRequest, record: TaskRecord) -> RunOutcome:
+    def _run(self, raw_spec: dict[str, Any], ref: ReconcileRef, record: TaskRecord) -> RunOutcome:
         try:
-            spec = parse_spec(request.raw_spec)
+            spec = parse_spec(raw_spec)
             check_hosts(spec, self.settings)
-            token = self.tokens.read_token(request.ref.namespace, spec.credentials.secret_ref)
+            token = self.tokens.read_token(ref.namespace, spec.credentials.secret_ref)
         except ReconcileError as exc:
             return RunOutcome(error=exc, dry_run=record.dry_run)
 
         def planned(actions: list[Action]) -> None:
+            if not actions or spec.dry_run:
+                return  # the finished record follows at once: one write fewer
             record.actions = [a.to_record() for a in actions]
             self.store.save_or_defer(record)
 
@@ -150,8 +189,13 @@ class Runner:
         record.finished_at = utcnow()
 
     def _close_interrupted(self, ref: ReconcileRef) -> None:
-        """A run still pending/running while we hold the lock died with its operator: say so."""
-        previous = self.store.latest(ref)
+        """A run still pending/running while we hold the lock died with its operator (or its record
+        never reached Valkey): say so."""
+        try:
+            previous = self.store.latest(ref)
+        except CacheCorrupt as exc:
+            log.warning("%s: %s; not closing it", ref.key, exc)
+            return
         if previous is None or previous.status.finished:
             return
         previous.status = TaskStatus.FAILED
@@ -159,7 +203,11 @@ class Runner:
         previous.errors = [
             *previous.errors,
             TaskError(
-                reason="Interrupted", message="the operator stopped during this run; a later run replaced it"
+                reason="Interrupted",
+                message=(
+                    "this run's end was never recorded (the operator stopped, or Valkey refused the "
+                    "write); a later run replaced it"
+                ),
             ),
         ]
-        self.store.save(previous)
+        self.store.save(previous, new=False)

@@ -17,6 +17,7 @@ from reconciler.errors import ReconcileError
 from reconciler.settings import Settings
 from reconciler.tasks import TaskStore
 from reconciler_operator.credentials import SecretReader
+from reconciler_operator.objects import ReconcileObjects
 from reconciler_operator.runs import Runner, RunReport, RunRequest
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class Runtime:
         self.executor = ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="reconcile")
         self.store = store
         self.secrets = secrets
-        self.runner = Runner(settings, store, secrets)
+        self.runner = Runner(settings, store, secrets, ReconcileObjects(secrets.http))
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._stop = threading.Event()
 

@@ -9,11 +9,31 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class HistoryWrite:
+    """How `save_record` files a record in a list of recent ids (see `CacheBackend.save_record`)."""
+
+    key: str
+    item: str
+    keep: int
+    push: bool
+    """Put `item` first in the list (a new record); False for later saves of the same record."""
+    evict_prefix: str
+    """Ids trimmed off the list lose their `evict_prefix + id` key at once, not at its TTL..."""
+    spare_key: str
+    """...except the id stored at `spare_key`, which stays at the list's end (the last failure)."""
+    mark_spare: bool = False
+    """Store `item` at `spare_key`."""
+    publish: str | None = None
+    """Channel to announce `item` on."""
 
 
 class CacheCorrupt(Exception):
@@ -72,6 +92,14 @@ class CacheBackend(ABC):
     @abstractmethod
     def ping(self) -> None:
         """Raise CacheUnavailable unless the server answers."""
+
+    @abstractmethod
+    def save_record(self, key: str, value: str, ttl_seconds: int, history: HistoryWrite) -> None:
+        """Set `key` and file it in a bounded history, atomically and in one round trip."""
+
+    @abstractmethod
+    def usage(self) -> tuple[int, int]:
+        """(bytes of memory used, number of keys): for the operator's gauges."""
 
     def get_model(self, key: str, model: type[M]) -> M | None:
         raw = self.get(key)

@@ -9,7 +9,7 @@ from typing import cast
 import valkey
 import valkey.exceptions
 
-from reconciler.cache.base import CacheBackend, Subscription
+from reconciler.cache.base import CacheBackend, HistoryWrite, Subscription
 from reconciler.errors import CacheUnavailable
 from reconciler.settings import Settings
 
@@ -21,13 +21,38 @@ _EXTEND = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) else return 0 end
 """
 
-_ERRORS = (valkey.exceptions.ConnectionError, valkey.exceptions.TimeoutError, OSError)
+_SAVE_RECORD = """
+redis.call('set', KEYS[1], ARGV[1], 'ex', ARGV[2])
+if ARGV[5] == '1' then
+  redis.call('lrem', KEYS[2], 0, ARGV[3])
+  redis.call('lpush', KEYS[2], ARGV[3])
+  local keep = tonumber(ARGV[4])
+  local dropped = redis.call('lrange', KEYS[2], keep, -1)
+  if #dropped > 0 then
+    local spare = redis.call('get', KEYS[3])
+    redis.call('ltrim', KEYS[2], 0, keep - 1)
+    for _, id in ipairs(dropped) do
+      if id == spare then redis.call('rpush', KEYS[2], id) else redis.call('del', ARGV[6] .. id) end
+    end
+  end
+  redis.call('expire', KEYS[2], ARGV[2])
+end
+if ARGV[7] == '1' then redis.call('set', KEYS[3], ARGV[3], 'ex', ARGV[2]) end
+if ARGV[8] ~= '' then redis.call('publish', ARGV[8], ARGV[3]) end
+return 1
+"""
+
+_ERRORS = (valkey.exceptions.ValkeyError, OSError)
+"""Every failure is CacheUnavailable: not only a lost connection but also a full (OOM), read-only,
+loading or slow server, so that a finished record always goes to the outbox instead of being lost."""
+_UNREACHABLE = (valkey.exceptions.ConnectionError, valkey.exceptions.TimeoutError, OSError)
 
 
 class ValkeyCache(CacheBackend):
     def __init__(self, client: valkey.Valkey, display_url: str = "") -> None:
         self.client = client
         self.display_url = display_url
+        self._save_record = client.register_script(_SAVE_RECORD)
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 2.0) -> ValkeyCache:
@@ -41,7 +66,10 @@ class ValkeyCache(CacheBackend):
         return cls(client, _redact(url))
 
     def _fail(self, exc: Exception) -> CacheUnavailable:
-        return CacheUnavailable(f"Valkey at {self.display_url or 'the configured URL'} is unreachable: {exc}")
+        where = f"Valkey at {self.display_url or 'the configured URL'}"
+        if isinstance(exc, _UNREACHABLE):
+            return CacheUnavailable(f"{where} is unreachable: {exc}")
+        return CacheUnavailable(f"{where} refused the command: {str(exc)[:200]}")
 
     def get(self, key: str) -> str | None:
         try:
@@ -123,6 +151,33 @@ class ValkeyCache(CacheBackend):
             self.client.ping()
         except _ERRORS as exc:
             raise self._fail(exc) from None
+
+    def save_record(self, key: str, value: str, ttl_seconds: int, history: HistoryWrite) -> None:
+        """One round trip (a script): the record, its history entry, trimming, the finish notice."""
+        try:
+            self._save_record(
+                keys=[key, history.key, history.spare_key],
+                args=[
+                    value,
+                    ttl_seconds,
+                    history.item,
+                    history.keep,
+                    "1" if history.push else "0",
+                    history.evict_prefix,
+                    "1" if history.mark_spare else "0",
+                    history.publish or "",
+                ],
+            )
+        except _ERRORS as exc:
+            raise self._fail(exc) from None
+
+    def usage(self) -> tuple[int, int]:
+        try:
+            memory = cast(dict[str, int], self.client.info("memory"))
+            keys = cast(int, self.client.dbsize())
+        except _ERRORS as exc:
+            raise self._fail(exc) from None
+        return int(memory.get("used_memory", 0)), int(keys)
 
 
 class _ValkeySubscription(Subscription):

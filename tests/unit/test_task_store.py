@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from valkey import exceptions as valkey_exceptions
 
 from reconciler.cache import CacheCorrupt, ValkeyCache
 from reconciler.errors import CacheUnavailable
@@ -33,12 +34,68 @@ def test_round_trip_history_ttl_and_trim(store: TaskStore) -> None:
     records = [make() for _ in range(5)]
     for record in records:
         store.save(record)
-    assert store.get(records[0].task_id) == records[0]
+    assert store.get(records[-1].task_id) == records[-1]
     assert store.history("ns", "rec") == [r.task_id for r in reversed(records)][:3]
     assert store.latest(ReconcileRef(namespace="ns", name="rec")) == records[-1]
-    ttl = store.cache.client.ttl(task_key(records[0].task_id))  # type: ignore[attr-defined]
+    ttl = store.cache.client.ttl(task_key(records[-1].task_id))  # type: ignore[attr-defined]
     assert 0 < ttl <= 120
     assert store.get("f" * 32) is None
+    # Trimmed off the history: deleted at once, not left to their TTL.
+    assert store.get(records[0].task_id) is None and store.get(records[1].task_id) is None
+
+
+def test_the_last_failed_run_outlives_the_history(store: TaskStore) -> None:
+    failed = make()
+    store.save(failed)
+    failed.status = TaskStatus.FAILED
+    store.save(failed, new=False)
+    later = [make() for _ in range(6)]
+    for record in later:
+        store.save(record)
+    assert store.history("ns", "rec") == [*[r.task_id for r in reversed(later)][:3], failed.task_id]
+    assert store.get(failed.task_id) == failed
+    newer_failure = later[-1]
+    newer_failure.status = TaskStatus.FAILED
+    store.save(newer_failure, new=False)
+    store.save(make())
+    store.save(make())
+    store.save(make())  # the old failure is trimmed now that a newer one is the one kept
+    assert store.get(failed.task_id) is None and store.get(newer_failure.task_id) == newer_failure
+    keys = store.cache.client.keys("reconciler:task:*")  # type: ignore[attr-defined]
+    assert len(keys) == 4  # 3 newest + the last failure: bounded however many runs there were
+    used, count = store.cache.usage()
+    assert used > 0 and count >= 4
+
+
+def test_a_full_or_read_only_valkey_sends_records_to_the_outbox(tmp_path: Path) -> None:
+    valkey = ValkeyProcess(tmp_path / "v").start()
+    admin = valkey.client()
+    store = TaskStore(ValkeyCache.from_url(valkey.url), ttl_seconds=60, history_size=5)
+    record = make(status=TaskStatus.RUNNING)
+    store.save(record)
+    record.status = TaskStatus.SUCCESS
+    try:
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", "1mb")
+        filler = 0
+        while True:  # fill it up: writes are refused with OOM from now on
+            try:
+                admin.set(f"filler:{filler}", "x" * 10_000)
+            except valkey_exceptions.OutOfMemoryError:
+                break
+            filler += 1
+        assert store.save_or_defer(record) is False and store.deferred == 1
+        assert store.flush() == 1
+        admin.config_set("maxmemory", "0")
+        admin.replicaof("127.0.0.1", str(free_port()))  # a replica is read-only
+        with pytest.raises(CacheUnavailable, match="refused"):
+            store.save(record, new=False)
+        assert store.flush() == 1
+        admin.replicaof("no", "one")
+        assert store.flush() == 0
+        assert store.get(record.task_id) == record
+    finally:
+        valkey.stop()
 
 
 def test_saving_again_does_not_duplicate_history(store: TaskStore) -> None:
@@ -103,7 +160,9 @@ def test_counts_by_integration_and_outcome(store: TaskStore) -> None:
 def test_outbox_keeps_records_while_valkey_is_down(tmp_path: Path) -> None:
     valkey = ValkeyProcess(tmp_path / "v", appendonly=True).start()
     store = TaskStore(ValkeyCache.from_url(valkey.url, timeout=0.5), ttl_seconds=60, history_size=5)
-    record = make(status=TaskStatus.SUCCESS)
+    record = make(status=TaskStatus.RUNNING)
+    store.save(record)
+    record.status = TaskStatus.SUCCESS
     valkey.stop()
     assert store.save_or_defer(record) is False
     assert store.deferred == 1 and store.get(record.task_id) == record  # still served from memory

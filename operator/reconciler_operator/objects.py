@@ -1,0 +1,73 @@
+"""The Reconcile object itself, read and patched from a worker thread during a run (sync, httpx).
+
+Kopf writes status only when a handler returns; two things cannot wait that long: a run queued
+behind another must use the newest spec (so it re-reads the object once it holds the lock), and a
+pipeline must see which task is running while it runs (`status.taskId`, `Reconciling=True`).
+Both are best effort: when the API is not reachable the run goes on with what Kopf gave it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from reconciler.models.task import ReconcileRef
+from reconciler_operator import conditions
+from reconciler_operator.runs import FreshObject
+
+log = logging.getLogger(__name__)
+
+GROUP, VERSION, PLURAL = "reconciler.dev", "v1alpha1", "reconciles"
+MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
+
+
+class ReconcileObjects:
+    def __init__(self, client: Callable[[], httpx.Client | None]) -> None:
+        self._client = client
+
+    def read(self, ref: ReconcileRef) -> FreshObject | None:
+        """The newest spec and generation; None when unknown (not logged in, API down, deleted)."""
+        client = self._client()
+        if client is None:
+            return None
+        try:
+            response = client.get(_path(ref))
+            if response.status_code != 200:
+                return None
+            body = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            log.info("could not re-read %s (%s); running the spec Kopf gave", ref.key, type(exc).__name__)
+            return None
+        if not isinstance(body, dict) or not isinstance(body.get("spec"), dict):
+            return None
+        meta = body.get("metadata") or {}
+        status = body.get("status")
+        return FreshObject(
+            spec=body["spec"],
+            generation=int(meta.get("generation") or 0),
+            status=status if isinstance(status, dict) else {},
+        )
+
+    def mark_running(self, ref: ReconcileRef, status: dict[str, Any], task_id: str, trigger: str) -> None:
+        """`status.taskId` names the run now, and `Reconciling=True` says so (best effort)."""
+        client = self._client()
+        if client is None:
+            return
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        patch = {"status": conditions.running(status, task_id, trigger, generation=ref.generation, now=now)}
+        try:
+            response = client.patch(f"{_path(ref)}/status", json=patch, headers=MERGE_PATCH)
+        except httpx.HTTPError as exc:
+            log.info("could not mark %s running (%s)", ref.key, type(exc).__name__)
+            return
+        if response.status_code >= 400:
+            log.info("could not mark %s running: HTTP %s", ref.key, response.status_code)
+
+
+def _path(ref: ReconcileRef) -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{quote(ref.namespace)}/{PLURAL}/{quote(ref.name)}"
