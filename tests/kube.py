@@ -233,6 +233,8 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         meta = data.setdefault("metadata", {})
         if request.namespace and not meta.get("namespace"):
             meta["namespace"] = request.namespace
+        if not meta.get("name") and meta.get("generateName"):  # as the API server does (Kopf's events)
+            meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
         meta.setdefault("uid", str(uuid.uuid4()))
         meta.setdefault("creationTimestamp", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
         meta["resourceVersion"] = self._next_version()

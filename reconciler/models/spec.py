@@ -25,11 +25,27 @@ _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+MAX_DURATION = timedelta(hours=8760)
+"""The longest duration a spec may hold (365 days): longer is a typo, and would overflow timers."""
+MAX_DURATION_TEXT = "8760h"
+TOO_MANY_DIGITS = r"(^|[^.0-9])[0-9]{7,}"
+"""A whole number of 7 or more digits: always over MAX_DURATION (except absurd `ms` values), and
+checked before parsing so that `99999999999999h` never reaches float or timedelta arithmetic."""
+
+
 def parse_duration(text: str) -> timedelta:
-    """Parse a Go-style duration (`90s`, `10m`, `1h30m`), as Flux and Kubernetes users write them."""
+    """Parse a Go-style duration (`90s`, `10m`, `1h30m`), as Flux and Kubernetes users write them.
+
+    At most MAX_DURATION: a ValueError, never an OverflowError, for anything longer."""
     if not re.fullmatch(DURATION_PATTERN, text):
         raise ValueError(f"{text!r} is not a duration like 30s, 10m or 1h30m")
+    if re.search(TOO_MANY_DIGITS, text):
+        raise ValueError(
+            f"{text!r} has a number of 7 or more digits; use larger units, at most {MAX_DURATION_TEXT} (365 days)"
+        )
     seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(text))
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"{text!r} is longer than {MAX_DURATION_TEXT} (365 days)")
     return timedelta(seconds=seconds)
 
 

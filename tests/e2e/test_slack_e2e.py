@@ -372,7 +372,9 @@ def test_interval_undoes_drift(kube: KubeApi, slack: SlackTestServer, operator: 
         NS,
         name,
         lambda o: (
-            o["status"]["taskId"] != first["status"]["taskId"] and o["status"]["summary"]["applied"] == 2
+            o["status"]["taskId"] != first["status"]["taskId"]
+            and condition(o, "Reconciling").get("status") == "False"  # taskId names a run from its start
+            and o["status"]["summary"]["applied"] == 2
         ),
         30,
         "an interval run that undid the drift",

@@ -44,6 +44,7 @@ RULE_SLACK_FORBIDDEN = "spec.slackUsergroups is only allowed when integration is
 RULE_GITLAB_FORBIDDEN = "spec.gitlabMembers is only allowed when integration is gitlab-members; remove it"
 RULE_GITLAB_NOT_EMPTY = "gitlabMembers needs at least one entry in groups or projects"
 RULE_INTERVAL_POSITIVE = "interval must be longer than zero"
+RULE_INTERVAL_MAX = "interval must be at most 8760h (365 days)"
 
 
 def _errors_text(errors: list[crdv.FieldError]) -> str:
@@ -567,6 +568,10 @@ CEL_CASES: list[tuple[str, dict[str, Any], set[str]]] = [
     ("interval 1h0m", _spec(SLACK_SPEC, interval="1h0m"), set()),
     ("interval 0s", _spec(SLACK_SPEC, interval="0s"), {RULE_INTERVAL_POSITIVE}),
     ("interval 0h0m0.000s", _spec(SLACK_SPEC, interval="0h0m0.000s"), {RULE_INTERVAL_POSITIVE}),
+    ("interval 8760h", _spec(SLACK_SPEC, interval="8760h"), set()),
+    ("interval 8760h1s", _spec(SLACK_SPEC, interval="8760h1s"), {RULE_INTERVAL_MAX}),
+    ("interval 99999999h", _spec(SLACK_SPEC, interval="99999999h"), {RULE_INTERVAL_MAX}),
+    ("interval overflowing", _spec(SLACK_SPEC, interval="99999999999999h"), {RULE_INTERVAL_MAX}),
 ]
 
 
@@ -579,6 +584,7 @@ def test_cel_rules_are_the_expected_ones_and_cheap() -> None:
         ("spec", RULE_GITLAB_FORBIDDEN),
         ("spec.gitlabMembers", RULE_GITLAB_NOT_EMPTY),
         ("spec.interval", RULE_INTERVAL_POSITIVE),
+        ("spec.interval", RULE_INTERVAL_MAX),
     }
     schemas = dict(crdv.iter_schemas(SCHEMA))
     for rule in rules:
@@ -634,20 +640,29 @@ def test_cel_errors_name_the_field(spec: dict[str, Any], path: str, kind: str) -
 
 
 @pytest.mark.parametrize(
-    "interval", ["0s", "0ms", "0.0h", "000m", "0m0s", "1ms", "0.001s", "0.5s", "10m", "1h30m", "0h1m", "90s"]
+    "interval",
+    [
+        *["0s", "0ms", "0.0h", "000m", "0m0s", "1ms", "0.001s", "0.5s", "10m", "1h30m", "0h1m", "90s"],
+        *["8760h", "8759h60m", "8760h0.001s", "525600m", "525601m", "999999s", "9999999ms", "1000000h"],
+        *["99999999h", "99999999999999h", "2562048h", "1h" * 20],
+    ],
 )
-def test_interval_rule_agrees_with_the_model(interval: str) -> None:
-    (rule,) = [rule for rule in crdv.cel_rules(SCHEMA) if rule.schema_path == "spec.interval"]
+def test_interval_rules_agree_with_the_model(interval: str) -> None:
+    rules = [rule for rule in crdv.cel_rules(SCHEMA) if rule.schema_path == "spec.interval"]
     assert re.fullmatch(DURATION_PATTERN, interval)
-    positive = parse_duration(interval).total_seconds() > 0
+    try:
+        accepted = parse_duration(interval).total_seconds() > 0
+    except ValueError:  # too long: a message naming the limit, never an OverflowError
+        accepted = False
     for engine in crdv.CEL_ENGINES:
-        assert crdv.evaluate_cel(rule.rule, interval, engine) is positive
+        assert all(crdv.evaluate_cel(rule.rule, interval, engine) for rule in rules) is accepted, engine
     model_accepts = True
     try:
         ReconcileSpec.model_validate(_spec(SLACK_SPEC, interval=interval))
-    except ValidationError:
+    except ValidationError as exc:
         model_accepts = False
-    assert model_accepts is positive
+        assert exc.errors()[0]["loc"] == ("interval",)
+    assert model_accepts is accepted
 
 
 # --- (e) the status ---

@@ -1,0 +1,202 @@
+"""Reliability with the real operator, a real valkey-server and the Slack test server: a full Valkey,
+a run queued behind another, the running task in status (issue #11). Own namespace, Valkey and Slack
+server, so that filling Valkey or slowing Slack does not disturb the other e2e modules."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import valkey
+
+from reconciler.cache import ValkeyCache
+from reconciler.models.task import TaskRecord
+from reconciler.tasks import TaskStore
+from tests.e2e.conftest import Process, start_operator
+from tests.e2e.helpers import apply_group, wait_ready, wait_task_change
+from tests.kube import KubeApi, condition
+from tests.servers.slack import SlackTestServer
+from tests.valkey_server import ValkeyProcess
+
+pytestmark = pytest.mark.e2e
+
+NS = "team-outcomes"
+TOKEN = "xoxb-outcomes-token-7777777777"
+
+
+@dataclass
+class World:
+    kube: KubeApi
+    slack: SlackTestServer
+    valkey: ValkeyProcess
+    store: TaskStore
+    operator: Process
+
+    def record(self, task_id: str) -> TaskRecord | None:
+        return self.store.get(task_id)
+
+    def writes_to(self, handle: str) -> list[str]:
+        group_id = self.slack.usergroup(handle)["id"]
+        return [
+            c.method
+            for c in self.slack.write_calls()
+            if c.params.get("handle") == handle or c.params.get("usergroup") == group_id
+        ]
+
+
+@pytest.fixture(scope="module")
+def world(kube: KubeApi, base_env: dict[str, str], e2e_dir: Path) -> Iterator[World]:
+    kube.add_namespace(NS)
+    valkey_server = ValkeyProcess(e2e_dir / "valkey-outcomes").start()
+    env = {**base_env, "RECONCILER_VALKEY_URL": valkey_server.url, "RECONCILER_CACHE_TIMEOUT_SECONDS": "0.5"}
+    with SlackTestServer() as slack:
+        slack.add_token(TOKEN)
+        for user in ("ann", "ben", "cat"):
+            slack.add_user(f"{user}@example.com")
+        kube.create_secret(NS, "slack-bot", {"token": TOKEN})
+        operator = start_operator("operator-outcomes", env, e2e_dir, NS)
+        store = TaskStore(ValkeyCache.from_url(valkey_server.url), ttl_seconds=3600, history_size=20)
+        try:
+            yield World(kube, slack, valkey_server, store, operator)
+        finally:
+            operator.stop()
+            valkey_server.stop()
+
+
+def wait_running(world: World, name: str, trigger: str, timeout: float = 20) -> dict[str, Any]:
+    return world.kube.wait_for(
+        NS,
+        name,
+        lambda o: (
+            condition(o, "Reconciling").get("reason") == "Running"
+            and f"trigger {trigger}" in condition(o, "Reconciling").get("message", "")
+        ),
+        timeout,
+        f"a running task (trigger {trigger})",
+    )
+
+
+def test_the_running_task_is_in_status_while_it_runs(world: World) -> None:
+    world.slack.latency = 0.4
+    try:
+        name, _ = apply_group(world.kube, world.slack.api_url, NS, "running", ["ann@example.com"])
+        running = wait_running(world, name, "create")
+        task_id = running["status"]["taskId"]
+        assert f"task {task_id} running" in condition(running, "Reconciling")["message"]
+        assert condition(running, "Reconciling")["status"] == "True"
+        record = world.record(task_id)
+        assert record is not None and record.status.value == "running"  # still in progress
+    finally:
+        world.slack.latency = 0.0
+    done = wait_ready(world.kube, NS, name)
+    assert done["status"]["taskId"] == task_id
+    finished = world.record(task_id)
+    assert finished is not None and finished.status.value == "success"
+
+
+def wait_event(world: World, reason: str, text: str, timeout: float = 10) -> None:
+    """Kopf posts events from a queue, a moment after the status patch."""
+    deadline = time.monotonic() + timeout
+    while not any(e["reason"] == reason and text in e["message"] for e in world.kube.events(NS)):
+        assert time.monotonic() < deadline, f"no {reason} event about {text}"
+        time.sleep(0.1)
+
+
+def fill(client: valkey.Valkey) -> int:
+    """`maxmemory 1mb noeviction`, then fill it: every write that needs memory is refused (OOM)."""
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", "1mb")
+    count = 0
+    while True:
+        try:
+            client.set(f"filler:{count}", "x" * 20_000)
+        except valkey.exceptions.OutOfMemoryError:
+            return count
+        count += 1
+
+
+def give_back(client: valkey.Valkey, count: int) -> None:
+    client.config_set("maxmemory", "0")
+    if count:
+        client.delete(*(f"filler:{i}" for i in range(count)))
+
+
+def test_a_full_valkey_during_a_run_loses_no_outcome_and_applies_nothing_twice(world: World) -> None:
+    admin = world.valkey.client()
+    world.slack.latency = 0.4
+    filled = 0
+    try:
+        name, handle = apply_group(
+            world.kube, world.slack.api_url, NS, "full", ["ann@example.com", "ben@example.com"]
+        )
+        task_id = wait_running(world, name, "create")["status"]["taskId"]
+        filled = fill(admin)
+        obj = wait_ready(world.kube, NS, name, timeout=30)  # status and Event do not depend on Valkey
+        assert obj["status"]["taskId"] == task_id and obj["status"]["summary"]["applied"] == 2
+        record = world.record(task_id)
+        assert record is not None and record.status.value == "running"  # the finished record is deferred
+        wait_event(world, "Succeeded", task_id)
+    finally:
+        world.slack.latency = 0.0
+        give_back(admin, filled)
+    deadline = time.monotonic() + 20
+    while (record := world.record(task_id)) is None or not record.status.finished:
+        assert time.monotonic() < deadline, "the deferred record never reached Valkey"
+        time.sleep(0.2)
+    assert record.status.value == "success" and record.applied == 2
+    assert world.writes_to(handle) == ["usergroups.create", "usergroups.users.update"]
+    # A later run finds nothing to do: nothing is applied twice.
+    world.kube.patch_reconcile(
+        NS, name, {"metadata": {"annotations": {"reconciler.dev/requested-at": "again"}}}
+    )
+    again = wait_task_change(world.kube, NS, name, task_id)
+    assert condition(again, "Ready")["status"] == "True" and again["status"]["summary"]["planned"] == 0
+    assert world.writes_to(handle) == ["usergroups.create", "usergroups.users.update"]
+
+
+def test_a_run_queued_behind_a_slow_one_uses_the_newest_spec(world: World) -> None:
+    kube, slack = world.kube, world.slack
+    name, handle = apply_group(kube, slack.api_url, NS, "queued", ["ann@example.com"], interval="1s")
+    wait_ready(kube, NS, name)
+    slack.latency = 1.0
+    try:
+        kube.patch_reconcile(NS, name, {"metadata": {"annotations": {"reconciler.dev/requested-at": "slow"}}})
+        slow = wait_running(world, name, "requested")["status"]["taskId"]
+        time.sleep(1.2)  # the interval timer fires meanwhile and queues behind the slow run
+        kube.patch_reconcile(
+            NS,
+            name,
+            {
+                "spec": {
+                    "slackUsergroups": {
+                        "usergroups": [
+                            {
+                                "handle": handle,
+                                "name": f"Group {handle}",
+                                "users": ["ann@example.com", "cat@example.com"],
+                            }
+                        ]
+                    }
+                }
+            },
+        )
+        slow_record = world.record(slow)
+        assert slow_record is not None and slow_record.status.value == "running"  # the timer still waits
+    finally:
+        slack.latency = 0.0
+    obj = kube.wait_for(
+        NS,
+        name,
+        lambda o: (
+            condition(o, "Ready").get("observedGeneration") == 2 and condition(o, "Ready")["status"] == "True"
+        ),
+    )
+    assert len(slack.usergroup(handle)["users"]) == 2
+    history = world.store.history(NS, name)
+    after = history[: history.index(slow)]
+    queued = world.record(after[-1])  # the first run after the slow one
+    assert queued is not None and queued.reconcile.generation == 2, (queued, obj["status"])
