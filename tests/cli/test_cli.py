@@ -180,6 +180,8 @@ def test_bad_manifest_exits_1_naming_the_field(
         ),
         # What the CRD checks with CEL rules, the spec model checks at run time:
         (lambda doc: doc["spec"].update(interval="0s"), "interval must be longer than zero"),
+        (lambda doc: doc["spec"].update(interval="99999999999999h"), "spec.interval"),
+        (lambda doc: doc["spec"].update(interval="8761h"), "spec.interval: '8761h' is longer than 8760h"),
         (
             lambda doc: doc["spec"].update(integration="gitlab-members"),
             "integration gitlab-members needs spec.gitlabMembers",
@@ -194,6 +196,8 @@ def test_bad_manifest_exits_1_naming_the_field(
         "integration",
         "duplicate-handle",
         "zero-interval",
+        "overflowing-interval",
+        "too-long-interval",
         "missing-block",
     ],
 )

@@ -200,3 +200,28 @@ def test_a_run_queued_behind_a_slow_one_uses_the_newest_spec(world: World) -> No
     after = history[: history.index(slow)]
     queued = world.record(after[-1])  # the first run after the slow one
     assert queued is not None and queued.reconcile.generation == 2, (queued, obj["status"])
+
+
+def test_an_overflowing_interval_is_invalid_spec(world: World) -> None:
+    """The emulator has no CEL, so the value reaches the operator as it would from an old CRD."""
+    name, handle = apply_group(
+        world.kube, world.slack.api_url, NS, "overflow", ["ann@example.com"], interval="99999999999999h"
+    )
+    obj = world.kube.wait_for(NS, name, lambda o: condition(o, "Stalled").get("status") == "True")
+    stalled = condition(obj, "Stalled")
+    assert stalled["reason"] == "InvalidSpec" and "spec.interval" in stalled["message"]
+    assert condition(obj, "Ready")["status"] == "False"
+    record = world.record(obj["status"]["taskId"])
+    assert record is not None and record.status.value == "failed"  # closed, not left running
+    world.kube.patch_reconcile(NS, name, {"spec": {"interval": "99999999h"}})
+    obj = world.kube.wait_for(
+        NS,
+        name,
+        lambda o: condition(o, "Stalled").get("observedGeneration") == 2,
+        what="generation 2 handled",
+    )
+    assert condition(obj, "Stalled")["reason"] == "InvalidSpec"
+    assert "8760h" in condition(obj, "Stalled")["message"]
+    assert not any(c.params.get("handle") == handle for c in world.slack.write_calls())
+    log = world.operator.log()
+    assert "OverflowError" not in log and "Traceback" not in log
