@@ -41,7 +41,8 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"{text!r} is not a duration like 30s, 10m or 1h30m")
     if re.search(TOO_MANY_DIGITS, text):
         raise ValueError(
-            f"{text!r} has a number of 7 or more digits; use larger units, at most {MAX_DURATION_TEXT} (365 days)"
+            f"{text!r} has a number of 7 or more digits; "
+            f"use larger units, at most {MAX_DURATION_TEXT} (365 days)"
         )
     seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(text))
     if seconds > MAX_DURATION.total_seconds():
