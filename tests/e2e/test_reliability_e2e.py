@@ -16,10 +16,10 @@ import valkey
 from reconciler.cache import ValkeyCache
 from reconciler.models.task import TaskRecord
 from reconciler.tasks import TaskStore
+from reconciler_testing.slack import SlackTestServer
 from tests.e2e.conftest import Process, start_operator
 from tests.e2e.helpers import apply_group, wait_ready, wait_task_change
 from tests.kube import KubeApi, condition
-from tests.servers.slack import SlackTestServer
 from tests.valkey_server import ValkeyProcess
 
 pytestmark = pytest.mark.e2e

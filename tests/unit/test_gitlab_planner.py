@@ -466,14 +466,8 @@ def test_actions_are_typed_and_frozen() -> None:
     actions = planner.plan(spec, state, today=TODAY)
     update, removal = actions
     assert update == UpdateMember(
-        target=G,
-        kind="group",
-        username="bob",
-        user_id=3,
-        access_level=40,
-        old_access_level=30,
-        expires_at=date(2027, 1, 31),
-        old_expires_at=None,
+        target=G, kind="group", username="bob", user_id=3, access_level=40, old_access_level=30,
+        expires_at=date(2027, 1, 31), old_expires_at=None,
     )
     assert removal == RemoveMember(target=G, kind="group", username="carol", user_id=4, access_level=20)
     with pytest.raises(ValidationError):

@@ -159,10 +159,7 @@ def test_first_run_converges_and_second_run_only_reads_one_listing_per_path(gitl
     # GET /user, one listing per path, one lookup per distinct username not yet a direct member
     assert reads(gitlab) == [*LISTINGS, *(("GET", "/api/v4/users"),) * 4, TOKEN_SELF]
     assert sorted(c.query["username"] for c in gitlab.calls if c.path == "/api/v4/users") == [
-        "alice",
-        "bob",
-        "carol",
-        "dave",
+        "alice", "bob", "carol", "dave"
     ]
     assert len(gitlab.write_calls()) == 5
     assert len(gitlab.calls) == 14
@@ -258,9 +255,7 @@ def test_expiry_set_and_changed(gitlab: GitLabTestServer) -> None:
         ("update_member", G1, f"carol: expires {EXPIRES}"),
     ]
     assert state(gitlab, "group", G1) == {
-        "alice": (OWNER, None),
-        "bob": (DEVELOPER, EXPIRES),
-        "carol": (REPORTER, EXPIRES),
+        "alice": (OWNER, None), "bob": (DEVELOPER, EXPIRES), "carol": (REPORTER, EXPIRES)
     }
 
 
@@ -311,13 +306,8 @@ def test_inherited_members_and_own_user_are_untouched(gitlab: GitLabTestServer) 
 def test_unknown_and_blocked_users_are_reported_and_nothing_is_written(gitlab: GitLabTestServer) -> None:
     groups = [
         *SPEC_GROUPS,
-        {
-            "path": "acme",
-            "members": [
-                {"username": "nobody", "accessLevel": "guest"},
-                {"username": "mallory", "accessLevel": "guest"},
-            ],
-        },
+        {"path": "acme", "members": [{"username": "nobody", "accessLevel": "guest"},
+                                     {"username": "mallory", "accessLevel": "guest"}]},
     ]
 
     outcome = run(gitlab, groups)
@@ -557,10 +547,7 @@ def test_changes_between_plan_and_apply_are_absorbed(gitlab: GitLabTestServer) -
     assert [a.type for a in outcome.applied] == ["add_member", "add_member", "remove_member"]
     assert state(gitlab, "group", G1) == {"alice": (OWNER, None), "bob": (DEVELOPER, EXPIRES)}
     assert [(c.method, c.status) for c in gitlab.calls if c.method != "GET"] == [
-        ("POST", 409),
-        ("PUT", 200),
-        ("POST", 201),
-        ("DELETE", 404),
+        ("POST", 409), ("PUT", 200), ("POST", 201), ("DELETE", 404)
     ]
 
 
