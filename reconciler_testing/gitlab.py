@@ -170,6 +170,11 @@ class _Fault:
     retry_after: int
     method: str | None
     path_prefix: str | None
+    raw: bytes | None = None
+    """Answer these bytes as they are (an HTML error page, a cut-off body) instead of JSON."""
+    content_type: str = "text/html; charset=utf-8"
+    truncated: bool = False
+    """Declare a Content-Length longer than `raw` and close the connection early."""
 
     def matches(self, method: str, path: str) -> bool:
         if self.remaining <= 0:
@@ -184,6 +189,7 @@ class _Response:
     status: int
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
+    truncated: bool = False
 
 
 class _ApiError(Exception):
@@ -262,7 +268,11 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in response.headers:
             self.send_header(name, value)
         if response.status != 204:
-            self.send_header("Content-Length", str(len(response.body)))
+            declared = len(response.body) * 2 if response.truncated else len(response.body)
+            self.send_header("Content-Length", str(declared))
+        if response.truncated:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         if self.command != "HEAD" and response.status != 204 and response.body:
             if app.drip_seconds <= 0:
@@ -547,6 +557,22 @@ class GitLabTestServer:
         """Answer the next ``times`` matching requests with a server error."""
         with self._lock:
             self._faults.append(_Fault(times, status, 0, method, path_prefix))
+
+    def answer_raw(
+        self,
+        times: int,
+        body: bytes,
+        *,
+        status: int = 200,
+        method: str | None = None,
+        path_prefix: str | None = None,
+        content_type: str = "text/html; charset=utf-8",
+        truncated: bool = False,
+    ) -> None:
+        """Answer the next ``times`` matching requests with ``body`` as is: what a proxy in front of
+        GitLab sends (an HTML page), or a body cut off mid-way (``truncated``)."""
+        with self._lock:
+            self._faults.append(_Fault(times, status, 0, method, path_prefix, body, content_type, truncated))
 
     def clear_faults(self) -> None:
         """Drop injected faults that were not used up."""
@@ -1143,6 +1169,8 @@ def _ok(body: object, status: int = 200) -> _Response:
 
 
 def _fault_response(fault: _Fault) -> _Response:
+    if fault.raw is not None:
+        return _Response(fault.status, fault.raw, [("Content-Type", fault.content_type)], fault.truncated)
     if fault.status == 429:
         reset = int(time.time()) + fault.retry_after
         headers = [

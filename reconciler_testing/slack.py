@@ -132,6 +132,11 @@ class _Fault:
     remaining: int
     status: int
     retry_after: int = 0
+    raw: bytes | None = None
+    """Answer these bytes as they are (an HTML error page, a cut-off body) instead of JSON."""
+    content_type: str = "text/html; charset=utf-8"
+    truncated: bool = False
+    """Declare a Content-Length longer than `raw` and close the connection early."""
 
 
 @dataclass
@@ -139,6 +144,7 @@ class _Reply:
     status: int
     body: JSON
     headers: dict[str, str] = field(default_factory=dict)
+    raw: _Fault | None = None
 
 
 _Handler = Callable[[_Token, Params], JSON]
@@ -180,6 +186,8 @@ def _error_reply(err: _SlackError) -> _Reply:
 
 def _fault_reply(fault: _Fault) -> _Reply:
     """Injected faults: 429 + Retry-After (as documented for rate limits) or a bare 5xx."""
+    if fault.raw is not None:
+        return _Reply(fault.status, {}, raw=fault)
     if fault.status == 429:
         return _Reply(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(fault.retry_after)})
     return _Reply(fault.status, {"ok": False, "error": "internal_error"})
@@ -458,6 +466,21 @@ class SlackTestServer:
             raise ValueError("status must be 5xx and times >= 0")
         with self._lock:
             self._faults.append(_Fault(method, times, status))
+
+    def answer_raw(
+        self,
+        method: str | None,
+        times: int,
+        body: bytes,
+        *,
+        status: int = 200,
+        content_type: str = "text/html; charset=utf-8",
+        truncated: bool = False,
+    ) -> None:
+        """Answer the next ``times`` calls to ``method`` with ``body`` as is: what a proxy or load
+        balancer in front of Slack sends (an HTML page), or a body cut off mid-way (``truncated``)."""
+        with self._lock:
+            self._faults.append(_Fault(method, times, status, 0, body, content_type, truncated))
 
     def _take_fault(self, method: str) -> _Fault | None:
         for fault in self._faults:
@@ -878,8 +901,21 @@ class _RequestHandler(BaseHTTPRequestHandler):
         slack = cast(_HTTPServer, self.server).slack
         method = parts.path[len("/api/") :]
         reply = slack.handle(method, parts.query, headers, body)
+        if reply.raw is not None and reply.raw.raw is not None:
+            self._send_raw(reply.status, reply.raw.raw, reply.raw.content_type, reply.raw.truncated)
+            return
         drips = slack.drip_methods is None or method in slack.drip_methods
         self._send(reply.status, reply.body, reply.headers, drip=slack.drip_seconds if drips else 0.0)
+
+    def _send_raw(self, status: int, data: bytes, content_type: str, truncated: bool) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data) * 2 if truncated else len(data)))
+        if truncated:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(data)
 
     def _send(self, status: int, body: JSON, headers: Mapping[str, str], *, drip: float = 0.0) -> None:
         data = json.dumps(body).encode()

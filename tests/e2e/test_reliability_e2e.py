@@ -217,7 +217,10 @@ def test_an_overflowing_interval_is_invalid_spec(world: World) -> None:
     obj = world.kube.wait_for(
         NS,
         name,
-        lambda o: condition(o, "Stalled").get("observedGeneration") == 2,
+        lambda o: (
+            condition(o, "Stalled").get("observedGeneration") == 2
+            and condition(o, "Stalled").get("status") == "True"
+        ),
         what="generation 2 handled",
     )
     assert condition(obj, "Stalled")["reason"] == "InvalidSpec"

@@ -45,7 +45,7 @@ from reconciler.errors import (
     TransientError,
     Unauthorized,
 )
-from reconciler.integrations.common import parse_answer, service_text
+from reconciler.integrations.common import parse_answer, service_text, unreadable_answer
 from reconciler.integrations.egress import GuardedAdapter, policy_for
 from reconciler.integrations.gitlab_members.models import GitlabMemberState, GitlabUser, SourceKind
 from reconciler.integrations.transport import (
@@ -331,7 +331,7 @@ class GitlabClient:
                 "address GitLab redirects to (https?)",
             ) from None
         except gitlab.exceptions.GitlabParsingError:
-            raise TransientError("BadResponse", f"GitLab answered {what} with something not JSON") from None
+            raise unreadable_answer("GitLab", what, 200) from None
         except gitlab.exceptions.GitlabHttpError as exc:
             raise self._translate(what, exc, member_gone=member_gone) from None
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
@@ -362,8 +362,8 @@ class GitlabClient:
                 ),
                 self._settings,
             )
-        if status >= 500:
-            return TransientError("GitLabUnavailable", f"GitLab answered HTTP {status} to {what}")
+        if status >= 500 or not _is_json(exc.response_body):
+            return unreadable_answer("GitLab", what, status)
         if status == 403:
             if body.get("error") == "insufficient_scope":
                 return MissingScope(f"the token lacks the api scope needed to {what} (GitLab: {message})")
@@ -416,6 +416,14 @@ def _next_page(response: requests.Response) -> int | None:
 
 def _source_url(kind: SourceKind, path: str) -> str:
     return f"/{kind}s/{quote(path, safe='')}"
+
+
+def _is_json(raw: bytes | None) -> bool:
+    try:
+        json.loads(raw or b"")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return True
 
 
 def _json_body(raw: bytes | None) -> dict[str, Any]:

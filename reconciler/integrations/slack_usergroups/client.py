@@ -37,7 +37,7 @@ from reconciler.errors import (
     TransientError,
     Unauthorized,
 )
-from reconciler.integrations.common import parse_answer, service_text
+from reconciler.integrations.common import parse_answer, service_text, unreadable_answer
 from reconciler.integrations.egress import guarded_opener, policy_for
 from reconciler.integrations.slack_usergroups.models import SlackUser, SlackUsergroupState
 from reconciler.integrations.transport import (
@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 200
 SLACK_ERROR_CODE = re.compile(r"[a-z0-9_.]{1,80}")
 """Slack's documented `error` field: a short snake_case code such as `invalid_auth`."""
+_NOT_JSON = "Received a response in a non-JSON format"
+"""How slack-sdk reports an answer that is not JSON (it puts it where Slack's `error` code goes)."""
 AUTH_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
 
 
@@ -387,6 +389,10 @@ class SlackClient:
                 raise run.error(f"calling Slack {method}") from None
             reason = getattr(exc, "reason", exc)
             raise TransientError("SlackUnavailable", f"Slack {method} failed: {reason}") from None
+        except http.client.HTTPException as exc:  # the connection closed mid-answer
+            raise TransientError("SlackUnavailable", f"Slack {method} failed: {type(exc).__name__}") from None
+        except ValueError:  # JSON cut mid-way
+            raise unreadable_answer("Slack", method, 200) from None
         self._remember_scopes(answer)
         return answer
 
@@ -400,6 +406,8 @@ def _translate(method: str, response: SlackResponse) -> ReconcileError:
     status = response.status_code
     data = response.data if isinstance(response.data, dict) else {}
     error = str(data.get("error", ""))
+    if status != 429 and (not isinstance(response.data, dict) or error.startswith(_NOT_JSON)):
+        return unreadable_answer("Slack", method, status)
     if not SLACK_ERROR_CODE.fullmatch(error):
         # Not a Slack error code: slack-sdk puts the start of a non-JSON body here. Never quote it.
         error = f"HTTP {status}, not a Slack API answer" if error else f"HTTP {status}"
