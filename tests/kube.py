@@ -189,8 +189,15 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         if request.resource is not None and isinstance(request.data, dict):
             if request.action == kmock.action.CREATE:
                 _replace(request.data, self._on_create(request))
+                if (too_big := _size_error(request.data)) is not None:
+                    return too_big
             elif request.action == kmock.action.UPDATE and request.name is not None:
                 _replace(request.data, self._on_patch(request))
+                key = (request.resource, request.namespace, request.name)
+                if key in self.objects and not self.objects[key].deleted:
+                    merged = kmock_dicts.patch_dict(self.objects[key].raw, request.data)
+                    if (too_big := _size_error(merged)) is not None:
+                        return too_big
         elif (
             request.resource is not None
             and request.action == kmock.action.UPDATE
@@ -217,6 +224,8 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
                 )
             except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
                 return _status(422, "Invalid", str(exc))
+            if (too_big := _size_error(new)) is not None:
+                return too_big
             new.setdefault("metadata", {})["resourceVersion"] = self._next_version()
             self.objects[key].patch(_merge_diff(current, new))
             raw = self.objects[key].raw
@@ -260,6 +269,28 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
             if new_spec != current.get("spec"):
                 meta["generation"] = int(current.get("metadata", {}).get("generation", 1)) + 1
         return patch
+
+
+MAX_ANNOTATIONS_BYTES = 256 * 1024
+"""The API server's limit on all of an object's annotations (keys and values) together."""
+MAX_OBJECT_BYTES = 1536 * 1024
+"""etcd's default request limit (1.5 MiB): a larger object cannot be stored."""
+
+
+def _size_error(obj: dict[str, Any]) -> aiohttp.web.Response | None:
+    """422/413 as the API server answers an object whose annotations or whole size are too large."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    total = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in annotations.items())
+    if total > MAX_ANNOTATIONS_BYTES:
+        return _status(
+            422,
+            "Invalid",
+            f"metadata.annotations: Too long: must have at most {MAX_ANNOTATIONS_BYTES} bytes",
+        )
+    size = len(json.dumps(obj, separators=(",", ":")).encode())
+    if size > MAX_OBJECT_BYTES:
+        return _status(413, "RequestEntityTooLarge", "etcdserver: request is too large")
+    return None
 
 
 def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:

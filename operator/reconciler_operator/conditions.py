@@ -6,6 +6,7 @@ generation it describes.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,6 +18,13 @@ from reconciler.models.task import TaskRecord
 READY, RECONCILING, STALLED = "Ready", "Reconciling", "Stalled"
 ORDER = (READY, RECONCILING, STALLED)
 MAX_STATUS_ACTIONS = 50
+STATUS_BUDGET_BYTES = 64 * 1024
+"""Status stays under this, however large the plan: the full plan is in the task record."""
+MAX_DETAIL_CHARS = 512
+"""An action's `detail` (e.g. the e-mails to add) in status is cut to this, naming how many more."""
+MAX_TARGET_CHARS = 256
+MAX_MESSAGE_CHARS = 4096
+"""A condition's message is cut to this (metav1.Condition allows 32768; three of those is 96 KiB)."""
 
 Condition = dict[str, Any]
 
@@ -37,7 +45,7 @@ def set_conditions(
             "type": type_,
             "status": status,
             "reason": reason,
-            "message": message[:32768],
+            "message": _cut(message, MAX_MESSAGE_CHARS),
             "observedGeneration": generation,
             "lastTransitionTime": now if changed else old["lastTransitionTime"],  # type: ignore[index]
         }
@@ -116,7 +124,7 @@ def finished(
         "taskId": record.task_id,
         "lastRunTime": now,
         "summary": {"planned": planned, "applied": record.applied, "failed": record.failed},
-        "actions": action_records(record.actions),
+        "actions": action_records(record.actions, record.task_id),
     }
     if requested_at is not None:
         patch["lastHandledRequestedAt"] = requested_at
@@ -169,8 +177,42 @@ def _success(record: TaskRecord, planned: int) -> tuple[str, str]:
     return "Succeeded", f"Applied {record.applied} action(s){suffix}"
 
 
-def action_records(actions: Sequence[ActionRecord]) -> list[dict[str, str]]:
-    return [a.model_dump() for a in actions[:MAX_STATUS_ACTIONS]]
+def action_records(actions: Sequence[ActionRecord], task_id: str = "") -> list[dict[str, str]]:
+    """At most MAX_STATUS_ACTIONS actions with bounded details: `a, b and 998 more in task T`."""
+    records = [
+        {
+            "type": _cut(a.type, MAX_TARGET_CHARS),
+            "target": _cut(a.target, MAX_TARGET_CHARS),
+            "detail": short_detail(a.detail, task_id),
+        }
+        for a in actions[:MAX_STATUS_ACTIONS]
+    ]
+    while records and len(json.dumps(records)) > STATUS_BUDGET_BYTES // 2:
+        records.pop()  # cannot happen with the limits above; a guard for future fields
+    return records
+
+
+def short_detail(detail: str, task_id: str) -> str:
+    """A detail that fits MAX_DETAIL_CHARS; the cut items are counted and the task named."""
+    if len(detail) <= MAX_DETAIL_CHARS:
+        return detail
+    where = f" in task {task_id}" if task_id else ""
+    items = detail.split(", ")
+    room = MAX_DETAIL_CHARS - len(f" and {len(items)} more{where}")
+    kept: list[str] = []
+    used = 0
+    for item in items:
+        if used + len(item) + 2 > room:
+            break
+        kept.append(item)
+        used += len(item) + 2
+    if not kept:  # one huge item: cut the text itself
+        return _cut(detail, MAX_DETAIL_CHARS - len(f" (cut; full text{where})")) + f" (cut; full text{where})"
+    return f"{', '.join(kept)} and {len(items) - len(kept)} more{where}"
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def not_started(

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import random
 import threading
+import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,10 +14,11 @@ import kopf
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from reconciler.cache import connect_cache
-from reconciler.errors import ReconcileError
+from reconciler.errors import CacheUnavailable, ReconcileError
 from reconciler.settings import Settings
 from reconciler.tasks import TaskStore
 from reconciler_operator.credentials import SecretReader
+from reconciler_operator.diffbase import SpecDigestDiffBaseStorage
 from reconciler_operator.objects import ReconcileObjects
 from reconciler_operator.runs import Runner, RunReport, RunRequest
 
@@ -26,6 +28,9 @@ KOPF_PREFIX = "operator.reconciler.dev"
 """Kopf's own annotations. Not bare `reconciler.dev`: Kopf hides every annotation under its prefix
 from change detection, which would hide the user's `reconciler.dev/requested-at`."""
 
+WATCHED_ANNOTATIONS = ("reconciler.dev/requested-at", "reconcile.fluxcd.io/requestedAt")
+"""The annotations whose change triggers a run (handlers.REQUESTED_AT, FLUX_REQUESTED_AT)."""
+
 RUNS = Counter("reconciler_operator_runs_total", "Runs finished by this operator", ["integration", "status"])
 LOOP_LAG = Histogram(
     "reconciler_operator_event_loop_lag_seconds",
@@ -34,6 +39,10 @@ LOOP_LAG = Histogram(
 )
 BUSY_WORKERS = Gauge("reconciler_operator_busy_workers", "Worker threads running a service now")
 DEFERRED = Gauge("reconciler_operator_deferred_records", "Finished task records waiting for Valkey")
+CACHE_MEMORY = Gauge("reconciler_operator_cache_memory_bytes", "Memory Valkey uses (INFO used_memory)")
+CACHE_KEYS = Gauge("reconciler_operator_cache_keys", "Keys in the operator's Valkey database (DBSIZE)")
+CACHE_USAGE_EVERY = 15.0
+"""Seconds between two reads of the cache's memory and key count."""
 
 
 class Runtime:
@@ -93,9 +102,19 @@ class Runtime:
         threading.Thread(target=self._flush_outbox, name="outbox", daemon=True).start()
 
     def _flush_outbox(self) -> None:
+        """Write deferred records every 2 s; refresh the cache gauges every CACHE_USAGE_EVERY s."""
+        next_usage = 0.0
         while not self._stop.wait(2.0):
             if self.store.deferred:
                 DEFERRED.set(self.store.flush())
+            if time.monotonic() >= next_usage:
+                next_usage = time.monotonic() + CACHE_USAGE_EVERY
+                try:
+                    memory, keys = self.store.cache.usage()
+                except CacheUnavailable:
+                    continue
+                CACHE_MEMORY.set(memory)
+                CACHE_KEYS.set(keys)
 
     def close(self) -> None:
         self._stop.set()
@@ -115,8 +134,8 @@ async def watch_loop_lag(interval: float = 0.05) -> None:
 
 def configure_kopf(settings: kopf.OperatorSettings, config: Settings, executor: ThreadPoolExecutor) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=KOPF_PREFIX, key="last-handled-configuration"
+    settings.persistence.diffbase_storage = SpecDigestDiffBaseStorage(
+        prefix=KOPF_PREFIX, key="last-handled-configuration", watched_annotations=WATCHED_ANNOTATIONS
     )
     settings.persistence.finalizer = f"{KOPF_PREFIX}/finalizer"
     settings.execution.executor = executor

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import valkey
 
@@ -20,7 +21,7 @@ from reconciler_testing.slack import SlackTestServer
 from tests.e2e.conftest import Process, start_operator
 from tests.e2e.helpers import apply_group, wait_ready, wait_task_change
 from tests.kube import KubeApi, condition
-from tests.valkey_server import ValkeyProcess
+from tests.valkey_server import ValkeyProcess, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -35,6 +36,7 @@ class World:
     valkey: ValkeyProcess
     store: TaskStore
     operator: Process
+    metrics_url: str
 
     def record(self, task_id: str) -> TaskRecord | None:
         return self.store.get(task_id)
@@ -52,7 +54,13 @@ class World:
 def world(kube: KubeApi, base_env: dict[str, str], e2e_dir: Path) -> Iterator[World]:
     kube.add_namespace(NS)
     valkey_server = ValkeyProcess(e2e_dir / "valkey-outcomes").start()
-    env = {**base_env, "RECONCILER_VALKEY_URL": valkey_server.url, "RECONCILER_CACHE_TIMEOUT_SECONDS": "0.5"}
+    metrics_port = free_port()
+    env = {
+        **base_env,
+        "RECONCILER_VALKEY_URL": valkey_server.url,
+        "RECONCILER_CACHE_TIMEOUT_SECONDS": "0.5",
+        "RECONCILER_OPERATOR_METRICS_PORT": str(metrics_port),
+    }
     with SlackTestServer() as slack:
         slack.add_token(TOKEN)
         for user in ("ann", "ben", "cat"):
@@ -61,7 +69,9 @@ def world(kube: KubeApi, base_env: dict[str, str], e2e_dir: Path) -> Iterator[Wo
         operator = start_operator("operator-outcomes", env, e2e_dir, NS)
         store = TaskStore(ValkeyCache.from_url(valkey_server.url), ttl_seconds=3600, history_size=20)
         try:
-            yield World(kube, slack, valkey_server, store, operator)
+            yield World(
+                kube, slack, valkey_server, store, operator, f"http://127.0.0.1:{metrics_port}/metrics"
+            )
         finally:
             operator.stop()
             valkey_server.stop()
@@ -227,4 +237,21 @@ def test_an_overflowing_interval_is_invalid_spec(world: World) -> None:
     assert "8760h" in condition(obj, "Stalled")["message"]
     assert not any(c.params.get("handle") == handle for c in world.slack.write_calls())
     log = world.operator.log()
-    assert "OverflowError" not in log and "Traceback" not in log
+    assert "OverflowError" not in log and "InternalError" not in log
+
+
+def test_the_operator_exports_the_caches_memory_and_key_count(world: World) -> None:
+    deadline = time.monotonic() + 20
+    values: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        text = httpx.get(world.metrics_url, timeout=5).text
+        values = {
+            line.split()[0]: float(line.split()[1])
+            for line in text.splitlines()
+            if line.startswith(("reconciler_operator_cache_memory_bytes", "reconciler_operator_cache_keys"))
+        }
+        if values.get("reconciler_operator_cache_keys", 0) > 0:
+            break
+        time.sleep(0.5)
+    assert values["reconciler_operator_cache_memory_bytes"] > 100_000
+    assert values["reconciler_operator_cache_keys"] >= 1

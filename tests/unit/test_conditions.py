@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from reconciler.models.base import ActionRecord
 from reconciler.models.task import ReconcileRef, TaskError, TaskRecord, TaskStatus
 from reconciler_operator import conditions
@@ -138,3 +140,27 @@ def test_other_condition_types_are_kept() -> None:
         {"conditions": [{"type": "Custom", "status": "True"}]}, generation=1, now=T0
     )
     assert [c["type"] for c in status["conditions"]] == ["Ready", "Reconciling", "Stalled", "Custom"]
+
+
+def test_status_stays_under_its_budget_however_large_the_plan() -> None:
+    emails = [f"someone.with.a.long.name{i:04d}@department.example.com" for i in range(1000)]
+    big = TaskRecord(
+        reconcile=ReconcileRef(namespace="ns", name="rec", generation=3),
+        integration="slack-usergroups",
+        status=TaskStatus.FAILED,
+        actions=[
+            ActionRecord(type="add_users", target="g" * 2000, detail=", ".join(emails)) for _ in range(200)
+        ],
+        errors=[TaskError(reason="SlackError", message="m" * 100_000)],
+    )
+    before = {"conditions": conditions.progressing({}, generation=3, now=T0)["conditions"]}
+    status = conditions.finished(before, big, permanent=True, retry_in=None, requested_at="r" * 200, now=T1)
+    status = {**status, **conditions.running(status, big.task_id, "interval", generation=3, now=T2)}
+    assert len(json.dumps(status).encode()) < conditions.STATUS_BUDGET_BYTES
+    first = status["actions"][0]
+    assert len(first["detail"]) <= conditions.MAX_DETAIL_CHARS
+    assert first["detail"].startswith(emails[0]) and first["detail"].endswith(f"more in task {big.task_id}")
+    shown = first["detail"].split(" and ")[0].split(", ")
+    assert f"and {1000 - len(shown)} more" in first["detail"]  # the count is exact
+    assert conditions.short_detail("a, b", "t") == "a, b"
+    assert conditions.short_detail("x" * 5000, "t").endswith("(cut; full text in task t)")

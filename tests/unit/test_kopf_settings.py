@@ -39,3 +39,47 @@ def test_replicas_get_distinct_peering_priorities() -> None:
     with ThreadPoolExecutor(max_workers=1) as executor:
         configure_kopf(settings, Settings(valkey_url="unused", peering_priority=7), executor)
     assert settings.peering.priority == 7
+
+
+def _body(spec: dict[str, object], annotations: dict[str, str] | None = None) -> kopf.Body:
+    return kopf.Body(
+        {
+            "apiVersion": "reconciler.dev/v1alpha1",
+            "kind": "Reconcile",
+            "metadata": {"name": "r", "namespace": "ns", "annotations": annotations or {}},
+            "spec": spec,
+            "status": {"taskId": "x"},
+        }
+    )
+
+
+def test_the_diff_base_is_a_digest_of_the_spec_not_a_copy() -> None:
+    from reconciler_operator import handlers
+    from reconciler_operator.runtime import WATCHED_ANNOTATIONS
+
+    assert set(WATCHED_ANNOTATIONS) == {handlers.REQUESTED_AT, handlers.FLUX_REQUESTED_AT}
+    settings = kopf.OperatorSettings()
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        configure_kopf(settings, Settings(valkey_url="unused"), executor)
+    storage = settings.persistence.diffbase_storage
+    users = [f"user{i:05d}@example.com" for i in range(5000)]
+    big = {"integration": "slack-usergroups", "slackUsergroups": {"usergroups": [{"users": users}]}}
+    annotations = {
+        handlers.REQUESTED_AT: "2026-11-29T10:00:00Z",
+        "kubectl.kubernetes.io/last-applied-configuration": "x" * 100_000,
+        "other.example.com/note": "y" * 50_000,
+    }
+    essence = storage.build(body=_body(big, annotations))
+    patch = kopf.Patch()
+    storage.store(body=_body(big, annotations), patch=patch, essence=essence)
+    stored = patch["metadata"]["annotations"][f"{KOPF_PREFIX}/last-handled-configuration"]
+    assert len(stored) < 300  # not the 130 KB spec, nor the other annotations
+    assert essence["metadata"]["annotations"] == {handlers.REQUESTED_AT: "2026-11-29T10:00:00Z"}
+    # Any change of the spec changes the essence; key order does not.
+    reordered = dict(reversed(list(big.items())))
+    assert storage.build(body=_body(reordered, annotations)) == essence
+    changed = {**big, "dryRun": True}
+    assert storage.build(body=_body(changed, annotations))["spec"] != essence["spec"]
+    # What Kopf reads back is what it builds, so an unchanged object has no diff.
+    fetched = storage.fetch(body=_body(big, {**annotations, **patch["metadata"]["annotations"]}))
+    assert fetched == essence

@@ -1,0 +1,41 @@
+"""Kopf's diff base without a copy of the spec: a digest of it, in one small annotation.
+
+Kopf keeps the last handled "essence" of an object to tell a real change from noise. Its default
+annotation storage copies the whole spec into an annotation, and annotations share a 256 KiB limit:
+a large spec made every status patch fail with 422. Kopf builds both sides of the comparison with
+`build()`, so replacing the spec there by its SHA-256 keeps change detection exact (any change of
+the spec changes the digest) while the annotation stays a few hundred bytes. The handlers never use
+Kopf's `old`/`new`/`diff` of the spec (they read `spec` itself); the annotations they watch
+(`reconciler.dev/requested-at`, Flux's `requestedAt`) are kept as they are, and nothing else is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection, Iterable
+from typing import Any, cast
+
+import kopf
+
+
+class SpecDigestDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    def __init__(self, *, prefix: str, key: str, watched_annotations: Collection[str]) -> None:
+        super().__init__(prefix=prefix, key=key)
+        self.watched_annotations = frozenset(watched_annotations)
+
+    def build(self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None) -> kopf.BodyEssence:
+        essence = cast(dict[str, Any], super().build(body=body, extra_fields=extra_fields))
+        if "spec" in essence:
+            canonical = json.dumps(essence["spec"], sort_keys=True, separators=(",", ":"))
+            essence["spec"] = {"sha256": hashlib.sha256(canonical.encode()).hexdigest()}
+        metadata = essence.get("metadata") or {}
+        annotations = {
+            key: value
+            for key, value in (metadata.get("annotations") or {}).items()
+            if key in self.watched_annotations
+        }
+        essence["metadata"] = {"annotations": annotations} if annotations else {}
+        if not essence["metadata"]:
+            del essence["metadata"]
+        return cast(kopf.BodyEssence, essence)
