@@ -387,12 +387,10 @@ class SlackClient:
         ) as exc:
             if run.expired:
                 raise run.error(f"calling Slack {method}") from None
+            if isinstance(exc, ValueError):  # JSON cut mid-way: the one classification of such answers
+                raise unreadable_answer("Slack", method, 200) from None
             reason = getattr(exc, "reason", exc)
             raise TransientError("SlackUnavailable", f"Slack {method} failed: {reason}") from None
-        except http.client.HTTPException as exc:  # the connection closed mid-answer
-            raise TransientError("SlackUnavailable", f"Slack {method} failed: {type(exc).__name__}") from None
-        except ValueError:  # JSON cut mid-way
-            raise unreadable_answer("Slack", method, 200) from None
         self._remember_scopes(answer)
         return answer
 
