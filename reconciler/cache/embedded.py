@@ -9,12 +9,16 @@ it exits, unless a sidecar still listens on it; otherwise it keeps running (stop
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import os
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
+from typing import IO
 
 import valkey
 
@@ -32,15 +36,51 @@ def socket_path(runtime_dir: Path) -> Path:
 
 def ensure_embedded_valkey(runtime_dir: Path) -> str:
     """Return the `unix://` URL of the embedded server, starting it if nobody has."""
-    runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ensure_private_dir(runtime_dir)
     sock = socket_path(runtime_dir)
     url = f"unix://{sock}"
-    with open(runtime_dir / "valkey.lock", "w") as lockfile:
+    with _open_lock(runtime_dir / "valkey.lock") as lockfile:
         fcntl.flock(lockfile, fcntl.LOCK_EX)
         if _answers(sock):
             return url
         _start(runtime_dir, sock)
     return url
+
+
+def ensure_private_dir(runtime_dir: Path) -> None:
+    """Create the directory 0700, or accept an existing one only if it is a real directory of this
+    user that no one else may enter: with XDG_RUNTIME_DIR unset it lives in the shared /tmp, where
+    another user could have planted it (or a symlink) to read the task records or redirect files."""
+    runtime_dir.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(runtime_dir, 0o700)
+    info = os.lstat(runtime_dir)
+    fix = "remove it (or set RECONCILER_RUNTIME_DIR to a private directory) and try again"
+    if stat.S_ISLNK(info.st_mode):
+        raise CacheUnavailable(f"the embedded Valkey's directory {runtime_dir} is a symlink; {fix}")
+    if not stat.S_ISDIR(info.st_mode):
+        raise CacheUnavailable(f"the embedded Valkey's directory {runtime_dir} is not a directory; {fix}")
+    if info.st_uid != os.getuid():
+        raise CacheUnavailable(
+            f"the embedded Valkey's directory {runtime_dir} belongs to uid {info.st_uid}, not to you "
+            f"(uid {os.getuid()}); {fix}"
+        )
+    if info.st_mode & 0o077:
+        raise CacheUnavailable(
+            f"the embedded Valkey's directory {runtime_dir} has mode {stat.S_IMODE(info.st_mode):04o}: "
+            f"others may use it; run `chmod 700 {runtime_dir}`, or {fix}"
+        )
+
+
+def _open_lock(path: Path) -> IO[bytes]:
+    """The lock file, never through a symlink and never truncated."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CacheUnavailable(f"the embedded Valkey's lock {path} is a symlink: remove it") from None
+        raise CacheUnavailable(f"cannot open the embedded Valkey's lock {path}: {exc.strerror}") from None
+    return os.fdopen(fd, "r+b")
 
 
 def stop_embedded_valkey(runtime_dir: Path) -> bool:
