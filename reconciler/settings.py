@@ -30,6 +30,13 @@ class Settings(BaseSettings):
     """Valkey to keep task records in (`valkey://host:6379/0`, `unix:///path`). Unset: an embedded,
     private valkey-server is started under `runtime_dir` and shared by `run` and `api` (dev only)."""
 
+    valkey_password: SecretStr | None = None
+    """Valkey's password, when the URL has none (the chart passes its generated password this way,
+    so that it appears in no URL and no command line)."""
+
+    valkey_ca_file: Path | None = None
+    """CA bundle that verifies a TLS Valkey (`rediss://` or `valkeys://` URL)."""
+
     runtime_dir: Path = Field(default_factory=_default_runtime_dir)
     """Where the embedded Valkey keeps its socket, pid file and data."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import cast
+from typing import Any, cast
 
 import valkey
 import valkey.exceptions
@@ -42,6 +42,7 @@ if ARGV[8] ~= '' then redis.call('publish', ARGV[8], ARGV[3]) end
 return 1
 """
 
+TLS_SCHEMES = ("rediss://", "valkeys://")
 _ERRORS = (valkey.exceptions.ValkeyError, OSError)
 """Every failure is CacheUnavailable: not only a lost connection but also a full (OOM), read-only,
 loading or slow server, so that a finished record always goes to the outbox instead of being lost."""
@@ -55,13 +56,23 @@ class ValkeyCache(CacheBackend):
         self._save_record = client.register_script(_SAVE_RECORD)
 
     @classmethod
-    def from_url(cls, url: str, *, timeout: float = 2.0) -> ValkeyCache:
+    def from_url(
+        cls, url: str, *, timeout: float = 2.0, password: str | None = None, ca_file: str | None = None
+    ) -> ValkeyCache:
+        """`password` unless the URL has one; `ca_file` verifies a TLS (rediss://, valkeys://) server."""
+        tls: dict[str, Any] = {}
+        if ca_file is not None:
+            if not url.startswith(TLS_SCHEMES):
+                raise CacheUnavailable("RECONCILER_VALKEY_CA_FILE needs a rediss:// or valkeys:// URL")
+            tls = {"ssl_ca_certs": ca_file, "ssl_cert_reqs": "required"}
         client = valkey.Valkey.from_url(
             url,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             decode_responses=True,
             health_check_interval=30,
+            **({"password": password} if password else {}),
+            **tls,
         )
         return cls(client, _redact(url))
 
@@ -216,4 +227,8 @@ def connect_cache(settings: Settings) -> ValkeyCache:
         from reconciler.cache.embedded import ensure_embedded_valkey
 
         url = ensure_embedded_valkey(settings.runtime_dir)
-    return ValkeyCache.from_url(url, timeout=settings.cache_timeout_seconds)
+    password = settings.valkey_password.get_secret_value() if settings.valkey_password else None
+    ca_file = str(settings.valkey_ca_file) if settings.valkey_ca_file else None
+    return ValkeyCache.from_url(
+        url, timeout=settings.cache_timeout_seconds, password=password, ca_file=ca_file
+    )
