@@ -26,7 +26,7 @@ from reconciler.errors import CacheUnavailable
 from reconciler.settings import Settings
 from tests.valkey_server import free_port
 
-PASSWORD = "generated-Valkey-password-0123456789"  # noqa: S105 - a test's own password
+PASSWORD = "generated-Valkey-password-0123456789"
 
 
 @pytest.fixture(scope="module")
