@@ -34,6 +34,22 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "replicas-2": {"replicas": 2},
     "replicas-2-namespaces": {"replicas": 2, "watchNamespaces": ["a", "b"]},
     "valkey-auth": {"valkey": {"auth": {"existingSecret": "valkey-pw"}}},
+    "valkey-tls": {
+        "valkey": {
+            "url": "rediss://cache.example.svc:6380/0",
+            "auth": {"existingSecret": "valkey-pw"},
+            "tls": {"caSecret": "valkey-ca"},
+        }
+    },
+    "api-open": {
+        "api": {"auth": "none", "docs": True, "networkPolicy": {"from": []}},
+        "valkey": {"networkPolicy": {"enabled": False}},
+    },
+    "api-monitoring-only": {
+        "api": {"networkPolicy": {"from": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]}},
+        "metrics": {"operatorPort": 9090},
+        "allowedHosts": ["slack.com", "*.gitlab.example.com", "10.0.0.5:443"],
+    },
     "service-monitor": {
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}, "operatorPort": 9090},
         "api": {"token": {"existingSecret": "reconciler-api"}},

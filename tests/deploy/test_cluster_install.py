@@ -91,9 +91,15 @@ def test_install_and_reconcile(release: dict[str, str]) -> None:
     assert rec["status"]["observedGeneration"] == rec["metadata"]["generation"]
     assert "operator.reconciler.dev/finalizer" in rec["metadata"]["finalizers"]
 
-    # The sidecar serves the run's task record (from inside the pod: no port-forward needed).
+    # The sidecar serves the run's task record (from inside the pod: no port-forward needed), to a
+    # caller whose Kubernetes token may `get` reconciles there: the pod's own ServiceAccount.
     url = f"http://127.0.0.1:8080/reconciles/{ns}/{name}"
-    script = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=10).read().decode())"
+    script = (
+        "import urllib.request; "
+        "t = open('/var/run/secrets/kubernetes.io/serviceaccount/token').read().strip(); "
+        f"r = urllib.request.Request({url!r}, headers={{'Authorization': 'Bearer ' + t}}); "
+        "print(urllib.request.urlopen(r, timeout=10).read().decode())"
+    )
     out = kubectl(
         "exec",
         "-n",

@@ -161,7 +161,8 @@ def test_pods_are_hardened(render: Render, name: str) -> None:
             assert "privileged" not in sc
             assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
             for m in c["volumeMounts"]:
-                assert "emptyDir" in mounts_by_volume[m["name"]]
+                volume = mounts_by_volume[m["name"]]
+                assert "emptyDir" in volume or (m.get("readOnly") and "secret" in volume)
     reconciler = pod_spec(docs)
     assert reconciler["securityContext"]["runAsUser"] == 10001
     for c in reconciler["containers"]:
@@ -198,7 +199,25 @@ def test_rbac_is_least_privilege(render: Render, name: str) -> None:
         "secrets",
         "clusterkopfpeerings",
         "kopfpeerings",
+        "tokenreviews",
+        "subjectaccessreviews",
     }
+    # The sidecar's reviews (kubernetes auth): create, in a ClusterRole of their own, nothing else.
+    reviews = {"tokenreviews", "subjectaccessreviews"}
+    auth = [d for d in find(docs, "ClusterRole") if reviews & {x for r in d["rules"] for x in r["resources"]}]
+    if env_value(container(docs, "api"), "RECONCILER_API_AUTH") == "kubernetes":
+        assert [d["rules"] for d in auth] == [
+            [
+                {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+                {
+                    "apiGroups": ["authorization.k8s.io"],
+                    "resources": ["subjectaccessreviews"],
+                    "verbs": ["create"],
+                },
+            ]
+        ]
+    else:
+        assert auth == []
     sa = pod_spec(docs)["serviceAccountName"]
     for binding in find(docs, "ClusterRoleBinding") + find(docs, "RoleBinding"):
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}]
@@ -219,7 +238,8 @@ def test_containers(render: Render, name: str) -> None:
     assert operator.get("command") is None and api.get("command") is None  # ENTRYPOINT ["reconciler"]
     assert operator["args"][0] == "run"
     assert operator["args"][-2:] == ["--liveness", "http://0.0.0.0:8081/healthz"]
-    assert api["args"] == ["api", "--host", "0.0.0.0", "--port", "8080"]
+    insecure = ["--insecure"] if env_value(api, "RECONCILER_API_AUTH") == "none" else []
+    assert api["args"] == ["api", "--host", "0.0.0.0", "--port", "8080", *insecure]
     for c in (operator, api):
         e = env(c)
         assert env_value(c, "RECONCILER_MAX_WORKERS") == str(values.get("maxWorkers", 8))
@@ -284,10 +304,15 @@ def test_default(render: Render) -> None:
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
+            "ClusterRole",
+            "ClusterRoleBinding",
             "Service",
             "Service",
             "Deployment",
             "Deployment",
+            "Secret",
+            "NetworkPolicy",
+            "NetworkPolicy",
         ]
     )
     one(docs, "CustomResourceDefinition", "reconciles.reconciler.dev")
@@ -296,8 +321,13 @@ def test_default(render: Render) -> None:
     assert operator["image"] == f"reconciler:{__version__}"
     for c in (operator, api):
         assert env_value(c, "RECONCILER_VALKEY_URL") == f"valkey://{VALKEY_HOST}:6379/0"
-        assert "VALKEY_PASSWORD" not in env(c)
+        assert env(c)["RECONCILER_VALKEY_PASSWORD"]["valueFrom"] == {
+            "secretKeyRef": {"name": "reconciler-valkey", "key": "password"}
+        }
     assert "RECONCILER_API_TOKEN" not in env(api)
+    assert env_value(api, "RECONCILER_API_AUTH") == "kubernetes"
+    assert env_value(api, "RECONCILER_API_DOCS") == "false"
+    assert env_value(operator, "RECONCILER_ALLOWED_HOSTS") == "slack.com,gitlab.com"
     assert "RECONCILER_OPERATOR_METRICS_PORT" not in env(operator)
     # Everything runs under the chart's own ServiceAccount, cluster-wide.
     assert pod_spec(docs)["serviceAccountName"] == "reconciler"
@@ -309,9 +339,14 @@ def test_in_chart_valkey(render: Render) -> None:
     docs = render("default")
     valkey = container(docs, "valkey", deployment="reconciler-valkey")
     assert valkey["image"] == "valkey/valkey:8.1"
-    assert valkey["args"] == ["valkey-server", "--port", "6379", "--dir", "/data"]
-    assert "env" not in valkey
+    assert valkey["command"][:2] == ["sh", "-c"]
+    assert "exec valkey-server /run/valkey/valkey.conf" in valkey["command"][2]
+    assert valkey["args"] == ["--port", "6379", "--dir", "/data"]
+    assert env(valkey)["VALKEY_PASSWORD"]["valueFrom"] == {
+        "secretKeyRef": {"name": "reconciler-valkey", "key": "password"}
+    }
     assert {"name": "data", "mountPath": "/data"} in valkey["volumeMounts"]
+    assert {"name": "config", "mountPath": "/run/valkey"} in valkey["volumeMounts"]
     spec = pod_spec(docs, "reconciler-valkey")
     assert spec["securityContext"]["runAsUser"] == 999
     assert spec["automountServiceAccountToken"] is False
@@ -342,12 +377,12 @@ def test_valkey_auth(render: Render) -> None:
     docs = render("valkey-auth")
     secret_ref = {"secretKeyRef": {"name": "valkey-pw", "key": "password"}}
     valkey = container(docs, "valkey", deployment="reconciler-valkey")
-    assert valkey["args"][-2:] == ["--requirepass", "$(VALKEY_PASSWORD)"]
     assert env(valkey)["VALKEY_PASSWORD"]["valueFrom"] == secret_ref
+    assert not find(docs, "Secret")  # the user's Secret, none generated
     for name in ("operator", "api"):
         c = container(docs, name)
-        assert env(c)["VALKEY_PASSWORD"]["valueFrom"] == secret_ref
-        assert env_value(c, "RECONCILER_VALKEY_URL") == f"valkey://:$(VALKEY_PASSWORD)@{VALKEY_HOST}:6379/0"
+        assert env(c)["RECONCILER_VALKEY_PASSWORD"]["valueFrom"] == secret_ref
+        assert env_value(c, "RECONCILER_VALKEY_URL") == f"valkey://{VALKEY_HOST}:6379/0"
 
 
 def test_watch_namespaces(render: Render) -> None:
@@ -374,7 +409,7 @@ def test_watch_namespaces(render: Render) -> None:
         }
     assert len(find(docs, "Role")) == 2 and len(find(docs, "RoleBinding")) == 2
     # Cluster-wide: only what Kopf cannot do per namespace.
-    cluster_role = one(docs, "ClusterRole")
+    cluster_role = one(docs, "ClusterRole", "reconciler")
     assert cluster_role["rules"] == [
         {
             "apiGroups": ["apiextensions.k8s.io"],
@@ -424,7 +459,7 @@ def test_replicas_namespaced_peering(render: Render) -> None:
         assert peering["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
         role = one(docs, "Role", "reconciler", ns)
         assert grants(role["rules"], "kopf.dev", "kopfpeerings") == {"get", "list", "watch", "patch"}
-    assert not grants(one(docs, "ClusterRole")["rules"], "kopf.dev", "clusterkopfpeerings")
+    assert not grants(one(docs, "ClusterRole", "reconciler")["rules"], "kopf.dev", "clusterkopfpeerings")
 
 
 def test_service_monitor(render: Render) -> None:
@@ -471,7 +506,7 @@ def test_kitchen_sink(render: Render) -> None:
     assert env_value(operator, "RECONCILER_MAX_WORKERS") == "32"
     valkey = container(docs, "valkey", deployment="reconciler-valkey")
     assert valkey["image"] == "valkey/valkey:8.0"
-    assert valkey["args"][-4:] == ["--requirepass", "$(VALKEY_PASSWORD)", "--maxmemory", "100mb"]
+    assert valkey["args"][-2:] == ["--maxmemory", "100mb"]
     # Peering without creating the (already installed) peering CRDs.
     assert not find(docs, "CustomResourceDefinition", "clusterkopfpeerings.kopf.dev")
     one(docs, "ClusterKopfPeering", "reconciler")

@@ -94,33 +94,54 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: reconciler
 {{- end }}
 
-{{/* RECONCILER_VALKEY_URL: the external URL, or the in-chart Valkey Service. */}}
+{{/* RECONCILER_VALKEY_URL: the external URL, or the in-chart Valkey Service (no password in it). */}}
 {{- define "reconciler.valkeyUrl" -}}
 {{- if .Values.valkey.url }}
 {{- .Values.valkey.url }}
 {{- else if .Values.valkey.enabled }}
-{{- $host := printf "%s.%s.svc" (include "reconciler.valkeyFullname" .) .Release.Namespace }}
-{{- if .Values.valkey.auth.existingSecret }}
-{{- printf "valkey://:$(VALKEY_PASSWORD)@%s:6379/0" $host }}
-{{- else }}
-{{- printf "valkey://%s:6379/0" $host }}
-{{- end }}
+{{- printf "valkey://%s.%s.svc:6379/0" (include "reconciler.valkeyFullname" .) .Release.Namespace }}
 {{- else }}
 {{- fail "set valkey.url to an existing Valkey, or valkey.enabled=true to deploy one" }}
 {{- end }}
 {{- end }}
 
-{{/* Environment of both containers. VALKEY_PASSWORD comes first so that $(VALKEY_PASSWORD) expands. */}}
-{{- define "reconciler.commonEnv" -}}
+{{/* The Secret holding Valkey's password: the user's, or the one the chart generates for its Valkey. */}}
+{{- define "reconciler.valkeyAuthSecret" -}}
 {{- if .Values.valkey.auth.existingSecret }}
-- name: VALKEY_PASSWORD
+{{- .Values.valkey.auth.existingSecret }}
+{{- else if include "reconciler.valkeyDeployed" . }}
+{{- include "reconciler.valkeyFullname" . }}
+{{- end }}
+{{- end }}
+
+{{/* The key of that Secret. */}}
+{{- define "reconciler.valkeyAuthKey" -}}
+{{- if .Values.valkey.auth.existingSecret }}{{ .Values.valkey.auth.key }}{{ else }}password{{ end }}
+{{- end }}
+
+{{/* RECONCILER_API_AUTH: the value, else token with a token Secret, else kubernetes. */}}
+{{- define "reconciler.apiAuth" -}}
+{{- if .Values.api.auth }}{{ .Values.api.auth }}
+{{- else if .Values.api.token.existingSecret }}token
+{{- else }}kubernetes
+{{- end }}
+{{- end }}
+
+{{/* Environment of both containers. */}}
+{{- define "reconciler.commonEnv" -}}
+{{- with include "reconciler.valkeyAuthSecret" . }}
+- name: RECONCILER_VALKEY_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.valkey.auth.existingSecret }}
-      key: {{ .Values.valkey.auth.key }}
+      name: {{ . }}
+      key: {{ include "reconciler.valkeyAuthKey" $ }}
 {{- end }}
 - name: RECONCILER_VALKEY_URL
   value: {{ include "reconciler.valkeyUrl" . | quote }}
+{{- if and .Values.valkey.url .Values.valkey.tls.caSecret }}
+- name: RECONCILER_VALKEY_CA_FILE
+  value: {{ printf "/etc/reconciler/valkey-ca/%s" .Values.valkey.tls.caKey | quote }}
+{{- end }}
 - name: RECONCILER_MAX_WORKERS
   value: {{ .Values.maxWorkers | quote }}
 - name: RECONCILER_LOG_LEVEL
