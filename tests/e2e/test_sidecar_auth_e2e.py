@@ -138,7 +138,7 @@ def test_a_thousand_waiting_clients_make_a_few_reviews(
                 )
                 for _ in range(1000)
             ]
-            await asyncio.sleep(3)  # every request is in, authorized, and waiting
+            await asyncio.sleep(2)  # every request is in, authorized, and waiting
             assert not any(w.done() for w in waiters)
             await asyncio.get_running_loop().run_in_executor(None, finish, store, record)
             return await asyncio.gather(*waiters)
