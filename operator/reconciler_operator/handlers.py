@@ -136,6 +136,9 @@ async def run_on_interval(spec: kopf.Spec, status: kopf.Status, body: kopf.Body,
     interval = spec.get("interval")
     if not interval or spec.get("suspend") or not status.get("lastRunTime"):
         return
+    runtime: Runtime = kwargs["memo"]["runtime"]
+    if runtime.rate_limited(str(body.meta.get("uid"))):
+        return  # the service asked to wait: no interval run before the time the status names
     try:
         every = max(parse_duration(str(interval)), timedelta(seconds=get_settings().min_interval_seconds))
     except ValueError:
@@ -203,6 +206,8 @@ async def _reconcile(
     record = report.record
     permanent = error is not None and error.permanent
     retry_in = runtime.backoff(retry, error) if error is not None and not permanent else None
+    if error is not None and error.reason == "RateLimited" and retry_in is not None:
+        runtime.hold_rate_limited(str(meta.get("uid") or ref.key), retry_in)
     patch.status.update(
         conditions.finished(
             status,

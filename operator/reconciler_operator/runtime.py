@@ -53,6 +53,7 @@ class Runtime:
         self.secrets = secrets
         self.runner = Runner(settings, store, secrets, ReconcileObjects(secrets.http))
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._rate_limited_until: dict[str, float] = {}
         self._stop = threading.Event()
 
     @classmethod
@@ -70,6 +71,18 @@ class Runtime:
             lock = asyncio.Lock()
             self._locks[key] = lock
         return lock
+
+    def hold_rate_limited(self, key: str, seconds: float) -> None:
+        """A run of `key` was rate limited: its interval timer waits `seconds` (the rescheduled run)."""
+        self._rate_limited_until[key] = time.monotonic() + seconds
+
+    def rate_limited(self, key: str) -> bool:
+        """Is `key` still waiting out a rate limit? (Forgets it once over.)"""
+        until = self._rate_limited_until.get(key)
+        if until is not None and time.monotonic() >= until:
+            del self._rate_limited_until[key]
+            until = None
+        return until is not None
 
     def run(self, request: RunRequest) -> RunReport:
         """Execute one run; call it in `executor` (the gauge counts runs in progress, not queued)."""
