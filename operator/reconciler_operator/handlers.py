@@ -58,7 +58,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     observability.watch_leadership()
 
 
-@kopf.on.event(*RESOURCE, id="condition-metrics")
+@kopf.on.event(*RESOURCE, id="condition-metrics", labels=SHARD)  # each shard exports its own
 async def export_conditions(type: str | None, body: kopf.Body, **_: Any) -> None:
     """Every watch event: the Reconcile's conditions as metrics (bookkeeping only, on the loop)."""
     observability.observe_event(type, body)

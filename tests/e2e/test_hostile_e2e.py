@@ -131,8 +131,9 @@ def test_a_hostile_tenant_does_not_starve_another_namespace(world: World) -> Non
     time.sleep(0.5)  # the hostile runs have taken the workers
     contended = _calm_run_takes(world)
     print(f"calm Reconcile: {baseline:.2f}s alone, {contended:.2f}s beside the hostile tenant")
-    # Each hostile run holds a worker at most DEADLINE; 6 of them on 2 workers, then they back off.
-    assert contended < baseline + 3 * DEADLINE + 2, (baseline, contended)
+    # Each hostile run holds a worker at most DEADLINE (6 of them on 2 workers, then they back off):
+    # a few seconds, where unbounded they would hold both workers for a day. Slack for a loaded CI.
+    assert contended < baseline + 3 * DEADLINE + 6, (baseline, contended)
 
     for name in hostile["limited"]:
         obj = world.kube.wait_for(HOSTILE, name, lambda o: _reason(o, "Ready") == "RateLimited", 30)
