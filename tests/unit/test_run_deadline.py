@@ -151,14 +151,14 @@ def test_slack_retry_after_a_day_gives_the_worker_back_at_once(slack: SlackTestS
     outcome, took = run_slack(slack)
     assert outcome.error is not None and outcome.error.reason == "RateLimited"
     assert outcome.error.retry_after == 900  # capped: a server cannot park a Reconcile for a day
-    assert took < 1 and len(slack.calls) == 1
+    assert len(slack.calls) == 1 and took < 5  # no retry, no sleep (a day, or the inline cap)
 
 
 def test_slack_short_retry_after_is_waited_out_in_place(slack: SlackTestServer) -> None:
     slack.rate_limit("usergroups.list", 1, retry_after=1)
     outcome, took = run_slack(slack, FAST.model_copy(update={"run_deadline_seconds": 10}))
     assert outcome.ok, outcome.error
-    assert 1 <= took < 5
+    assert 1 <= took < 8
 
 
 # The operator always connects through the host allow-list (egress.py); plan/apply may not.
@@ -174,7 +174,7 @@ def test_slack_slow_drip_body_is_cut_at_the_deadline(slack: SlackTestServer, set
     slack.drip_seconds = 0.05  # every byte well within the 30 s socket timeout
     outcome, took = run_slack(slack, settings)
     assert outcome.error is not None and outcome.error.reason == "Timeout", outcome.error
-    assert 1.4 <= took < 3
+    assert 1.4 <= took < 6  # dripped in full, the answers take over a minute
 
 
 def test_slack_endless_pages_stop_at_the_page_cap(slack: SlackTestServer) -> None:
@@ -236,14 +236,14 @@ def test_gitlab_retry_after_a_day_gives_the_worker_back_at_once(gitlab: GitLabTe
     outcome, took = run_gitlab(gitlab)
     assert outcome.error is not None and outcome.error.reason == "RateLimited"
     assert outcome.error.retry_after == 900
-    assert took < 1 and len(gitlab.calls) == 1
+    assert len(gitlab.calls) == 1 and took < 5
 
 
 def test_gitlab_short_retry_after_is_waited_out_in_place(gitlab: GitLabTestServer) -> None:
     gitlab.rate_limit(1, retry_after=1, method="GET")
     outcome, took = run_gitlab(gitlab, FAST.model_copy(update={"run_deadline_seconds": 10}))
     assert outcome.ok, outcome.error
-    assert 1 <= took < 5
+    assert 1 <= took < 8
 
 
 @EGRESS
@@ -251,7 +251,7 @@ def test_gitlab_slow_drip_body_is_cut_at_the_deadline(gitlab: GitLabTestServer, 
     gitlab.drip_seconds = 0.05
     outcome, took = run_gitlab(gitlab, settings)
     assert outcome.error is not None and outcome.error.reason == "Timeout", outcome.error
-    assert 1.4 <= took < 3
+    assert 1.4 <= took < 6  # dripped in full, the answers take over a minute
 
 
 def test_gitlab_endless_pages_stop_at_the_page_cap(gitlab: GitLabTestServer) -> None:
@@ -263,8 +263,8 @@ def test_gitlab_endless_pages_stop_at_the_page_cap(gitlab: GitLabTestServer) -> 
 
 
 def test_gitlab_deadline_holds_across_retries_of_a_slow_server(gitlab: GitLabTestServer) -> None:
-    gitlab.latency = 0.4
+    gitlab.latency = 1.0
     gitlab.fail(100, 502)
     outcome, took = run_gitlab(gitlab, FAST.model_copy(update={"transient_retries": 10}))
     assert outcome.error is not None and outcome.error.reason == "Timeout", outcome.error
-    assert took < 3
+    assert took < 6  # eleven attempts of 1 s each would take over 11 s
