@@ -7,6 +7,7 @@ generation it describes.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,8 +16,10 @@ from reconciler.errors import ReconcileError
 from reconciler.models.base import ActionRecord
 from reconciler.models.task import TaskRecord
 
-READY, RECONCILING, STALLED = "Ready", "Reconciling", "Stalled"
-ORDER = (READY, RECONCILING, STALLED)
+READY, RECONCILING, STALLED, DRIFTED = "Ready", "Reconciling", "Stalled", "Drifted"
+ORDER = (READY, RECONCILING, STALLED, DRIFTED)
+"""Drifted is not a kstatus condition: True when a successful dry run planned changes it did not
+apply (the external state differs from the spec). Ready keeps its kstatus meaning (the run worked)."""
 MAX_STATUS_ACTIONS = 50
 STATUS_BUDGET_BYTES = 64 * 1024
 """Status stays under this, however large the plan: the full plan is in the task record."""
@@ -135,6 +138,7 @@ def finished(
             (READY, "True", reason, message),
             (RECONCILING, "False", reason, message),
             (STALLED, "False", reason, message),
+            _drifted(record, planned),
         ]
     else:
         error = record.errors[0]
@@ -175,6 +179,19 @@ def _success(record: TaskRecord, planned: int) -> tuple[str, str]:
     if planned == 0:
         return "Succeeded", f"Up to date: nothing to change{suffix}"
     return "Succeeded", f"Applied {record.applied} action(s){suffix}"
+
+
+def _drifted(record: TaskRecord, planned: int) -> tuple[str, str, str, str]:
+    """After a successful run: does the external state still differ from the spec?"""
+    suffix = f" (task {record.task_id})"
+    if record.dry_run and planned:
+        counts = Counter(action.type for action in record.actions)
+        detail = ", ".join(f"{count} {type_}" for type_, count in sorted(counts.items()))
+        message = f"{planned} change(s) planned and not applied (dry run): {detail}{suffix}"
+        return (DRIFTED, "True", "PlanNotApplied", message)
+    if record.dry_run:
+        return (DRIFTED, "False", "UpToDate", f"Dry run: nothing differs from the spec{suffix}")
+    return (DRIFTED, "False", "UpToDate", f"Everything planned was applied{suffix}")
 
 
 def action_records(actions: Sequence[ActionRecord], task_id: str = "") -> list[dict[str, str]]:

@@ -188,3 +188,15 @@ def test_readme_embeds_the_same_script() -> None:
     assert match, "argocd-cm snippet not found in deploy/argocd/README.md"
     embedded = "\n".join(line[4:] for line in match.group(1).rstrip("\n").splitlines()) + "\n"
     assert embedded == SCRIPT
+
+
+def test_a_drifted_dry_run_is_healthy_and_says_what_is_planned(health: Any) -> None:
+    """Drifted is not a health signal for Argo CD (the run worked); Ready's message carries the plan."""
+    message = "Dry run: 2 action(s) planned, nothing written (task 5f0c)"
+    obj = reconcile(
+        cond("Ready", "True", "DryRun", message),
+        cond("Reconciling", "False", "DryRun", message),
+        cond("Stalled", "False", "DryRun", message),
+        cond("Drifted", "True", "PlanNotApplied", "2 change(s) planned and not applied (dry run)"),
+    )
+    assert health(obj) == ("Healthy", message)

@@ -93,6 +93,7 @@ def test_condition_series_follow_the_reconciles(
             ("Ready", "True", "Succeeded"),
             ("Reconciling", "False", "Succeeded"),
             ("Stalled", "False", "Succeeded"),
+            ("Drifted", "False", "UpToDate"),
         },
     )
     bad = condition_series(metrics_operator, "bad")
@@ -111,6 +112,7 @@ def test_condition_series_follow_the_reconciles(
             ("Ready", "True", "Succeeded"),
             ("Reconciling", "False", "Succeeded"),
             ("Stalled", "False", "Succeeded"),
+            ("Drifted", "False", "UpToDate"),
         },
     )
 

@@ -164,3 +164,37 @@ def test_status_stays_under_its_budget_however_large_the_plan() -> None:
     assert f"and {1000 - len(shown)} more" in first["detail"]  # the count is exact
     assert conditions.short_detail("a, b", "t") == "a, b"
     assert conditions.short_detail("x" * 5000, "t").endswith("(cut; full text in task t)")
+
+
+def finish(status: dict[str, object], rec: TaskRecord, now: str = T0) -> dict[str, object]:
+    return conditions.finished(status, rec, permanent=True, retry_in=None, requested_at=None, now=now)
+
+
+def test_a_dry_run_with_changes_is_drifted_and_still_ready() -> None:
+    rec = record(actions=3, dry_run=True)
+    rec.actions.append(ActionRecord(type="create_usergroup", target="new", detail="x"))
+    conds = by_type(finish({}, rec))
+    assert (conds["Drifted"]["status"], conds["Drifted"]["reason"]) == ("True", "PlanNotApplied")
+    assert conds["Drifted"]["message"].startswith(  # type: ignore[union-attr]
+        "4 change(s) planned and not applied (dry run): 3 add_users, 1 create_usergroup"
+    )
+    assert conds["Ready"]["status"] == "True"  # kstatus: the run worked; drift is not a failure
+    assert conds["Drifted"]["observedGeneration"] == 3
+
+
+def test_drift_clears_once_nothing_differs() -> None:
+    drifted = finish({}, record(actions=2, dry_run=True))
+    in_sync = by_type(finish(drifted, record(actions=0, dry_run=True), now=T1))
+    assert (in_sync["Drifted"]["status"], in_sync["Drifted"]["reason"]) == ("False", "UpToDate")
+    assert in_sync["Drifted"]["lastTransitionTime"] == T1
+
+
+def test_an_applied_run_is_not_drifted() -> None:
+    conds = by_type(finish({}, record(actions=2, dry_run=False)))
+    assert conds["Drifted"]["status"] == "False"
+
+
+def test_a_failed_run_leaves_drifted_as_it_was() -> None:
+    drifted = finish({}, record(actions=2, dry_run=True))
+    failed = by_type(finish(drifted, record([TaskError(reason="Unauthorized", message="no")]), now=T1))
+    assert failed["Drifted"] == by_type(drifted)["Drifted"]

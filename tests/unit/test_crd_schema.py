@@ -182,6 +182,7 @@ def test_printer_columns() -> None:
         ("DryRun", "boolean", ".spec.dryRun", 0),
         ("Ready", "string", '.status.conditions[?(@.type=="Ready")].status', 0),
         ("Reason", "string", '.status.conditions[?(@.type=="Ready")].reason', 0),
+        ("Drifted", "string", '.status.conditions[?(@.type=="Drifted")].status', 0),
         ("Last Task", "string", ".status.taskId", 0),
         ("Age", "date", ".metadata.creationTimestamp", 0),
     ]
