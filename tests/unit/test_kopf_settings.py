@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import kopf
 
 from reconciler.settings import Settings
 from reconciler_operator.runtime import KOPF_PREFIX, configure_kopf
+from tests.valkey_server import ValkeyProcess
 
 
 def test_configure_kopf() -> None:
@@ -83,3 +85,38 @@ def test_the_diff_base_is_a_digest_of_the_spec_not_a_copy() -> None:
     # What Kopf reads back is what it builds, so an unchanged object has no diff.
     fetched = storage.fetch(body=_body(big, {**annotations, **patch["metadata"]["annotations"]}))
     assert fetched == essence
+
+
+def test_shards_peer_apart() -> None:
+    names = set()
+    for selector in ("reconciler.dev/shard=a", "reconciler.dev/shard=b"):
+        settings = kopf.OperatorSettings()
+        with ThreadPoolExecutor(max_workers=1) as executor:
+            configure_kopf(settings, Settings(valkey_url="unused", shard_selector=selector), executor)
+        names.add(settings.peering.name)
+    assert len(names) == 2 and "reconciler" not in names
+
+
+def test_a_rate_limit_is_rescheduled_for_when_the_service_said(valkey_server: ValkeyProcess) -> None:
+    from reconciler.cache import connect_cache
+    from reconciler.errors import RateLimited, TransientError
+    from reconciler.tasks import TaskStore
+    from reconciler_operator.credentials import SecretReader
+    from reconciler_operator.runtime import Runtime
+
+    settings = Settings(valkey_url=valkey_server.url, backoff_base_seconds=5, retry_after_max_seconds=900)
+    runtime = Runtime(
+        settings, TaskStore(connect_cache(settings), ttl_seconds=60, history_size=2), SecretReader()
+    )
+    try:
+        # Not the exponential backoff (5 s x 2^10): exactly the (capped) Retry-After, however often.
+        assert runtime.backoff(10, RateLimited("wait", retry_after=120)) == 120
+        assert runtime.backoff(0, RateLimited("wait", retry_after=86400)) == 900
+        assert runtime.backoff(2, TransientError("SlackUnavailable", "503")) == 20
+        assert not runtime.rate_limited("uid-1")
+        runtime.hold_rate_limited("uid-1", 0.2)
+        assert runtime.rate_limited("uid-1") and not runtime.rate_limited("uid-2")
+        time.sleep(0.25)
+        assert not runtime.rate_limited("uid-1")
+    finally:
+        runtime.close()
