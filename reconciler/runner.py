@@ -14,6 +14,7 @@ from pydantic import SecretStr, ValidationError
 
 from reconciler.deadline import run_deadline
 from reconciler.errors import InvalidSpec, MissingScope, ReconcileError, TransientError
+from reconciler.fleet import Fleet
 from reconciler.integrations.base import Integration, IntegrationService
 from reconciler.integrations.registry import INTEGRATIONS
 from reconciler.models.base import Action
@@ -80,11 +81,12 @@ def run_integration(
     *,
     dry_run: bool,
     on_planned: Callable[[list[Action]], None] | None = None,
+    fleet: Fleet | None = None,
 ) -> RunOutcome:
     """Plan, and unless `dry_run`, apply, within `settings.run_deadline_seconds`. Never raises
     ReconcileError: it is returned in the outcome (past the deadline: Timeout, with what was applied)."""
     with run_deadline(settings.run_deadline_seconds):
-        return _run_integration(spec, token, settings, dry_run=dry_run, on_planned=on_planned)
+        return _run_integration(spec, token, settings, dry_run=dry_run, on_planned=on_planned, fleet=fleet)
 
 
 def _run_integration(
@@ -94,12 +96,13 @@ def _run_integration(
     *,
     dry_run: bool,
     on_planned: Callable[[list[Action]], None] | None,
+    fleet: Fleet | None,
 ) -> RunOutcome:
     outcome = RunOutcome(dry_run=dry_run)
     integration = INTEGRATIONS[spec.integration]
     service: IntegrationService | None = None
     try:
-        service = integration.service(spec.integration_spec, token, settings)
+        service = integration.service(spec.integration_spec, token, settings, fleet)
         outcome.actions = service.plan()
         if on_planned is not None:
             on_planned(outcome.actions)

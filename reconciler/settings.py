@@ -129,6 +129,44 @@ class Settings(BaseSettings):
     peering_name: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
     """Kopf peering object this operator's replicas share. Unset: `reconciler`, or for a shard one
     derived from its selector, so that shards never pause each other."""
+    shared_cache: bool = True
+    """Share reads (directory, user-group snapshot) and one rate budget per external account through
+    Valkey, across workers and replicas. Off: every run reads everything itself (as before 0.2)."""
+
+    slack_rate_window_seconds: float = Field(default=60.0, gt=0)
+    """Window of Slack's per-method tiers (Tier 2: 20 calls, Tier 3: 50, Tier 4: 100 per window).
+    Slack's is one minute; tests and benchmarks shorten it together with their test server."""
+
+    gitlab_rate_limit: int = Field(default=2000, ge=1)
+    """Calls one GitLab user may make per `gitlab_rate_window_seconds` (GitLab.com: 2,000 a minute
+    for authenticated API traffic; self-managed instances set their own)."""
+
+    gitlab_rate_window_seconds: float = Field(default=60.0, gt=0)
+    """Window of `gitlab_rate_limit`."""
+
+    snapshot_max_age_seconds: float = Field(default=60.0, gt=0)
+    """How old a shared read (user groups, channels, members) may be for a run nobody asked for
+    explicitly (interval, resume); never older than the Reconcile's `spec.interval` either. Runs
+    after a create, a spec change or `requested-at` always use a read that started after the
+    request."""
+
+    directory_refresh_seconds: float = Field(default=3600.0, gt=0)
+    """At most one full directory sweep (Slack `users.list`) per this period; in between only
+    unknown e-mails are looked up one by one. Deactivations are picked up by the next sweep at the
+    latest, and at once by any write they would affect."""
+
+    directory_recheck_seconds: float = Field(default=60.0, ge=0)
+    """Before creating a user group, its users are looked up again (`users.lookupByEmail`) when
+    their directory entry is older than this, so a stale "user exists" does not create a group a
+    fresh read would have refused. Users added to existing groups need no re-check: Slack refuses a
+    deactivated user in the update itself, and the run then reports it as `UnknownUsers`."""
+
+    shared_read_coalesce_seconds: float = Field(default=0.2, ge=0, le=5)
+    """A worker about to fetch a shared read waits this long first, so that the runs asked for
+    meanwhile (a GitOps sync touching many Reconciles) share its read instead of each needing one."""
+
+    shared_read_wait_seconds: float = Field(default=20.0, gt=0)
+    """Longest a run waits for another worker's shared read before reading itself."""
 
     cache_timeout_seconds: float = Field(default=2.0, gt=0)
     """Socket timeout of Valkey calls, so a dead cache fails fast instead of hanging."""

@@ -54,6 +54,11 @@ WRITE_METHODS: frozenset[str] = frozenset(
     }
 )
 TEAM_ID = "T0001"
+TIER_2 = 20
+TIERS: dict[str, int] = {"auth.test": 100, "users.lookupByEmail": 50, "conversations.info": 50}
+"""Documented per-method tiers (calls a minute per app and workspace): auth.test is special
+(Tier 4-like), users.lookupByEmail and conversations.info Tier 3; usergroups.*, users.list and
+conversations.list Tier 2."""
 TEAM_NAME = "Reconciler Test"
 DEFAULT_PAGE_LIMIT = 100
 _CONVERSATION_TYPE_SCOPES = {
@@ -201,8 +206,14 @@ def _encode_cursor(kind: str, next_id: str) -> str:
 class SlackTestServer:
     """In-process fake Slack on 127.0.0.1 with state helpers, a call log and fault injection."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0) -> None:
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0, team_id: str = TEAM_ID
+    ) -> None:
         self.host = host
+        self.team_id = team_id
+        self.tier_window: float | None = None
+        """When set, every method allows its tier's calls per this many seconds (sliding), else 429."""
+        self._admitted: dict[str, list[float]] = {}
         self._requested_port = port
         self.latency: float = latency
         self.page_limit_cap: int = 200
@@ -481,6 +492,45 @@ class SlackTestServer:
         balancer in front of Slack sends (an HTML page), or a body cut off mid-way (``truncated``)."""
         with self._lock:
             self._faults.append(_Fault(method, times, status, 0, body, content_type, truncated))
+    def enforce_tiers(self, window: float | None) -> None:
+        """Enforce Slack's tiers over `window` seconds (60 is Slack's; tests shorten it); None: off."""
+        with self._lock:
+            self.tier_window = window
+            self._admitted.clear()
+
+    def rate_limited_calls(self) -> int:
+        """How many requests were answered 429 (tiers or injected faults)."""
+        with self._lock:
+            return sum(1 for c in self._calls if c.status == 429)
+
+    def deactivate_user(self, email: str) -> None:
+        """Deactivate a member (as an admin does): lookups stop finding it, updates refuse it."""
+        with self._lock:
+            for user in self._users.values():
+                if user.email.casefold() == email.casefold():
+                    user.deleted = True
+                    return
+        raise KeyError(email)
+
+    def rename_channel(self, old: str, new: str) -> None:
+        with self._lock:
+            for chan in self._channels.values():
+                if chan.name == old:
+                    chan.name = new
+                    return
+        raise KeyError(old)
+
+    def _over_tier(self, method: str) -> int:
+        """Seconds until `method` has budget again (0: admitted now, and counted)."""
+        if self.tier_window is None or method not in self._methods:
+            return 0
+        now = time.monotonic()
+        admitted = [t for t in self._admitted.get(method, []) if t > now - self.tier_window]
+        self._admitted[method] = admitted
+        if len(admitted) >= TIERS.get(method, TIER_2):
+            return max(1, int(admitted[0] + self.tier_window - now + 0.999))
+        admitted.append(now)
+        return 0
 
     def _take_fault(self, method: str) -> _Fault | None:
         for fault in self._faults:
@@ -504,6 +554,9 @@ class SlackTestServer:
             fault = self._take_fault(method)
             if fault is not None:
                 return self._record(method, params, _fault_reply(fault))
+            wait = self._over_tier(method)
+            if wait:
+                return self._record(method, params, _fault_reply(_Fault(method, 0, 429, wait)))
             try:
                 payload = self._dispatch(method, token, params)
             except _SlackError as err:
@@ -693,10 +746,10 @@ class SlackTestServer:
     def _auth_test(self, tok: _Token, params: Params) -> JSON:
         owner = self._users.get(tok.user_id)
         return {
-            "url": f"https://{TEAM_ID.lower()}.slack.test/",
+            "url": f"https://{self.team_id.lower()}.slack.test/",
             "team": TEAM_NAME,
             "user": owner.name if owner else "reconciler",
-            "team_id": TEAM_ID,
+            "team_id": self.team_id,
             "user_id": tok.user_id,
             "is_enterprise_install": False,
         }
@@ -945,13 +998,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--drip-seconds", type=float, default=0.0, help="hostile: body byte by byte")
     parser.add_argument("--endless-pages", action="store_true", help="hostile: always a next page")
     parser.add_argument("--retry-after", type=int, default=0, help="hostile: every call 429 with this")
+    parser.add_argument("--tier-window", type=float, help="enforce Slack's tiers over this many seconds")
+    parser.add_argument("--team-id", default=TEAM_ID)
     args = parser.parse_args(argv)
-    server = SlackTestServer(host=args.host, port=args.port, latency=args.latency)
+    server = SlackTestServer(host=args.host, port=args.port, latency=args.latency, team_id=args.team_id)
     server.page_limit_cap = args.page_limit_cap
     server.drip_seconds = args.drip_seconds
     server.endless_pages = args.endless_pages
     if args.retry_after:
         server.rate_limit(None, 10**9, retry_after=args.retry_after)
+    server.enforce_tiers(args.tier_window)
     if args.seed_file:
         with open(args.seed_file, encoding="utf-8") as fh:
             server.load_seed(json.load(fh))

@@ -9,17 +9,21 @@ read-only meanwhile). The caller writes status and the Event from the returned r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pydantic import SecretStr
 
 from reconciler.cache.base import CacheBackend, CacheCorrupt
+from reconciler.cache.valkey import ValkeyCache
 from reconciler.errors import CacheUnavailable, ReconcileError, TransientError
+from reconciler.fleet import Fleet
 from reconciler.models.base import Action
-from reconciler.models.spec import SecretRef
+from reconciler.models.spec import SecretRef, parse_duration
 from reconciler.models.task import ReconcileRef, TaskError, TaskRecord, TaskStatus, utcnow
 from reconciler.runner import RunOutcome, check_hosts, parse_spec, run_integration
 from reconciler.settings import Settings
@@ -57,6 +61,13 @@ class RunRequest:
     task_id: str
     status: dict[str, Any] | None = None
     """The status Kopf saw; with it (or a fresh read) the run names its task in status at start."""
+    requested: float = field(default_factory=time.time)
+    """When the run was asked for (epoch seconds): explicit runs read state newer than this."""
+
+
+EXPLICIT_TRIGGERS = frozenset({"create", "update", "requested"})
+"""Runs a person or a pipeline asked for: they must see state read after the request. Interval and
+resume runs may use shared reads up to `snapshot_max_age_seconds` old."""
 
 
 @dataclass
@@ -144,7 +155,7 @@ class Runner:
                 return RunReport(None, exc)
             if self.objects is not None and status is not None:
                 self.objects.mark_running(ref, status, record.task_id, request.trigger)
-            outcome = self._run(raw_spec, ref, record)
+            outcome = self._run(raw_spec, ref, record, self._fleet(request, raw_spec))
             self._finish(record, outcome)
             self.store.save_or_defer(record)
             self.store.count_finished(record)
@@ -159,7 +170,9 @@ class Runner:
         )
         return RunReport(record, outcome.error)
 
-    def _run(self, raw_spec: dict[str, Any], ref: ReconcileRef, record: TaskRecord) -> RunOutcome:
+    def _run(
+        self, raw_spec: dict[str, Any], ref: ReconcileRef, record: TaskRecord, fleet: Fleet | None
+    ) -> RunOutcome:
         try:
             spec = parse_spec(raw_spec)
             check_hosts(spec, self.settings)
@@ -173,7 +186,22 @@ class Runner:
             record.actions = [a.to_record() for a in actions]
             self.store.save_or_defer(record)
 
-        return run_integration(spec, token, self.settings, dry_run=spec.dry_run, on_planned=planned)
+        return run_integration(
+            spec, token, self.settings, dry_run=spec.dry_run, on_planned=planned, fleet=fleet
+        )
+
+    def _fleet(self, request: RunRequest, raw_spec: dict[str, Any]) -> Fleet | None:
+        cache = self.store.cache
+        if not self.settings.shared_cache or not isinstance(cache, ValkeyCache):
+            return None
+        fresh_after = request.requested
+        if request.trigger not in EXPLICIT_TRIGGERS:
+            # An interval run may share a recent read, but never one older than its interval.
+            max_age = self.settings.snapshot_max_age_seconds
+            with contextlib.suppress(ValueError, TypeError):
+                max_age = min(max_age, parse_duration(str(raw_spec["interval"])).total_seconds())
+            fresh_after -= max_age
+        return Fleet.create(cache.client, self.settings, fresh_after=fresh_after)
 
     @staticmethod
     def _finish(record: TaskRecord, outcome: RunOutcome) -> None:

@@ -15,6 +15,7 @@ from typing import ClassVar, Generic, TypeVar
 from pydantic import SecretStr
 
 from reconciler.errors import ReconcileError
+from reconciler.fleet import Fleet
 from reconciler.models.base import Action, SpecModel
 from reconciler.settings import Settings
 
@@ -72,8 +73,11 @@ class Integration(ABC, Generic[SpecT]):
     spec_model: ClassVar[type[SpecModel]]
 
     @abstractmethod
-    def service(self, spec: SpecT, token: SecretStr, settings: Settings) -> IntegrationService:
-        """Build the service for one run; clients are created here and live for that run only."""
+    def service(
+        self, spec: SpecT, token: SecretStr, settings: Settings, fleet: Fleet | None = None
+    ) -> IntegrationService:
+        """Build the service for one run; clients are created here and live for that run only.
+        With a `fleet`, reads and the rate budget are shared with every run on the same account."""
 
     @abstractmethod
     def needed_scopes(self, spec: SpecT, *, write: bool) -> frozenset[str]:

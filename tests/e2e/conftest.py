@@ -20,7 +20,7 @@ from reconciler_testing.slack import SlackTestServer
 from tests.kube import KubeApi
 from tests.valkey_server import ValkeyProcess, free_port
 
-NAMESPACES = ("team-sre", "team-platform", "team-other")
+NAMESPACES = ("team-sre", "team-platform", "team-other", "team-fleet-a", "team-fleet-b")
 
 
 @dataclass
@@ -87,6 +87,8 @@ def base_env(kube: KubeApi, valkey_server: ValkeyProcess, e2e_dir: Path) -> dict
             "RECONCILER_BACKOFF_BASE_SECONDS": "1",
             "RECONCILER_BACKOFF_MAX_SECONDS": "4",
             "RECONCILER_RATE_LIMIT_RETRIES": "5",
+            # The shared budget follows Slack's tiers; the test server enforces none unless asked.
+            "RECONCILER_SLACK_RATE_WINDOW_SECONDS": "0.5",
             "RECONCILER_HTTP_TIMEOUT_SECONDS": "10",
             "RECONCILER_LOG_LEVEL": "DEBUG",
             "RECONCILER_RUNTIME_DIR": str(e2e_dir / "runtime"),

@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from pydantic import SecretStr
 
+from reconciler.fleet import Fleet
 from reconciler.integrations.base import Integration, IntegrationService
 from reconciler.integrations.gitlab_members.models import GitlabMembersSpec
 from reconciler.models.base import SpecModel
@@ -17,10 +18,12 @@ class GitlabMembers(Integration[GitlabMembersSpec]):
     spec_field: ClassVar[str] = "gitlabMembers"
     spec_model: ClassVar[type[SpecModel]] = GitlabMembersSpec
 
-    def service(self, spec: GitlabMembersSpec, token: SecretStr, settings: Settings) -> IntegrationService:
+    def service(
+        self, spec: GitlabMembersSpec, token: SecretStr, settings: Settings, fleet: Fleet | None = None
+    ) -> IntegrationService:
         from reconciler.integrations.gitlab_members.service import GitlabMembersService
 
-        return GitlabMembersService.create(spec, token, settings)
+        return GitlabMembersService.create(spec, token, settings, fleet)
 
     def needed_scopes(self, spec: GitlabMembersSpec, *, write: bool) -> frozenset[str]:
         """Member listings and user lookups need read_api; adding, changing and removing need api."""

@@ -45,6 +45,7 @@ from reconciler.errors import (
     TransientError,
     Unauthorized,
 )
+from reconciler.fleet import Fleet
 from reconciler.integrations.common import parse_answer, service_text, unreadable_answer
 from reconciler.integrations.egress import GuardedAdapter, policy_for
 from reconciler.integrations.gitlab_members.models import GitlabMemberState, GitlabUser, SourceKind
@@ -128,10 +129,19 @@ class GitlabClient:
     """Typed, retrying access to the GitLab REST v4 calls reconciler uses, for one (url, token)."""
 
     def __init__(
-        self, url: str, token: SecretStr, settings: Settings, *, policy: HostPolicy | None = None
+        self,
+        url: str,
+        token: SecretStr,
+        settings: Settings,
+        fleet: Fleet | None = None,
+        *,
+        policy: HostPolicy | None = None,
     ) -> None:
-        """`policy`: connect only through it; default: the settings' allow-list where enforced."""
+        """`policy`: connect only through it; default: the settings' allow-list where enforced.
+        `fleet`: share the rate budget with every run of this GitLab user."""
         self.url = url.rstrip("/")
+        self._fleet = fleet
+        self._settings = settings
         self._secret = token.get_secret_value()
         self._settings = settings
         self._rate_limit_retries = settings.rate_limit_retries

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 from pydantic import SecretStr
 
 from reconciler.errors import ReconcileError
+from reconciler.fleet import Fleet
 from reconciler.integrations.base import ApplyResult, IntegrationService
 from reconciler.integrations.gitlab_members import planner
 from reconciler.integrations.gitlab_members.client import GitlabClient
@@ -39,8 +40,10 @@ class GitlabMembersService(IntegrationService):
         """Run-wide cache of username lookups (case-folded username -> user, None: no such user)."""
 
     @classmethod
-    def create(cls, spec: GitlabMembersSpec, token: SecretStr, settings: Settings) -> GitlabMembersService:
-        return cls(spec, GitlabClient(str(spec.url), token, settings))
+    def create(
+        cls, spec: GitlabMembersSpec, token: SecretStr, settings: Settings, fleet: Fleet | None = None
+    ) -> GitlabMembersService:
+        return cls(spec, GitlabClient(str(spec.url), token, settings, fleet))
 
     def plan(self) -> list[Action]:
         """Reads: GET /user, one paginated direct-member listing per group/project, and one user

@@ -6,10 +6,12 @@ from typing import ClassVar
 
 from pydantic import SecretStr
 
+from reconciler.fleet import Fleet
 from reconciler.integrations.base import Integration, IntegrationService
 from reconciler.integrations.slack_usergroups.client import SlackClient
 from reconciler.integrations.slack_usergroups.models import SlackUsergroupsSpec
 from reconciler.integrations.slack_usergroups.service import SlackUsergroupsService
+from reconciler.integrations.slack_usergroups.shared import SlackWorkspaceCache
 from reconciler.models.base import SpecModel
 from reconciler.settings import Settings
 
@@ -19,8 +21,12 @@ class SlackUsergroups(Integration[SlackUsergroupsSpec]):
     spec_field: ClassVar[str] = "slackUsergroups"
     spec_model: ClassVar[type[SpecModel]] = SlackUsergroupsSpec
 
-    def service(self, spec: SlackUsergroupsSpec, token: SecretStr, settings: Settings) -> IntegrationService:
-        return SlackUsergroupsService(spec, SlackClient(token, str(spec.api_url), settings))
+    def service(
+        self, spec: SlackUsergroupsSpec, token: SecretStr, settings: Settings, fleet: Fleet | None = None
+    ) -> IntegrationService:
+        client = SlackClient(token, str(spec.api_url), settings, fleet)
+        shared = SlackWorkspaceCache(fleet, client) if fleet is not None else None
+        return SlackUsergroupsService(spec, client, shared)
 
     def needed_scopes(self, spec: SlackUsergroupsSpec, *, write: bool) -> frozenset[str]:
         """usergroups.list always; users.list with e-mails when users are named (the spec names them

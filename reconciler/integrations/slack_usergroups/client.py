@@ -7,6 +7,7 @@ the WebClient and nowhere else; slack-sdk never puts it into exceptions or (at I
 from __future__ import annotations
 
 import functools
+import hashlib
 import http.client
 import logging
 import math
@@ -15,6 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Collection
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter
 from slack_sdk import WebClient
@@ -37,6 +39,7 @@ from reconciler.errors import (
     TransientError,
     Unauthorized,
 )
+from reconciler.fleet import CACHE_ERRORS, Fleet
 from reconciler.integrations.common import parse_answer, service_text, unreadable_answer
 from reconciler.integrations.egress import guarded_opener, policy_for
 from reconciler.integrations.slack_usergroups.models import SlackUser, SlackUsergroupState
@@ -58,6 +61,16 @@ SLACK_ERROR_CODE = re.compile(r"[a-z0-9_.]{1,80}")
 _NOT_JSON = "Received a response in a non-JSON format"
 """How slack-sdk reports an answer that is not JSON (it puts it where Slack's `error` code goes)."""
 AUTH_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
+TEAM_ID_TTL_SECONDS = 3600
+
+TIERS: dict[str, int] = {
+    "auth.test": 100,
+    "users.lookupByEmail": 50,
+    "conversations.info": 50,
+}
+"""Calls per window (Slack's minute) per method and workspace; every other method reconciler uses
+(usergroups.*, users.list, conversations.list) is Tier 2: 20 a minute."""
+TIER_2 = 20
 
 
 # --- Slack's answers, validated -----------------------------------------------------------------
@@ -129,6 +142,7 @@ _USERGROUPS = TypeAdapter(list[_Usergroup])
 _USERGROUP = TypeAdapter(_Usergroup)
 _USERGROUP_NAMES = TypeAdapter(list[_UsergroupName])
 _MEMBERS = TypeAdapter(list[_Member])
+_MEMBER = TypeAdapter(_Member)
 _CHANNELS = TypeAdapter(list[_Channel])
 
 
@@ -221,10 +235,24 @@ class SlackClient:
     """Typed, retrying access to the Slack Web API methods reconciler uses."""
 
     def __init__(
-        self, token: SecretStr, api_url: str, settings: Settings, *, policy: HostPolicy | None = None
+        self,
+        token: SecretStr,
+        api_url: str,
+        settings: Settings,
+        fleet: Fleet | None = None,
+        *,
+        policy: HostPolicy | None = None,
     ) -> None:
-        """`policy`: connect only through it; default: the settings' allow-list where enforced."""
+        """`policy`: connect only through it; default: the settings' allow-list where enforced.
+        `fleet`: share the rate budget (and the team id) with every run on the workspace."""
+        self.api_url = api_url
+        self._fleet = fleet
         self._settings = settings
+        self._token_hash = hashlib.sha256(f"{api_url}\n{token.get_secret_value()}".encode()).hexdigest()
+        # With a fleet, 429s go through the shared budget (everyone waits, nobody sleeps long).
+        rate_limit_handlers: list[RateLimitErrorRetryHandler] = []
+        if fleet is None:
+            rate_limit_handlers.append(_InlineRateLimitRetryHandler(settings))
         self._web = _GuardedWebClient(
             token=token.get_secret_value(),
             base_url=api_url,
@@ -232,7 +260,7 @@ class SlackClient:
             retry_handlers=[
                 _DeadlineConnectionErrorRetryHandler(max_retry_count=settings.transient_retries),
                 _ServerErrorRetryHandler(max_retry_count=settings.transient_retries),
-                _InlineRateLimitRetryHandler(settings),
+                *rate_limit_handlers,
             ],
         )
         policy = policy or policy_for(settings)
@@ -246,15 +274,71 @@ class SlackClient:
         self.scopes: frozenset[str] | None = None
         """The token's scopes, from the `x-oauth-scopes` header Slack sends on every answer."""
 
-    # --- reads -----------------------------------------------------------------------------------
+    # --- the account -----------------------------------------------------------------------------
 
     def team_id(self) -> str:
-        """The token's workspace id (`auth.test`'s `team_id`): what state shared between Reconciles
-        (claims, caches) is keyed by. Asked once per client."""
-        if self._team_id is None:
-            answer = self._call("auth.test", self._web.auth_test)
-            self._team_id = parse_answer(_AUTH, answer.data, "Slack auth.test").team_id
+        """The workspace the token belongs to (`auth.test`), at most once an hour per token when a
+        fleet cache is there (kept under the token's hash, never the token)."""
+        if self._team_id is not None:
+            return self._team_id
+        key = self._fleet.key("slack-token", self._token_hash) if self._fleet else ""
+        try:
+            cached = self._fleet.client.get(key) if self._fleet else None
+        except CACHE_ERRORS:
+            self.go_alone()
+            cached = None
+        if isinstance(cached, str) and cached:
+            # "team|scope,scope": the scopes too, so a run served from shared reads still knows them.
+            team, _, scopes = cached.partition("|")
+            self._team_id = team
+            if self.scopes is None and scopes:
+                self.scopes = frozenset(scopes.split(","))
+            return team
+        answer = self._call("auth.test", lambda: self._web.auth_test())
+        self._team_id = parse_answer(_AUTH, answer.data, "Slack auth.test").team_id
+        try:
+            if self._fleet:
+                value = f"{self._team_id}|{','.join(sorted(self.scopes or ()))}"
+                self._fleet.client.set(key, value, ex=TEAM_ID_TTL_SECONDS)
+        except CACHE_ERRORS:
+            self.go_alone()
         return self._team_id
+
+    def go_alone(self) -> None:
+        """Valkey is gone: finish this run without the shared budget (as without a fleet)."""
+        if self._fleet is not None:
+            log.warning("Valkey is unreachable: this run calls Slack without the shared rate budget")
+        self._fleet = None
+
+    def account(self) -> str:
+        """What shared state is keyed by: the API host (Slack, GovSlack, a test server) and team."""
+        return f"slack:{urlsplit(self.api_url).netloc}:{self.team_id()}"
+
+    # --- reads -----------------------------------------------------------------------------------
+
+    def list_all_usergroups(self) -> list[SlackUsergroupState]:
+        """Every user group in full, for the snapshot shared by all Reconciles of the workspace."""
+        answer = self._call(
+            "usergroups.list",
+            lambda: self._web.usergroups_list(include_disabled=True, include_users=True),
+        )
+        raw: object = answer.get("usergroups", [])
+        if not isinstance(raw, list):
+            raise TransientError("BadResponse", "Slack usergroups.list answered without a list of usergroups")
+        return [g.to_state() for g in parse_answer(_USERGROUPS, raw, "Slack usergroups.list")]
+
+    def lookup_user(self, email: str) -> SlackUser | None:
+        """One user by e-mail (Tier 3); None when Slack knows no active user with it."""
+        try:
+            answer = self._call("users.lookupByEmail", lambda: self._web.users_lookupByEmail(email=email))
+        except PermanentError as exc:
+            if exc.message.endswith("users_not_found"):
+                return None
+            raise
+        member = parse_answer(_MEMBER, answer.get("user"), "Slack users.lookupByEmail")
+        if member.is_bot:
+            return None
+        return SlackUser(id=member.id, email=email.lower(), deleted=member.deleted)
 
     def list_usergroups(self, managed: Collection[str]) -> list[SlackUsergroupState]:
         """Every user group; only the `managed` handles in full (members, channels).
@@ -287,6 +371,20 @@ class SlackClient:
             for m in parsed
             if not m.is_bot
         ]
+
+    def list_users_page(self, cursor: str | None) -> tuple[list[SlackUser], str | None]:
+        """One page of users.list (bots left out) and the next cursor, for resumable sweeps."""
+        answer = self._call("users.list", lambda: self._web.users_list(cursor=cursor, limit=PAGE_SIZE))
+        page: object = answer.get("members", [])
+        if not isinstance(page, list):
+            raise TransientError("BadResponse", "Slack users.list answered without a list of members")
+        parsed = parse_answer(_MEMBERS, page, "Slack users.list")
+        users = [
+            SlackUser(id=m.id, email=m.profile.email.lower() if m.profile.email else None, deleted=m.deleted)
+            for m in parsed
+            if not m.is_bot
+        ]
+        return users, (answer.get("response_metadata") or {}).get("next_cursor") or None
 
     def list_channels(self) -> dict[str, str]:
         """Channel name -> id of unarchived public channels (needs only `channels:read`)."""
@@ -362,6 +460,36 @@ class SlackClient:
         )
 
     def _call(self, method: str, send: Callable[[], SlackResponse]) -> SlackResponse:
+        try:
+            return self._call_within_budget(method, send)
+        except CACHE_ERRORS:
+            self.go_alone()
+            return self._send(method, send)
+
+    def _call_within_budget(self, method: str, send: Callable[[], SlackResponse]) -> SlackResponse:
+        if self._fleet is None:
+            return self._send(method, send)
+        budget_key = (
+            f"slack-token:{self._token_hash}:{method}"
+            if method == "auth.test"
+            else f"{self.account()}:{method}"
+        )
+        window = self._settings.slack_rate_window_seconds
+        for _ in range(self._settings.rate_limit_retries + 1):
+            self._fleet.budget.acquire(budget_key, TIERS.get(method, TIER_2), window, f"Slack {method}")
+            try:
+                return self._send(method, send)
+            except ReconcileError as exc:
+                if exc.reason != "RateLimited":
+                    raise
+                # Slack said wait: so does everyone on this workspace and method.
+                self._fleet.budget.block(budget_key, exc.retry_after if exc.retry_after else 1.0)
+        raise RateLimited(
+            f"Slack {method} is still rate limited after {self._settings.rate_limit_retries} retries",
+            retry_after=window,
+        )
+
+    def _send(self, method: str, send: Callable[[], SlackResponse]) -> SlackResponse:
         self.calls += 1
         log.debug("slack %s", method)
         run = deadline.current()

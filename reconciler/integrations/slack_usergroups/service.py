@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
-from reconciler.errors import ReconcileError
+from reconciler.errors import PermanentError, ReconcileError
+from reconciler.fleet import CACHE_ERRORS
 from reconciler.integrations.base import ApplyResult, IntegrationService
+from reconciler.integrations.common import name_list
 from reconciler.integrations.slack_usergroups import planner
 from reconciler.integrations.slack_usergroups.client import SlackClient
 from reconciler.integrations.slack_usergroups.models import (
@@ -16,25 +19,39 @@ from reconciler.integrations.slack_usergroups.models import (
     EnableUsergroup,
     RemoveUsers,
     SlackState,
+    SlackUser,
     SlackUsergroupsSpec,
+    SlackUsergroupState,
     UpdateUsergroup,
 )
+from reconciler.integrations.slack_usergroups.shared import SlackWorkspaceCache
 from reconciler.models.base import Action
 
 log = logging.getLogger(__name__)
 
 
 class SlackUsergroupsService(IntegrationService):
-    def __init__(self, spec: SlackUsergroupsSpec, client: SlackClient) -> None:
+    def __init__(
+        self, spec: SlackUsergroupsSpec, client: SlackClient, shared: SlackWorkspaceCache | None = None
+    ) -> None:
         self.spec = spec
         self.client = client
+        self.shared = shared
         self._ids: dict[str, str] = {}
+        self._states: dict[str, SlackUsergroupState] = {}
 
     def plan(self) -> list[Action]:
         """Read usergroups once, and users/channels once each only when the spec names any.
 
         Channels are also read when a managed group has some, so a plan removing them names them.
         """
+        if self.shared is not None:
+            try:
+                return self._plan_shared(self.shared)
+            except CACHE_ERRORS:
+                log.warning("Valkey is unreachable: this run reads Slack itself, without the shared cache")
+                self.shared = None
+                self.client.go_alone()
         groups = self.client.list_usergroups(managed=[g.handle for g in self.spec.usergroups])
         clearing = {g.handle for g in self.spec.usergroups if g.channels == []}
         wants_users = any(g.users for g in self.spec.usergroups)
@@ -55,6 +72,40 @@ class SlackUsergroupsService(IntegrationService):
     def granted_scopes(self) -> frozenset[str] | None:
         return self.client.scopes
 
+    def _plan_shared(self, shared: SlackWorkspaceCache) -> list[Action]:
+        """The same plan from the workspace's shared reads (see shared.py for how fresh they are)."""
+        handles = [g.handle for g in self.spec.usergroups]
+        groups = shared.usergroups(handles, [g.name for g in self.spec.usergroups if g.name is not None])
+        managed = [g for g in groups if g.handle in set(handles)]
+        emails = {e for g in self.spec.usergroups for e in g.users}
+        entries = shared.users(emails)
+        # A new group is created before its users are set: re-check users not read lately.
+        new = {g.handle for g in self.spec.usergroups} - {g.handle for g in managed}
+        recheck_before = time.time() - shared.fleet.settings.directory_recheck_seconds
+        stale = {
+            e
+            for g in self.spec.usergroups
+            if g.handle in new
+            for e in g.users
+            if e in entries and entries[e].read_at < recheck_before
+        }
+        if stale:
+            for email in stale:
+                entries.pop(email)
+            entries.update(shared.look_up(sorted(stale)))
+        users = [entry.user for entry in entries.values()]
+        known = {u.id for u in users}
+        members = {uid for g in managed for uid in g.users} - known
+        users += [SlackUser(id=i, email=e) for i, e in shared.emails_of(members).items() if e not in emails]
+        names = {c for g in self.spec.usergroups for c in g.channels or ()}
+        with_channels = {g.handle for g in self.spec.usergroups if g.channels is not None}
+        channel_ids = {c for g in managed if g.handle in with_channels for c in g.channels}
+        channels = shared.channels(sorted(names), sorted(channel_ids)) if names or channel_ids else {}
+        state = SlackState(usergroups=tuple(groups), users=tuple(users), channels=channels)
+        self._ids = {g.handle: g.id for g in groups}
+        self._states = {g.handle: g for g in managed}
+        return list(planner.plan(self.spec.usergroups, state))
+
     def apply(self, actions: Sequence[Action]) -> ApplyResult:
         result = ApplyResult()
         users_set: set[str] = set()
@@ -65,7 +116,44 @@ class SlackUsergroupsService(IntegrationService):
                 result.failed, result.error = action, exc
                 return result
             result.applied.append(action)
+            self._write_through(action)
         return result
+
+    def _write_through(self, action: Action) -> None:
+        """Tell the workspace's snapshot what we just changed, so no stale read hides it."""
+        if self.shared is None:
+            return
+        handle = action.target
+        state = self._states.get(handle)
+        match action:
+            case CreateUsergroup():
+                state = SlackUsergroupState(
+                    id=self._ids[handle],
+                    handle=handle,
+                    name=action.name,
+                    description=action.description,
+                    channels=frozenset(action.channel_ids),
+                )
+            case EnableUsergroup() | DisableUsergroup() if state is not None:
+                state = state.model_copy(update={"enabled": isinstance(action, EnableUsergroup)})
+            case UpdateUsergroup() if state is not None:
+                changes: dict[str, object] = {}
+                if action.name is not None:
+                    changes["name"] = action.name
+                if action.description is not None:
+                    changes["description"] = action.description
+                if action.channel_ids is not None:
+                    changes["channels"] = frozenset(action.channel_ids)
+                state = state.model_copy(update=changes)
+            case AddUsers() | RemoveUsers() if state is not None:
+                state = state.model_copy(update={"users": frozenset(action.user_ids)})
+            case _:
+                return
+        self._states[handle] = state
+        try:
+            self.shared.record_write(state)
+        except CACHE_ERRORS:
+            log.warning("Valkey is unreachable: the shared snapshot learns of %s at its next read", handle)
 
     def _apply_one(self, action: Action, users_set: set[str]) -> None:
         handle = action.target
@@ -84,12 +172,31 @@ class SlackUsergroupsService(IntegrationService):
             case AddUsers() | RemoveUsers():
                 # Slack sets the whole list: one call covers both the additions and the removals.
                 if handle not in users_set:
-                    self.client.set_users(self._id(handle), action.user_ids)
+                    self._set_users(action)
                     users_set.add(handle)
             case DisableUsergroup():
                 self.client.disable(self._id(handle))
             case _:
                 raise TypeError(f"not a Slack action: {action.type}")
+
+    def _set_users(self, action: AddUsers | RemoveUsers) -> None:
+        """Slack refuses deactivated users (`invalid_users`): a cached directory may not have known
+        yet. Then look the group's users up again, remember the answer, and name them."""
+        try:
+            self.client.set_users(self._id(action.target), action.user_ids)
+        except PermanentError as exc:
+            if self.shared is None or not exc.message.endswith("invalid_users"):
+                raise
+            group = next(g for g in self.spec.usergroups if g.handle == action.target)
+            found = self.shared.look_up(group.users)
+            gone = [e for e in group.users if e not in found or found[e].user.deleted]
+            if not gone:
+                raise
+            raise PermanentError(
+                "UnknownUsers",
+                f"no active Slack user has the e-mail {name_list(gone)} (deactivated or removed). "
+                "Fix spec.slackUsergroups.usergroups[].users.",
+            ) from None
 
     def _create(self, action: CreateUsergroup) -> str:
         """Create, or adopt the group if an earlier attempt created it but its answer was lost."""

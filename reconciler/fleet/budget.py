@@ -1,0 +1,106 @@
+"""One rate budget per account and method, shared through Valkey by every worker and replica.
+
+A sliding-window log per key (a sorted set of grant times, Valkey's own clock): a call is granted
+while fewer than `limit` calls were granted in the last `window`, which is exactly what a service
+enforcing "N calls per window" accepts. A `Retry-After` from the service blocks the key for
+everyone. A worker sleeps at most `max_wait` seconds for budget; a longer wait raises RateLimited
+so the run gives its worker back and is retried later.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+import valkey
+import valkey.exceptions
+
+from reconciler import deadline as run_deadline
+from reconciler.errors import CacheUnavailable, RateLimited
+
+log = logging.getLogger(__name__)
+
+MAX_BLOCK_SECONDS = 900.0
+"""A service's Retry-After longer than this is capped (a hostile server may say a day)."""
+
+_ERRORS = (valkey.exceptions.ConnectionError, valkey.exceptions.TimeoutError, OSError)
+
+_TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local blocked = redis.call('PTTL', KEYS[2])
+if blocked > 0 then return blocked end
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], window)
+  return 0
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return math.max(1, tonumber(oldest[2]) + window - now)
+"""
+
+_BLOCK = """
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+return 1
+"""
+
+
+def window_margin(window: float) -> float:
+    """Slack on the wire: calls granted a window apart may arrive a little closer; keep a margin."""
+    return max(0.05, window * 0.02)
+
+
+class RateBudget:
+    def __init__(self, client: valkey.Valkey, *, max_wait: float, prefix: str = "reconciler:budget") -> None:
+        self._client = client
+        self._max_wait = max_wait
+        self._prefix = prefix
+        self._take = client.register_script(_TAKE)
+        self._block = client.register_script(_BLOCK)
+        self.waited = 0.0
+        """Seconds this instance slept for budget (for logs and benchmarks)."""
+
+    def acquire(self, key: str, limit: int, window: float, what: str) -> None:
+        """Take one call from `key`'s budget, sleeping at most `max_wait` in all; else RateLimited."""
+        window_ms = int((window + window_margin(window)) * 1000)
+        deadline = time.monotonic() + self._max_wait
+        while True:
+            wait = self._try(key, limit, window_ms) / 1000
+            if wait <= 0:
+                return
+            # Never past the run's own deadline either (RECONCILER_RUN_DEADLINE_SECONDS).
+            remaining = min(deadline - time.monotonic(), run_deadline.current().remaining())
+            if wait > remaining:
+                raise RateLimited(
+                    f"{what} is rate limited for this account; the next try is in {wait:.0f}s",
+                    retry_after=wait,
+                )
+            time.sleep(wait)
+            self.waited += wait
+
+    def block(self, key: str, seconds: float) -> None:
+        """The service said Retry-After: nobody on this account calls `key` before it passes."""
+        ms = int(min(max(seconds, 0.0), MAX_BLOCK_SECONDS) * 1000)
+        if ms <= 0:
+            return
+        try:
+            self._block(keys=[f"{self._prefix}:{key}:blocked"], args=[ms])
+        except _ERRORS as exc:
+            raise CacheUnavailable(f"Valkey is unreachable (rate budget): {exc}") from None
+
+    def _try(self, key: str, limit: int, window_ms: int) -> int:
+        try:
+            return int(
+                self._take(
+                    keys=[f"{self._prefix}:{key}", f"{self._prefix}:{key}:blocked"],
+                    args=[limit, window_ms, uuid.uuid4().hex],
+                )
+            )
+        except _ERRORS as exc:
+            raise CacheUnavailable(f"Valkey is unreachable (rate budget): {exc}") from None

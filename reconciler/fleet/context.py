@@ -1,0 +1,45 @@
+"""What a run gets to share with the fleet: Valkey, the rate budget, shared reads, and how fresh
+its reads must be."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import valkey
+
+from reconciler.fleet.budget import RateBudget
+from reconciler.fleet.shared_read import SharedReads
+from reconciler.settings import Settings
+
+PREFIX = "reconciler:fleet"
+
+
+@dataclass(frozen=True)
+class Fleet:
+    client: valkey.Valkey
+    settings: Settings
+    fresh_after: float
+    """Epoch seconds: shared reads this run uses must have started at or after this (for a run
+    asked for explicitly, the time of the request; else now minus `snapshot_max_age_seconds`)."""
+    budget: RateBudget
+    reads: SharedReads
+
+    @classmethod
+    def create(cls, client: valkey.Valkey, settings: Settings, *, fresh_after: float) -> Fleet:
+        return cls(
+            client=client,
+            settings=settings,
+            fresh_after=fresh_after,
+            budget=RateBudget(client, max_wait=settings.rate_limit_inline_wait_seconds),
+            reads=SharedReads(
+                client,
+                wait_seconds=settings.shared_read_wait_seconds,
+                ttl_seconds=int(
+                    max(settings.snapshot_max_age_seconds, settings.directory_refresh_seconds) * 2
+                ),
+                coalesce_seconds=settings.shared_read_coalesce_seconds,
+            ),
+        )
+
+    def key(self, account: str, *parts: str) -> str:
+        return ":".join((PREFIX, account, *parts))

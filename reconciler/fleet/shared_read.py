@@ -1,0 +1,150 @@
+"""Single-flight reads shared through Valkey: one worker fetches, the others wait for its result.
+
+A read is stored as versioned hashes (`{key}:{version}:{part}`) plus a stamp under `{key}` saying
+which version is current and when its fetch *started*. A run asks for a read that started at or
+after its `fresh_after` (the time it was requested): it uses the current one if that is fresh
+enough, else waits for the fetch in flight, else fetches itself while holding `{key}:lock`, so
+that runs asking at once share one fetch. Waiting is bounded: a leader that is late or died is
+replaced by the waiter after `wait_seconds`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import valkey
+import valkey.exceptions
+
+from reconciler.errors import CacheUnavailable
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.05
+OLD_VERSION_GRACE_SECONDS = 30
+"""A replaced version stays readable this long, for runs that read its stamp just before."""
+
+_ERRORS = (valkey.exceptions.ConnectionError, valkey.exceptions.TimeoutError, OSError)
+
+# KEYS: stamp key. ARGV: new stamp JSON, its start time, ttl, grace, part names...
+_INSTALL = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local old = cjson.decode(cur)
+  if tonumber(old['started']) >= tonumber(ARGV[2]) then return 0 end
+  for i = 5, #ARGV do
+    redis.call('EXPIRE', KEYS[1] .. ':' .. old['version'] .. ':' .. ARGV[i], ARGV[4])
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+return 1
+"""
+
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end
+"""
+
+
+@dataclass(frozen=True)
+class ReadStamp:
+    """One stored read: its version (names its hashes) and when its fetch started (epoch seconds)."""
+
+    version: str
+    started: float
+
+    def to_json(self) -> str:
+        return json.dumps({"version": self.version, "started": self.started})
+
+    @classmethod
+    def from_json(cls, raw: str | None) -> ReadStamp | None:
+        if not raw:
+            return None
+        try:
+            data = json.loads(raw)
+            return cls(str(data["version"]), float(data["started"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+class SharedReads:
+    def __init__(
+        self, client: valkey.Valkey, *, wait_seconds: float, ttl_seconds: int, coalesce_seconds: float = 0.0
+    ) -> None:
+        self.client = client
+        self._wait = wait_seconds
+        self._coalesce = coalesce_seconds
+        self._ttl = ttl_seconds
+        self._install = client.register_script(_INSTALL)
+        self._release = client.register_script(_RELEASE)
+        self.fetched = 0
+        """Fetches this instance made itself (the rest were shared)."""
+
+    def part(self, key: str, stamp: ReadStamp, name: str) -> str:
+        """The Valkey key of one part (a hash) of the read `stamp`."""
+        return f"{key}:{stamp.version}:{name}"
+
+    def current(self, key: str) -> ReadStamp | None:
+        try:
+            return ReadStamp.from_json(self.client.get(key))  # type: ignore[arg-type]
+        except _ERRORS as exc:
+            raise CacheUnavailable(f"Valkey is unreachable (shared reads): {exc}") from None
+
+    def fresh(
+        self,
+        key: str,
+        fresh_after: float,
+        parts: Sequence[str],
+        fetch: Callable[[ReadStamp], ReadStamp],
+    ) -> ReadStamp:
+        """A read of `key` that started at or after `fresh_after`; `fetch(stamp)` stores a new one's
+        parts (hashes at `part(key, stamp, name)`) when no such read exists or is in flight, and
+        returns the stamp to install (the same, or an earlier start when it resumed a read)."""
+        deadline = time.monotonic() + self._wait
+        try:
+            while True:
+                stamp = self.current(key)
+                if stamp is not None and stamp.started >= fresh_after:
+                    return stamp
+                mine = ReadStamp(uuid.uuid4().hex, time.time() + self._coalesce)
+                if self.client.set(f"{key}:lock", mine.to_json(), nx=True, px=int(self._wait * 1000)):
+                    # Runs asked for during this short pause share the read (it starts after them).
+                    time.sleep(self._coalesce)
+                    return self._lead(key, mine, parts, fetch)
+                if time.monotonic() > deadline:
+                    log.warning("shared read %s: the worker fetching it is late; reading myself", key)
+                    return self._lead(key, ReadStamp(mine.version, time.time()), parts, fetch, locked=False)
+                time.sleep(POLL_SECONDS)
+        except _ERRORS as exc:
+            raise CacheUnavailable(f"Valkey is unreachable (shared reads): {exc}") from None
+
+    def _lead(
+        self,
+        key: str,
+        stamp: ReadStamp,
+        parts: Sequence[str],
+        fetch: Callable[[ReadStamp], ReadStamp],
+        *,
+        locked: bool = True,
+    ) -> ReadStamp:
+        try:
+            self.fetched += 1
+            done = fetch(stamp)
+            for name in parts:
+                self.client.expire(self.part(key, done, name), self._ttl + OLD_VERSION_GRACE_SECONDS)
+            installed = self._install(
+                keys=[key],
+                args=[done.to_json(), done.started, self._ttl, OLD_VERSION_GRACE_SECONDS, *parts],
+            )
+            if not installed:  # a read that started later was installed meanwhile: use that one
+                for name in parts:
+                    self.client.expire(self.part(key, done, name), OLD_VERSION_GRACE_SECONDS)
+                newer = self.current(key)
+                return newer if newer is not None else done
+            return done
+        finally:
+            if locked:
+                self._release(keys=[f"{key}:lock"], args=[stamp.to_json()])

@@ -1,0 +1,164 @@
+"""The shared rate budget and the single-flight reads, under threads, on a real valkey-server."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+import valkey
+
+from reconciler.errors import RateLimited
+from reconciler.fleet import RateBudget, ReadStamp, SharedReads
+from tests.valkey_server import ValkeyProcess
+
+
+@pytest.fixture
+def client(valkey_server: ValkeyProcess) -> valkey.Valkey:
+    return valkey.Valkey.from_url(valkey_server.url, decode_responses=True)
+
+
+def in_threads(count: int, work: Callable[[int], None]) -> list[BaseException]:
+    errors: list[BaseException] = []
+    start = threading.Barrier(count)
+
+    def run(i: int) -> None:
+        start.wait()
+        try:
+            work(i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return errors
+
+
+def test_budget_grants_at_most_limit_per_window_across_threads(client: valkey.Valkey) -> None:
+    key, limit, window = f"acct-{uuid.uuid4().hex}:users.list", 5, 1.0
+    grants: list[float] = []
+    lock = threading.Lock()
+
+    def work(_: int) -> None:
+        budget = RateBudget(client, max_wait=5)  # one instance per worker, as runs have
+        for _ in range(2):
+            budget.acquire(key, limit, window, "users.list")
+            with lock:
+                grants.append(time.monotonic())
+
+    assert in_threads(8, work) == []
+    assert len(grants) == 16
+    grants.sort()
+    # Any `window` holds at most `limit` grants: the 6th grant is a full window after the 1st.
+    for i in range(limit, len(grants)):
+        assert grants[i] - grants[i - limit] >= window - 0.01
+    # ...and the budget is used: 16 calls at 5 a second take about 3 windows, not much more.
+    assert grants[-1] - grants[0] < 3 * (window + 0.05) + 1.0
+
+
+def test_budget_raises_rate_limited_instead_of_sleeping_long(client: valkey.Valkey) -> None:
+    key = f"acct-{uuid.uuid4().hex}:usergroups.list"
+    budget = RateBudget(client, max_wait=0.2)
+    for _ in range(3):
+        budget.acquire(key, 3, 30.0, "usergroups.list")
+    started = time.monotonic()
+    with pytest.raises(RateLimited) as caught:
+        budget.acquire(key, 3, 30.0, "usergroups.list")
+    assert time.monotonic() - started < 0.2
+    assert caught.value.reason == "RateLimited"
+    assert caught.value.retry_after is not None and 25 < caught.value.retry_after <= 31
+
+
+def test_retry_after_blocks_every_worker_on_that_account_and_method(client: valkey.Valkey) -> None:
+    key = f"acct-{uuid.uuid4().hex}:usergroups.list"
+    other = RateBudget(client, max_wait=0.1)
+    RateBudget(client, max_wait=0.1).block(key, 20)
+    with pytest.raises(RateLimited) as caught:
+        other.acquire(key, 100, 60.0, "usergroups.list")
+    assert caught.value.retry_after is not None and 18 < caught.value.retry_after <= 20
+    other.acquire(f"{key}-another-method", 100, 60.0, "another")  # other methods are not blocked
+
+
+def test_a_hostile_retry_after_is_capped(client: valkey.Valkey) -> None:
+    key = f"acct-{uuid.uuid4().hex}:m"
+    RateBudget(client, max_wait=0.1).block(key, 86400)
+    assert 0 < client.pttl(f"reconciler:budget:{key}:blocked") <= 900_000
+
+
+def test_single_flight_one_fetch_for_many_waiting_threads(client: valkey.Valkey) -> None:
+    key = f"reconciler:test:{uuid.uuid4().hex}"
+    fetches: list[float] = []
+    seen: list[ReadStamp] = []
+    lock = threading.Lock()
+    asked = time.time()
+
+    def fetch(stamp: ReadStamp) -> ReadStamp:
+        with lock:
+            fetches.append(time.time())
+        time.sleep(0.3)  # a slow usergroups.list: the others wait for it, not for the limit
+        client.hset(f"{key}:{stamp.version}:data", "answer", "42")
+        return stamp
+
+    def work(_: int) -> None:
+        reads = SharedReads(client, wait_seconds=10, ttl_seconds=60)
+        stamp = reads.fresh(key, asked, ("data",), fetch)
+        assert client.hget(reads.part(key, stamp, "data"), "answer") == "42"
+        with lock:
+            seen.append(stamp)
+
+    assert in_threads(12, work) == []
+    assert len(fetches) == 1
+    assert len({s.version for s in seen}) == 1
+    assert seen[0].started >= asked
+
+
+def test_a_request_after_the_read_started_gets_a_new_read(client: valkey.Valkey) -> None:
+    key = f"reconciler:test:{uuid.uuid4().hex}"
+    reads = SharedReads(client, wait_seconds=10, ttl_seconds=60)
+    versions: list[str] = []
+
+    def fetch(stamp: ReadStamp) -> ReadStamp:
+        versions.append(stamp.version)
+        return stamp
+
+    first = reads.fresh(key, time.time(), (), fetch)
+    assert reads.fresh(key, first.started, (), fetch) == first  # asked before it started: shared
+    later = time.time()
+    second = reads.fresh(key, later, (), fetch)  # asked after: must not be served the old read
+    assert second.started >= later and second.version != first.version
+    assert len(versions) == 2
+    assert reads.fresh(key, later - 100, (), fetch) == second  # an interval run takes the newest
+
+
+def test_waiters_take_over_when_the_fetching_worker_fails(client: valkey.Valkey) -> None:
+    key = f"reconciler:test:{uuid.uuid4().hex}"
+    calls: list[int] = []
+    lock = threading.Lock()
+
+    def fetch(stamp: ReadStamp) -> ReadStamp:
+        with lock:
+            calls.append(1)
+            first = len(calls) == 1
+        time.sleep(0.1)
+        if first:
+            raise RateLimited("budget spent", retry_after=5)
+        return stamp
+
+    outcomes: list[str] = []
+
+    def work(_: int) -> None:
+        try:
+            SharedReads(client, wait_seconds=5, ttl_seconds=60).fresh(key, time.time() - 1, (), fetch)
+            outcomes.append("ok")
+        except RateLimited:
+            outcomes.append("limited")
+
+    assert in_threads(6, work) == []
+    assert outcomes.count("limited") == 1
+    assert outcomes.count("ok") == 5
+    assert len(calls) == 2
