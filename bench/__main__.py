@@ -26,6 +26,7 @@ SCENARIOS: dict[str, str] = {
     "P4": "bench.p4_many_clients",
     "P5": "bench.p5_convergence",
     "P6": "bench.p6_memory",
+    "P7": "bench.p7_fleet",
 }
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 

@@ -34,6 +34,7 @@ class BenchSlackServer(SlackTestServer):
         self._area = 0.0  # integral of in-flight calls over time
         self._since = self._last = time.monotonic()
         self._by_method: collections.Counter[str] = collections.Counter()
+        self._limited = 0
 
     def _move(self, delta: int, method: str | None = None) -> None:
         with self._gauge:
@@ -57,6 +58,7 @@ class BenchSlackServer(SlackTestServer):
                 "mean_inflight": self._area / elapsed,
                 "seconds": elapsed,
                 "usergroups": len(self._groups),
+                "rate_limited": self._limited,
             }
 
     def handle(self, method: str, query: str, headers: Mapping[str, str], body: bytes) -> _Reply:
@@ -70,7 +72,11 @@ class BenchSlackServer(SlackTestServer):
             return _Reply(200, {"ok": True})
         self._move(+1, method)
         try:
-            return super().handle(method, query, headers, body)
+            reply = super().handle(method, query, headers, body)
+            if reply.status == 429:
+                with self._gauge:
+                    self._limited += 1
+            return reply
         finally:
             self._move(-1)
 
@@ -79,9 +85,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--seed-file")
+    parser.add_argument("--tier-window", type=float, help="enforce Slack's tiers over this many seconds")
     args = parser.parse_args()
     server = BenchSlackServer(latency=args.latency)
     server.page_limit_cap = 200
+    server.enforce_tiers(args.tier_window)
     if args.seed_file:
         with open(args.seed_file, encoding="utf-8") as fh:
             server.load_seed(json.load(fh))

@@ -161,9 +161,10 @@ class Settings(BaseSettings):
     fresh read would have refused. Users added to existing groups need no re-check: Slack refuses a
     deactivated user in the update itself, and the run then reports it as `UnknownUsers`."""
 
-    shared_read_coalesce_seconds: float = Field(default=0.2, ge=0, le=5)
-    """A worker about to fetch a shared read waits this long first, so that the runs asked for
-    meanwhile (a GitOps sync touching many Reconciles) share its read instead of each needing one."""
+    shared_read_coalesce_seconds: float = Field(default=0.0, ge=0, le=5)
+    """A worker about to fetch a shared read may wait this long first, so that runs asked for
+    meanwhile share its read. Off by default: runs queued behind busy workers already share reads
+    (their requests are older than the next read), and a pause would hold workers idle."""
 
     shared_read_wait_seconds: float = Field(default=20.0, gt=0)
     """Longest a run waits for another worker's shared read before reading itself."""

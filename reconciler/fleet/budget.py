@@ -52,8 +52,9 @@ return 1
 
 
 def window_margin(window: float) -> float:
-    """Slack on the wire: calls granted a window apart may arrive a little closer; keep a margin."""
-    return max(0.05, window * 0.02)
+    """Calls granted a window apart may arrive a little closer at the service; keep a margin
+    (2%, and at least 50 ms unless the window itself is tiny)."""
+    return max(window * 0.02, min(0.05, window * 0.1))
 
 
 class RateBudget:

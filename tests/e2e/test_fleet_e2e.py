@@ -122,7 +122,7 @@ def test_two_operators_share_one_budget_and_one_read_of_the_workspace(
     # Asked for explicitly, all at once: each run reads after its request, and they share reads.
     workspace.reset_calls()
     for namespace, name in names:
-        kube.patch_reconcile(namespace, name, {"spec": {"interval": None}})
+        _request(kube, namespace, name)
     for namespace, name in names:
         tasks[name] = wait_task_change(kube, namespace, name, tasks[name], timeout=30)["status"]["taskId"]
     assert workspace.write_calls() == []
