@@ -15,6 +15,7 @@ drifted members. `reconciler run -A` with 8 workers.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -145,10 +146,8 @@ def run_mode(cfg: Config, *, shared: bool, users: int, count: int, window: float
     finally:
         for part in (operator, slack, valkey_proc, kube):
             if part is not None:
-                try:
+                with contextlib.suppress(Exception):
                     part.stop()
-                except Exception:  # noqa: S110 - best-effort teardown
-                    pass
 
 
 def directory_memory(workdir: Path, users: int) -> tuple[float, float]:

@@ -4,7 +4,6 @@ Slack test server that enforces the tiers over a shortened window (429 + Retry-A
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,7 +87,7 @@ def test_two_operators_share_one_budget_and_one_read_of_the_workspace(
         namespace = (NS_A, NS_B)[i % 2]
         name = unique("fleet")
         groups = [_group(f"{name}-a", i * 10), _group(f"{name}-b", i * 10 + 5, ["fleet-general"])]
-        kube.create_reconcile(slack_reconcile(name, namespace, workspace.api_url, groups, interval="3s"))
+        kube.create_reconcile(slack_reconcile(name, namespace, workspace.api_url, groups))
         names.append((namespace, name))
     tasks = {name: wait_ready(kube, ns, name, timeout=90)["status"]["taskId"] for ns, name in names}
     took = time.monotonic() - started
@@ -104,22 +103,8 @@ def test_two_operators_share_one_budget_and_one_read_of_the_workspace(
     assert workspace.calls_to("usergroups.list") < FLEET
     assert workspace.calls_to("auth.test") <= 2  # the first runs; then cached under the token hash
 
-    # Every Reconcile re-runs on its interval with nothing to change: the runs of one interval
-    # share one read of the user groups and channels (at most one per interval), not one each.
-    workspace.reset_calls()
-    started = time.monotonic()
-    for namespace, name in names:
-        tasks[name] = wait_task_change(kube, namespace, name, tasks[name], timeout=30)["status"]["taskId"]
-    took = time.monotonic() - started
-    calls = Counter(c.method for c in workspace.calls)
-    assert workspace.write_calls() == []
-    assert workspace.rate_limited_calls() == 0
-    reads_allowed = 1 + int(took / 3.0) + 1
-    assert calls["usergroups.list"] <= reads_allowed, (calls, took)
-    assert calls["conversations.list"] <= reads_allowed, (calls, took)
-    assert set(calls) <= {"usergroups.list", "conversations.list", "users.list"}, calls
-
-    # Asked for explicitly, all at once: each run reads after its request, and they share reads.
+    # Nothing changed, all asked for again at once: each run reads the user groups after its own
+    # request (and the channels too), yet they share reads; the directory comes from the cache.
     workspace.reset_calls()
     for namespace, name in names:
         _request(kube, namespace, name)

@@ -1,0 +1,38 @@
+"""Smoke test of bench P7 "fleet": `python -m bench --quick --only P7` runs both modes (shared
+cache and budget on and off) end to end. Call counts are asserted, never timings."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_p7_quick_runs_and_the_fleet_shares_its_reads(tmp_path: Path) -> None:
+    json_path, md_path = tmp_path / "quick.json", tmp_path / "quick.md"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "P7"]
+        + ["--json", str(json_path), "--markdown", str(md_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    scenario = json.loads(json_path.read_text())["scenarios"]["P7"]
+    assert scenario["error"] is None
+    metrics = {m["name"]: m for m in scenario["metrics"]}
+    rerun = next(m for name, m in metrics.items() if name.startswith("phase 2: nothing changed"))
+    # With the cache, re-running every Reconcile with nothing to change costs the fleet a few reads
+    # of the user groups; without it, every run reads everything itself.
+    assert rerun["result"] <= 5 < rerun["baseline"]
+    limited = next(m for name, m in metrics.items() if name.startswith("phase 2: HTTP 429"))
+    assert limited["result"] == 0
+    assert "### P7" in md_path.read_text()
