@@ -13,13 +13,13 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
+BENCH = [sys.executable, "-m", "bench", "--quick", "--only", "P7"]
 
 
 def test_p7_quick_runs_and_the_fleet_shares_its_reads(tmp_path: Path) -> None:
     json_path, md_path = tmp_path / "quick.json", tmp_path / "quick.md"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--only", "P7"]
-        + ["--json", str(json_path), "--markdown", str(md_path)],
+        [*BENCH, "--json", str(json_path), "--markdown", str(md_path)],
         cwd=REPO,
         capture_output=True,
         text=True,
