@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from reconciler_testing.slack import SlackTestServer
+from reconciler_testing.slack import WRITE_METHODS, SlackTestServer
 from tests.e2e.conftest import Process, Sidecar
 from tests.e2e.helpers import apply_group, is_stalled
 from tests.kube import KubeApi, condition
@@ -84,6 +84,7 @@ def test_unlabelled_secret_is_not_credentials(
 
 class _Html(BaseHTTPRequestHandler):
     def _answer(self) -> None:
+        self.server.methods.append(self.path.rsplit("/", 1)[-1].split("?")[0])  # type: ignore[attr-defined]
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
         self.end_headers()
@@ -99,6 +100,7 @@ def test_html_answer_leaks_into_no_status_event_or_record(
     kube: KubeApi, operator: Process, sidecar: Sidecar
 ) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Html)
+    server.methods = []  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/api/"
@@ -114,6 +116,8 @@ def test_html_answer_leaks_into_no_status_event_or_record(
         assert record["status"] == "failed"
         everything = _texts(kube, name, obj) + json.dumps(record)
         assert LEAK not in everything and "<html" not in everything.lower()
+        sent: list[str] = server.methods  # type: ignore[attr-defined]
+        assert sent and not set(sent) & WRITE_METHODS  # reads only: nothing was written on that answer
     finally:
         server.shutdown()
         server.server_close()
