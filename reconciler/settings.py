@@ -137,6 +137,14 @@ class Settings(BaseSettings):
     """Window of Slack's per-method tiers (Tier 2: 20 calls, Tier 3: 50, Tier 4: 100 per window).
     Slack's is one minute; tests and benchmarks shorten it together with their test server."""
 
+    gitlab_rate_limit: int = Field(default=2000, ge=1)
+    """Requests one GitLab user may make per `gitlab_rate_window_seconds`, shared by every run and
+    replica (GitLab.com: 2,000 a minute of authenticated API traffic; self-managed instances set
+    their own, often 7,200 an hour)."""
+
+    gitlab_rate_window_seconds: float = Field(default=60.0, gt=0)
+    """Window of `gitlab_rate_limit`."""
+
     snapshot_max_age_seconds: float = Field(default=60.0, gt=0)
     """How old a shared read (user groups, channels, members) may be for a run nobody asked for
     explicitly (interval, resume); never older than the Reconcile's `spec.interval` either. Runs

@@ -20,14 +20,16 @@ message is scrubbed of it as a last line of defence.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import gitlab
 import gitlab.const
@@ -45,7 +47,7 @@ from reconciler.errors import (
     TransientError,
     Unauthorized,
 )
-from reconciler.fleet import Fleet
+from reconciler.fleet import CACHE_ERRORS, Fleet
 from reconciler.integrations.common import parse_answer, service_text, unreadable_answer
 from reconciler.integrations.egress import GuardedAdapter, policy_for
 from reconciler.integrations.gitlab_members.models import GitlabMemberState, GitlabUser, SourceKind
@@ -112,7 +114,12 @@ class _Session(requests.Session):
     Every request (retries and redirects included) gets min(its timeout, time left of the run).
     """
 
+    before_send: Callable[[], None] | None = None
+    """Draws one request from the shared rate budget (set when the run has a fleet)."""
+
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        if self.before_send is not None:
+            self.before_send()
         timeout = kwargs.get("timeout")
         call_timeout = float(max(timeout) if isinstance(timeout, tuple) else timeout or 30.0)
         kwargs["timeout"] = deadline.current().timeout(call_timeout, "calling GitLab")
@@ -167,6 +174,10 @@ class GitlabClient:
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         session.hooks["response"].append(self._on_rate_limit)
+        self._token_hash = hashlib.sha256(f"{self.url}\n{self._secret}".encode()).hexdigest()
+        self._user_id: int | None = None
+        if fleet is not None:
+            session.before_send = self._take_budget
         self._gl = gitlab.Gitlab(
             self.url,
             private_token=self._secret,
@@ -187,7 +198,28 @@ class GitlabClient:
     def current_user(self) -> GitlabUser:
         """The token's own user (`GET /user`); also proves the token works before anything else."""
         answer = self._call("read the token's user", lambda **kw: self._gl.http_get("/user", **kw))
-        return parse_answer(_USER, answer, "GitLab GET /user").to_user()
+        user = parse_answer(_USER, answer, "GitLab GET /user").to_user()
+        self._user_id = user.id
+        return user
+
+    def account(self) -> str:
+        """What the rate budget is keyed by: GitLab limits each user per instance (until the
+        token's user is known, the token's hash stands in for it)."""
+        who = f"user:{self._user_id}" if self._user_id is not None else f"token:{self._token_hash}"
+        return f"gitlab:{urlsplit(self.url).netloc}:{who}"
+
+    def _take_budget(self) -> None:
+        """One request from the budget every run of this GitLab user shares (all replicas)."""
+        if self._fleet is None:
+            return
+        settings = self._fleet.settings
+        try:
+            self._fleet.budget.acquire(
+                self.account(), settings.gitlab_rate_limit, settings.gitlab_rate_window_seconds, "GitLab"
+            )
+        except CACHE_ERRORS:
+            log.warning("Valkey is unreachable: this run calls GitLab without the shared rate budget")
+            self._fleet = None
 
     def token_scopes(self) -> frozenset[str] | None:
         """The scopes of a personal, group or project access token (`GET /personal_access_tokens/self`);
@@ -404,6 +436,10 @@ class GitlabClient:
         headers = response.headers
         wait = retry_after_seconds(headers)
         self._retry_after = wait
+        if self._fleet is not None:
+            # GitLab said wait: so does every run of this user, in every replica.
+            with contextlib.suppress(*CACHE_ERRORS):
+                self._fleet.budget.block(self.account(), wait if wait is not None else 1.0)
         if wait is None and headers.get("RateLimit-Reset", "").isdigit():
             wait = max(0.0, int(headers["RateLimit-Reset"]) - time.time())
         elif wait is None:

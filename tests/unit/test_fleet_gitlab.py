@@ -1,0 +1,81 @@
+"""GitLab's per-user rate budget, shared through a real valkey-server by every client of the user,
+with the real GitlabClient against the GitLab test server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import valkey
+from pydantic import SecretStr
+
+from reconciler.errors import RateLimited
+from reconciler.fleet import Fleet
+from reconciler.integrations.gitlab_members.client import GitlabClient
+from reconciler.settings import Settings
+from reconciler_testing.gitlab import GitLabTestServer
+from tests.valkey_server import ValkeyProcess
+
+TOKEN = "glpat-Fleet-Budget-Token-0123456789"
+
+
+@pytest.fixture
+def gitlab() -> Iterator[GitLabTestServer]:
+    with GitLabTestServer() as server:
+        server.add_user("robot")
+        server.add_user("alice")
+        server.add_token(TOKEN, username="robot")
+        yield server
+
+
+def fleet(valkey_server: ValkeyProcess, **settings: float) -> Fleet:
+    client = valkey.Valkey.from_url(valkey_server.url, decode_responses=True)
+    return Fleet.create(client, Settings(**settings), fresh_after=time.time())  # type: ignore[arg-type]
+
+
+def test_every_client_of_one_user_draws_from_one_budget(
+    gitlab: GitLabTestServer, valkey_server: ValkeyProcess
+) -> None:
+    limits = {"gitlab_rate_limit": 4, "gitlab_rate_window_seconds": 1.0, "rate_limit_inline_wait_seconds": 5}
+    stamps: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        client = GitlabClient(gitlab.url, SecretStr(TOKEN), Settings(), fleet(valkey_server, **limits))
+        client.current_user()  # the budget is the user's from here on
+        for _ in range(3):
+            client.find_user("alice")
+            with lock:
+                stamps.append(time.monotonic())
+        client.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(stamps) == 12
+    stamps.sort()
+    # 12 lookups by one user at 4 a second, from 4 clients: any 1 s window holds at most 4.
+    for i in range(4, len(stamps)):
+        assert stamps[i] - stamps[i - 4] >= 0.95
+    assert gitlab.calls_matching("GET", "/users") == 12
+
+
+def test_a_429_makes_every_client_of_the_user_wait(gitlab: GitLabTestServer, valkey_server: ValkeyProcess) -> None:
+    settings = {"rate_limit_inline_wait_seconds": 0.5, "rate_limit_retries": 0}
+    first = GitlabClient(gitlab.url, SecretStr(TOKEN), Settings(), fleet(valkey_server, **settings))
+    first.current_user()
+    gitlab.rate_limit(1, retry_after=30)
+    with pytest.raises(RateLimited):
+        first.find_user("alice")
+    # Another run of the same user does not even ask: the budget says wait (and it may not sleep).
+    second = GitlabClient(gitlab.url, SecretStr(TOKEN), Settings(), fleet(valkey_server, **settings))
+    second.current_user()
+    before = len(gitlab.calls)
+    with pytest.raises(RateLimited) as caught:
+        second.find_user("alice")
+    assert len(gitlab.calls) == before
+    assert caught.value.retry_after is not None and caught.value.retry_after > 20
