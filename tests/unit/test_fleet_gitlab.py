@@ -64,7 +64,9 @@ def test_every_client_of_one_user_draws_from_one_budget(
     assert gitlab.calls_matching("GET", "/users") == 12
 
 
-def test_a_429_makes_every_client_of_the_user_wait(gitlab: GitLabTestServer, valkey_server: ValkeyProcess) -> None:
+def test_a_429_makes_every_client_of_the_user_wait(
+    gitlab: GitLabTestServer, valkey_server: ValkeyProcess
+) -> None:
     settings = {"rate_limit_inline_wait_seconds": 0.5, "rate_limit_retries": 0}
     first = GitlabClient(gitlab.url, SecretStr(TOKEN), Settings(), fleet(valkey_server, **settings))
     first.current_user()
