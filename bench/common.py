@@ -150,6 +150,8 @@ class ScenarioResult:
     error: str | None = None
     seconds: float = 0.0
     measured_at: str = ""
+    series: dict[str, Any] = field(default_factory=dict)
+    """Raw samples the figures are drawn from (bench/plots.py), kept so --report-only can redraw."""
 
     @property
     def missed(self) -> list[Metric]:
@@ -191,6 +193,7 @@ def machine_info() -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "machine": platform.machine(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
     try:
         import psutil

@@ -120,6 +120,12 @@ def run(cfg: Config, profiler: Profiler | None = None) -> ScenarioResult:
             note=f"idle: {Dist.of(idle).n} samples, p99 {idle_p99:.2f} ms, max {Dist.of(idle).max:.2f} ms",
         ).judge()
     )
+    origin = samples[0][0] if samples else 0.0
+    result.series = {
+        "lag": [[round(ts - origin, 3), round(lag * 1000, 3)] for ts, lag in samples],
+        "busy_windows": [[round(a - origin, 3), round(b - origin, 3)] for a, b in busy_windows],
+        "idle_windows": [[round(a - origin, 3), round(b - origin, 3)] for a, b in idle_windows],
+    }
     result.notes.append(
         "Slack calls in flight per repeat (max / time-weighted mean, of "
         f"{workers} workers): " + ", ".join(f"{m} / {a:.1f}" for m, a in inflight)

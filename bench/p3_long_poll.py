@@ -1,8 +1,8 @@
 """P3: sidecar long-poll, time from a task's finish to the answer of a waiting GET.
 
 `GET /reconcile/{id}?timeout_seconds=60` on `reconciler api` (pub/sub wake-up, TaskNotifier) versus
-the same request on a tiny FastAPI app serving the seed's helper (fixed 0.5 s polling, bench/
-baseline_api.py), both over the same Valkey and TaskStore. A few dozen clients, each on its own task,
+the same request on a tiny FastAPI app that polls the task every 0.5 s (the 0.5 s polling baseline,
+bench/baseline_api.py), both over the same Valkey and TaskStore. A few dozen clients, each on its own task,
 finishing at random times spread over a window so that they rarely overlap (P4 is the crowd).
 Method: bench/longpoll.py.
 """
@@ -73,7 +73,7 @@ def run(cfg: Config, profiler: Profiler | None = None) -> ScenarioResult:
             dist=Dist.of(pooled),
             dist_unit="ms",
             per_repeat=[percentile(p, 95) for p in ours],
-            note=f"baseline (seed's 0.5 s polling): median {percentile(pooled_base, 50):.0f} ms, "
+            note=f"0.5 s polling baseline: median {percentile(pooled_base, 50):.0f} ms, "
             f"p95 {base_p95:.0f} ms, max {max(pooled_base, default=0):.0f} ms",
         ).judge()
     )
@@ -87,6 +87,10 @@ def run(cfg: Config, profiler: Profiler | None = None) -> ScenarioResult:
             target_label="0",
         ).judge()
     )
+    result.series = {
+        "latencies_ms": [round(x, 3) for x in pooled],
+        "baseline_latencies_ms": [round(x, 3) for x in pooled_base],
+    }
     result.notes.append(
         f"driver event-loop lag p99 per run: {', '.join(f'{x:.1f}' for x in driver_lag)} ms "
         "(measurement health: should stay far below the latencies measured)"

@@ -40,6 +40,7 @@ def run(cfg: Config, profiler: Profiler | None = None) -> ScenarioResult:
     for workers in worker_counts:
         seconds: list[float] = []
         ideals: list[float] = []
+        ready_after: list[float] = []
         details: list[str] = []
         for rep in range(repeats):
             world = OperatorWorld(cfg.subdir(f"p5-w{workers}-r{rep}"), workers=workers, slack_latency=LATENCY)
@@ -54,6 +55,8 @@ def run(cfg: Config, profiler: Profiler | None = None) -> ScenarioResult:
                     first, created = world.kube.create_many(bodies, concurrency=16)
                     last_ready = watch.wait_all(names, timeout=60 + count * 4 * LATENCY * 2)
                     stats = world.slack.stats()
+                    if rep == 0:
+                        ready_after = sorted(round(t - first, 3) for t in watch.ready.values())
                 if profiler is not None:
                     profiler.stop()
                 assert world.valkey is not None
@@ -94,6 +97,9 @@ def run(cfg: Config, profiler: Profiler | None = None) -> ScenarioResult:
             time.sleep(0.5)
         median = Dist.of(seconds).median
         ideal = Dist.of(ideals).median
+        result.series.setdefault("ready_timelines", []).append(
+            {"workers": workers, "ready_after_s": ready_after, "ideal_s": round(ideal, 3), "count": count}
+        )
         result.metrics.append(
             Metric(
                 name=f"{count} Reconciles, {workers} workers: first create -> all Ready",

@@ -115,7 +115,10 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def markdown(payload: dict[str, Any], results: list[ScenarioResult]) -> str:
+def markdown(
+    payload: dict[str, Any], results: list[ScenarioResult], figures: list[tuple[str, str]] | None = None
+) -> str:
+    """The report; `figures`: (caption, path relative to the report) of the PNGs to embed."""
     machine = payload["machine"]
     lines = [
         "# Benchmarks",
@@ -128,7 +131,13 @@ def markdown(payload: dict[str, Any], results: list[ScenarioResult]) -> str:
         "",
         f"Machine: {machine.get('nproc')} CPUs ({machine.get('cpu', machine.get('machine', '?'))}), "
         f"{machine.get('memory_total_mb', '?')} MB RAM, Python {machine.get('python')} "
-        f"({machine.get('platform')}). Command: `{payload.get('command')}`; {payload.get('generated_at')}.",
+        f"({machine.get('platform')}). Command: `{payload.get('command')}`; {payload.get('generated_at')}."
+        + (
+            f" Load average (1 min) when it ended: {machine['load_average_1m']} on {machine.get('nproc')} "
+            "CPUs: timings measured on a busy machine are pessimistic."
+            if machine.get("load_average_1m", 0) > (machine.get("nproc") or 1)
+            else ""
+        ),
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
@@ -142,6 +151,10 @@ def markdown(payload: dict[str, Any], results: list[ScenarioResult]) -> str:
         "over all repetitions.",
         "",
     ]
+    if figures:
+        lines += ["## Figures", ""]
+        for caption, src in figures:
+            lines += [f"### {caption}", "", f"![{caption}]({src})", ""]
     lines += ["## Scenarios, method and notes", ""]
     for res in results:
         lines.append(f"### {res.id}: {res.title}")
@@ -215,8 +228,13 @@ def _memory_md(mem: dict[str, Any]) -> list[str]:
 
 
 def write_markdown(path: Path, payload: dict[str, Any], results: list[ScenarioResult]) -> None:
+    """The report, and its figures in a folder named like it (docs/benchmarks.md: docs/benchmarks/)."""
+    from bench.plots import write_figures
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(markdown(payload, results))
+    written = write_figures(results, path.parent / path.stem)
+    figures = [(caption, str(png.relative_to(path.parent))) for caption, png in written]
+    path.write_text(markdown(payload, results, figures))
 
 
 def relative(path: Path) -> str:

@@ -98,3 +98,43 @@ def test_markdown_is_written(quick_run: tuple[subprocess.CompletedProcess[str], 
     text = md_path.read_text()
     assert text.startswith("# Benchmarks")
     assert "| Scenario | Metric |" in text and "### P2" in text and "### P3" in text
+
+
+def test_figures_are_written_and_embedded(
+    quick_run: tuple[subprocess.CompletedProcess[str], Path, Path],
+) -> None:
+    _, json_path, md_path = quick_run
+    png = md_path.parent / md_path.stem / "p3-long-poll.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (
+        f"![P3: Long-poll latency against the 0.5 s polling baseline]({md_path.stem}/p3-long-poll.png)"
+        in (md_path.read_text())
+    )
+    series = json.loads(json_path.read_text())["scenarios"]["P3"]["series"]
+    assert len(series["latencies_ms"]) == 20 and len(series["baseline_latencies_ms"]) == 20
+
+
+def test_report_only_redraws_from_the_json(
+    quick_run: tuple[subprocess.CompletedProcess[str], Path, Path], tmp_path: Path
+) -> None:
+    _, json_path, _ = quick_run
+    md_path = tmp_path / "again.md"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--report-only",
+            "--json",
+            str(json_path),
+            "--markdown",
+            str(md_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "again" / "p3-long-poll.png").stat().st_size > 10_000
+    assert "![P3:" in md_path.read_text()
