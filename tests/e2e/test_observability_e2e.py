@@ -16,9 +16,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler_testing.slack import SlackTestServer
-from tests.e2e.conftest import Process, start_operator
+from tests.e2e.conftest import Process, Sidecar, start_operator
 from tests.e2e.helpers import is_stalled, slack_reconcile, wait_ready
 from tests.kube import KubeApi
+from tests.metric_names import chart_file_references, exported
 from tests.valkey_server import free_port
 
 pytestmark = pytest.mark.e2e
@@ -118,3 +119,21 @@ def test_condition_series_follow_the_reconciles(
 
     kube.delete_reconcile(NS, "good")
     wait_series(metrics_operator, "good", set())
+
+
+def test_every_metric_of_the_dashboard_and_alerts_is_exported(
+    kube: KubeApi, metrics_operator: str, sidecar: Sidecar
+) -> None:
+    with sidecar.client() as client:  # one long poll, so the sidecar has served one
+        client.get("/reconcile/" + "0" * 32, params={"timeout_seconds": 0.1})
+    operator_metrics = exported(scrape(metrics_operator))
+    sidecar_metrics = exported(scrape(f"{sidecar.url}/metrics"))
+    missing = {
+        name: sorted(places)
+        for name, places in chart_file_references().items()
+        if name not in operator_metrics | sidecar_metrics
+    }
+    assert not missing, f"referenced by the chart but exported by neither process: {missing}"
+    assert "reconciler_reconcile_condition" in operator_metrics
+    assert "reconciler_operator_leader" in operator_metrics
+    assert "reconciler_api_waiters" in sidecar_metrics
