@@ -129,6 +129,7 @@ def run_mode(cfg: Config, *, shared: bool, users: int, count: int, window: float
             first, _ = kube.create_many(bodies, concurrency=16)
             last_ready = watch.wait_all(names, timeout=600)
             phase1 = slack.stats()
+            ready_after = sorted(round(t - first, 3) for t in watch.ready.values())
         time.sleep(1.0)
         slack.reset()
         value = datetime.now(UTC).isoformat()
@@ -139,6 +140,7 @@ def run_mode(cfg: Config, *, shared: bool, users: int, count: int, window: float
         phase2 = slack.stats()
         return {
             "seconds": last_ready - first,
+            "ready_after_s": ready_after,
             "phase1": phase1,
             "phase2": phase2,
             "phase2_seconds": handled - asked,
@@ -260,6 +262,15 @@ def run(cfg: Config) -> ScenarioResult:
             ),
         ).judge()
     )
+    result.series = {
+        "ready_timelines": [
+            {"label": "cache + budget on", "ready_after_s": on["ready_after_s"]},
+            {"label": "cache + budget off", "ready_after_s": off["ready_after_s"]},
+        ],
+        "count": count,
+        "lower_bound_s": round(lower_bound, 3),
+        "lower_bound_label": f"{writes} usergroups.users.update at {TIER_2} per {window:g} s",
+    }
     result.notes.append(
         "Not measured here: GitLab (the shared budget and username cache for GitLab are not built yet)."
     )

@@ -4,8 +4,10 @@
 - P3: long-poll latency distributions (finish -> answer), the sidecar against the 0.5 s polling
   baseline, as empirical CDFs on a log time axis;
 - P1: the operator's event-loop lag over time, busy windows shaded, with the target;
-- P5 (until a fleet scenario exists): Reconciles Ready over time for each worker count, against
-  the lower bound (Slack calls x latency / workers: all workers waiting on Slack all the time).
+- P5: Reconciles Ready over time for each worker count, against the lower bound (Slack calls x
+  latency / workers: all workers waiting on Slack all the time);
+- P7: the fleet timeline, Reconciles Ready over time on one rate-limited workspace (shared cache
+  and budget on and off), against the tier lower bound (the busiest method's calls at its limit).
 """
 
 from __future__ import annotations
@@ -122,6 +124,41 @@ def plot_convergence(result: ScenarioResult, path: Path) -> bool:
     return _save(fig, plt, path)
 
 
+def plot_fleet(result: ScenarioResult, path: Path) -> bool:
+    timelines = result.series.get("ready_timelines") or []
+    count, bound = result.series.get("count"), result.series.get("lower_bound_s")
+    if not timelines or not count or not bound:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(SIZE[0], SIZE[1] + 0.6))
+    for timeline, colour in zip(timelines, ["tab:blue", "tab:orange"], strict=False):
+        ready = timeline["ready_after_s"]
+        if ready:
+            ax.step(
+                [0.0, *ready],
+                list(range(len(ready) + 1)),
+                where="post",
+                color=colour,
+                linewidth=2,
+                label=f"Ready, {timeline['label']} (all in {ready[-1]:.0f} s)",
+            )
+    ax.plot(
+        [0, bound],
+        [0, count],
+        color="grey",
+        linestyle="--",
+        linewidth=1.5,
+        label=f"tier lower bound: {bound:.0f} s ({result.series.get('lower_bound_label', '')})",
+    )
+    ax.axvline(bound, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("time since the first create (s)")
+    ax.set_ylabel("Reconciles Ready")
+    ax.set_title(f"P7 fleet: {count} Reconciles on one rate-limited Slack workspace, Ready over time")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, fontsize="small")
+    return _save(fig, plt, path)
+
+
 def _save(fig: Any, plt: Any, path: Path) -> bool:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -134,6 +171,11 @@ FIGURES: dict[str, tuple[str, str, Callable[[ScenarioResult, Path], bool]]] = {
     "P3": ("p3-long-poll.png", "Long-poll latency against the 0.5 s polling baseline", plot_long_poll),
     "P1": ("p1-loop-lag.png", "Operator event-loop lag while busy", plot_loop_lag),
     "P5": ("p5-ready-timeline.png", "Reconciles Ready over time against the lower bound", plot_convergence),
+    "P7": (
+        "p7-fleet-timeline.png",
+        "Fleet: Reconciles Ready over time against the tier lower bound",
+        plot_fleet,
+    ),
 }
 
 
