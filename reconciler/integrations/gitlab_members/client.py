@@ -359,7 +359,7 @@ class GitlabClient:
         try:
             return send(obey_rate_limit=True, max_retries=self._rate_limit_retries)
         except RateLimited as exc:
-            exc.message = f"GitLab at {self.url} is rate limited ({what}): {exc.message}"
+            exc.message = f"{exc.message} (to {what})"
             raise
         except gitlab.exceptions.GitlabAuthenticationError:
             raise Unauthorized(
@@ -446,9 +446,15 @@ class GitlabClient:
             wait = 2 ** (self._limited - 1) * 0.1
         unreadable = "Retry-After" in headers and not headers["Retry-After"].strip().isdigit()
         if unreadable:
-            raise cap_retry_after(RateLimited("GitLab asked to wait", retry_after=wait), self._settings)
+            raise cap_retry_after(
+                RateLimited(
+                    f"GitLab at {self.url} answered 429 with a Retry-After that is not whole seconds",
+                    retry_after=self._retry_after,  # a date or "1.5" as read; garbage: None, backoff
+                ),
+                self._settings,
+            )
         if self._limited <= self._rate_limit_retries:
-            inline_wait(wait, "GitLab", self._settings)
+            inline_wait(wait, f"GitLab at {self.url}", self._settings)
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._secret, "[token]") if self._secret else text
