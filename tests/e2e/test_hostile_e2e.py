@@ -151,6 +151,7 @@ def test_a_hostile_tenant_does_not_starve_another_namespace(world: World) -> Non
         obj = world.kube.wait_for(HOSTILE, name, lambda o: _reason(o, "Ready") == "BadResponse", 30)
         assert "kept paginating past 30 pages" in str(condition(obj, "Ready")["message"])
 
-    # A 429 of a day is one call, then no run (interval or retry) before the capped 15 minutes.
+    # A 429 of a day: no more calls (interval or retry) before the capped 15 minutes.
     time.sleep(2)  # two interval checks (RECONCILER_INTERVAL_CHECK_SECONDS=1 in the e2e env)
-    assert len(world.limited.calls) == 2, [c.method for c in world.limited.calls]
+    # At most one call per Reconcile (with the shared budget, the second may not even call).
+    assert 1 <= len(world.limited.calls) <= 2, [c.method for c in world.limited.calls]
