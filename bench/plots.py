@@ -140,7 +140,7 @@ def plot_fleet(result: ScenarioResult, path: Path) -> bool:
                 where="post",
                 color=colour,
                 linewidth=2,
-                label=f"Ready, {timeline['label']} (all in {ready[-1]:.0f} s)",
+                label=f"Ready, {timeline['label']} (all in {ready[-1]:.1f} s)",
             )
     ax.plot(
         [0, bound],
@@ -148,7 +148,7 @@ def plot_fleet(result: ScenarioResult, path: Path) -> bool:
         color="grey",
         linestyle="--",
         linewidth=1.5,
-        label=f"tier lower bound: {bound:.0f} s ({result.series.get('lower_bound_label', '')})",
+        label=f"tier lower bound: {bound:.1f} s ({result.series.get('lower_bound_label', '')})",
     )
     ax.axvline(bound, color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel("time since the first create (s)")

@@ -36,3 +36,9 @@ def test_p7_quick_runs_and_the_fleet_shares_its_reads(tmp_path: Path) -> None:
     limited = next(m for name, m in metrics.items() if name.startswith("phase 2: HTTP 429"))
     assert limited["result"] == 0
     assert "### P7" in md_path.read_text()
+    # The fleet timeline figure: Ready over time, on and off, against the tier lower bound.
+    timelines = scenario["series"]["ready_timelines"]
+    assert [len(t["ready_after_s"]) for t in timelines] == [scenario["params"]["reconciles"]] * 2
+    png = tmp_path / "quick" / "p7-fleet-timeline.png"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert "(quick/p7-fleet-timeline.png)" in md_path.read_text()
