@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
+from reconciler.claims import Claim, ClaimState, conflict_error
 from reconciler.deadline import run_deadline
 from reconciler.errors import InvalidSpec, MissingScope, ReconcileError, TransientError
 from reconciler.fleet import Fleet
@@ -34,6 +35,8 @@ class RunOutcome:
     failed_action: Action | None = None
     error: ReconcileError | None = None
     dry_run: bool = False
+    claims: list[ClaimState] | None = None
+    """Who owns each target, when the run claimed (or peeked at) them; None when it did not get that far."""
 
     @property
     def ok(self) -> bool:
@@ -82,11 +85,18 @@ def run_integration(
     dry_run: bool,
     on_planned: Callable[[list[Action]], None] | None = None,
     fleet: Fleet | None = None,
+    claim: Claim | None = None,
 ) -> RunOutcome:
     """Plan, and unless `dry_run`, apply, within `settings.run_deadline_seconds`. Never raises
-    ReconcileError: it is returned in the outcome (past the deadline: Timeout, with what was applied)."""
+    ReconcileError: it is returned in the outcome (past the deadline: Timeout, with what was applied).
+
+    With `claim`, the targets are claimed first; those another Reconcile owns are left out of the
+    plan (nothing is written to them), the others converge, and the run ends with `Conflict`.
+    """
     with run_deadline(settings.run_deadline_seconds):
-        return _run_integration(spec, token, settings, dry_run=dry_run, on_planned=on_planned, fleet=fleet)
+        return _run_integration(
+            spec, token, settings, dry_run=dry_run, on_planned=on_planned, fleet=fleet, claim=claim
+        )
 
 
 def _run_integration(
@@ -97,20 +107,35 @@ def _run_integration(
     dry_run: bool,
     on_planned: Callable[[list[Action]], None] | None,
     fleet: Fleet | None,
+    claim: Claim | None,
 ) -> RunOutcome:
     outcome = RunOutcome(dry_run=dry_run)
     integration = INTEGRATIONS[spec.integration]
     service: IntegrationService | None = None
     try:
         service = integration.service(spec.integration_spec, token, settings, fleet)
-        outcome.actions = service.plan()
+        conflicts: list[ClaimState] = []
+        if claim is not None:
+            outcome.claims = claim(service.targets())
+            conflicts = [state for state in outcome.claims if not state.held]
+            service.exclude({state.target.name for state in conflicts})
+        if not conflicts or len(conflicts) < len(outcome.claims or ()):
+            outcome.actions = service.plan()
         if on_planned is not None:
             on_planned(outcome.actions)
-        if dry_run or not outcome.actions:
-            return outcome
-        check_scopes(integration, spec, service)
-        result = service.apply(outcome.actions)
-        outcome.applied, outcome.failed_action, outcome.error = result.applied, result.failed, result.error
+        if not dry_run and outcome.actions:
+            check_scopes(integration, spec, service)
+            result = service.apply(outcome.actions)
+            outcome.applied, outcome.failed_action = result.applied, result.failed
+            outcome.error = result.error
+        if conflicts and outcome.error is None:
+            done = "planned" if dry_run else "applied"
+            others = (
+                f"its other targets: {len(outcome.actions)} action(s) {done}"
+                if len(conflicts) < len(outcome.claims or ())
+                else "it lists no other target"
+            )
+            outcome.error = conflict_error(conflicts, others_done=others)
     except ReconcileError as exc:
         outcome.error = exc
     except Exception as exc:  # a bug or an unexpected library error: report it, retry later
@@ -135,3 +160,36 @@ def check_scopes(integration: Integration[Any], spec: ReconcileSpec, service: In
             f"the {spec.integration} token lacks the scope(s) {', '.join(missing)} needed to apply this "
             f"plan (it has: {', '.join(sorted(granted)) or 'none'}); add them, then the next run applies it"
         )
+
+
+def run_teardown(spec: ReconcileSpec, token: SecretStr, settings: Settings, *, claim: Claim) -> RunOutcome:
+    """`deletionPolicy: Delete`: undo the spec's targets this Reconcile owns (or nobody claims); the
+    targets another Reconcile owns are left alone. Never raises ReconcileError. Bounded by the same
+    deadline as a run."""
+    with run_deadline(settings.run_deadline_seconds):
+        return _run_teardown(spec, token, settings, claim=claim)
+
+
+def _run_teardown(spec: ReconcileSpec, token: SecretStr, settings: Settings, *, claim: Claim) -> RunOutcome:
+    outcome = RunOutcome()
+    integration = INTEGRATIONS[spec.integration]
+    service: IntegrationService | None = None
+    try:
+        service = integration.service(spec.integration_spec, token, settings)
+        outcome.claims = claim(service.targets())
+        service.exclude({state.target.name for state in outcome.claims if not state.held})
+        outcome.actions = service.plan_teardown()
+        if outcome.actions:
+            check_scopes(integration, spec, service)
+            result = service.apply(outcome.actions)
+            outcome.applied, outcome.failed_action = result.applied, result.failed
+            outcome.error = result.error
+    except ReconcileError as exc:
+        outcome.error = exc
+    except Exception as exc:
+        log.exception("%s teardown failed unexpectedly", spec.integration)
+        outcome.error = TransientError("InternalError", f"unexpected {type(exc).__name__}; see operator logs")
+    finally:
+        if service is not None:
+            service.close()
+    return outcome

@@ -173,6 +173,14 @@ class Settings(BaseSettings):
     cache_timeout_seconds: float = Field(default=2.0, gt=0)
     """Socket timeout of Valkey calls, so a dead cache fails fast instead of hanging."""
 
+    conflict_retry_seconds: float = Field(default=60.0, ge=1)
+    """How often a Reconcile stalled on `Conflict` tries again to claim its targets (or sooner, on
+    its `spec.interval`): a released claim is taken over within this, without a hot loop."""
+
+    delete_retries: int = Field(default=5, ge=0, le=50)
+    """Retries (with backoff) of the `deletionPolicy: Delete` work before the finalizer is released
+    anyway, leaving the targets as they are, with a Warning event."""
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Log level of the operator and the sidecar."""
 

@@ -22,6 +22,7 @@ from reconciler.models.spec import parse_duration
 from reconciler.models.task import ReconcileRef, new_task_id
 from reconciler.settings import get_settings
 from reconciler_operator import conditions, observability
+from reconciler_operator.deletion import DeleteReport, DeleteRequest
 from reconciler_operator.runs import RunRequest
 from reconciler_operator.runtime import Runtime, configure_kopf, watch_loop_lag
 from reconciler_operator.sharding import shard_filter
@@ -133,6 +134,9 @@ async def run_on_request(new: Any, status: kopf.Status, **kwargs: Any) -> None:
 
 @kopf.timer(*RESOURCE, interval=get_settings().interval_check_seconds, id="interval", labels=SHARD)
 async def run_on_interval(spec: kopf.Spec, status: kopf.Status, body: kopf.Body, **kwargs: Any) -> None:
+    if _conflict_retry_due(spec, status):
+        await _reconcile("conflict", spec=spec, status=status, body=body, raise_transient=False, **kwargs)
+        return
     interval = spec.get("interval")
     if not interval or spec.get("suspend") or not status.get("lastRunTime"):
         return
@@ -158,6 +162,20 @@ async def run_on_interval(spec: kopf.Spec, status: kopf.Status, body: kopf.Body,
     await _reconcile("interval", spec=spec, status=status, body=body, raise_transient=False, **kwargs)
 
 
+def _conflict_retry_due(spec: kopf.Spec, status: kopf.Status) -> bool:
+    """A Reconcile stalled on `Conflict` tries again every `conflict_retry_seconds` (its interval may
+    come sooner), so it takes a released target over without a hot loop and without an interval."""
+    stalled: dict[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == conditions.STALLED), {}
+    )
+    if spec.get("suspend") or stalled.get("status") != "True" or stalled.get("reason") != "Conflict":
+        return False
+    if not status.get("lastRunTime"):
+        return False
+    last = datetime.fromisoformat(str(status["lastRunTime"]).replace("Z", "+00:00"))
+    return datetime.now(UTC) >= last + timedelta(seconds=get_settings().conflict_retry_seconds)
+
+
 async def _reconcile(
     trigger: str,
     *,
@@ -180,7 +198,12 @@ async def _reconcile(
 
     ref = ReconcileRef(namespace=str(meta["namespace"]), name=str(meta["name"]), generation=generation)
     request = RunRequest(
-        ref=ref, raw_spec=dict(spec), trigger=trigger, task_id=new_task_id(), status=dict(status)
+        ref=ref,
+        raw_spec=dict(spec),
+        trigger=trigger,
+        task_id=new_task_id(),
+        status=dict(status),
+        uid=str(meta.get("uid") or ""),
     )
     async with runtime.object_lock(str(meta.get("uid") or ref.key)):
         loop = asyncio.get_running_loop()
@@ -218,12 +241,54 @@ async def _reconcile(
             now=_now(),
         )
     )
+    if report.claims is not None:
+        patch.status["claims"] = [state.to_status() for state in report.claims]
     runtime.count_run(record.integration, record.status.value)
     if error is not None:
         observability.RUN_ERRORS.labels(record.integration or "unknown", error.reason).inc()
     _post_event(body, record.task_id, error, len(record.actions), record.applied, record.dry_run)
     if error is not None and retry_in is not None and raise_transient:
         raise kopf.TemporaryError(f"{error.reason}: {error.message}", delay=retry_in)
+
+
+# --- deletion ------------------------------------------------------------------------------------
+
+
+@kopf.on.delete(*RESOURCE, id="delete")
+async def on_delete(body: kopf.Body, spec: kopf.Spec, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    """Apply `spec.deletionPolicy` and release the claims (in the worker pool) before Kopf removes
+    the finalizer. Transient failures are retried with backoff, at most `delete_retries` times."""
+    runtime: Runtime = memo["runtime"]
+    meta = body.meta
+    ref = ReconcileRef(
+        namespace=str(meta["namespace"]), name=str(meta["name"]), generation=int(meta.get("generation") or 0)
+    )
+    uid = str(meta.get("uid") or "")
+    final = retry >= get_settings().delete_retries
+    request = DeleteRequest(ref=ref, uid=uid, raw_spec=dict(spec), final=final)
+    async with runtime.object_lock(uid or ref.key):
+        report = await asyncio.get_running_loop().run_in_executor(runtime.executor, runtime.delete, request)
+    _post_delete_event(body, report, final)
+    if report.retry and not final:
+        assert report.error is not None
+        raise kopf.TemporaryError(report.error.message, delay=runtime.backoff(retry, report.error))
+
+
+def _post_delete_event(body: kopf.Body, report: DeleteReport, final: bool) -> None:
+    parts = [report.note] if report.note else []
+    if report.done:
+        parts.append("done: " + ", ".join(f"{a.type} {a.target}" for a in report.done[:20]))
+    if report.skipped:
+        parts.append("left alone (another Reconcile owns them): " + "; ".join(report.skipped[:20]))
+    if report.released:
+        parts.append(f"released {len(report.released)} claim(s)")
+    error = report.error
+    if error is None:
+        kopf.event(body, type="Normal", reason="Deleted", message="; ".join(parts) or "deleted")
+        return
+    what = "retrying" if report.retry and not final else "giving up: the targets are left as they are"
+    parts.append(f"{error.reason}: {error.message} ({what})")
+    kopf.event(body, type="Warning", reason="DeletionFailed", message="; ".join(parts))
 
 
 def _post_event(

@@ -53,6 +53,24 @@ class ReconcileObjects:
             status=status if isinstance(status, dict) else {},
         )
 
+    def exists(self, namespace: str, name: str, uid: str) -> bool:
+        """False only when the API answers that Reconcile `namespace/name` with `uid` is gone (404, or
+        a namesake with another uid): a claim it holds is stale. Any doubt (not logged in, API error,
+        forbidden) counts as alive, so a live owner's claim is never taken."""
+        client = self._client()
+        if client is None:
+            return True
+        try:
+            response = client.get(_path(ReconcileRef(namespace=namespace, name=name)))
+            if response.status_code == 404:
+                return False
+            if response.status_code != 200:
+                return True
+            found = (response.json().get("metadata") or {}).get("uid")
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return True
+        return found is None or found == uid
+
     def mark_running(self, ref: ReconcileRef, status: dict[str, Any], task_id: str, trigger: str) -> None:
         """`status.taskId` names the run now, and `Reconciling=True` says so (best effort)."""
         client = self._client()

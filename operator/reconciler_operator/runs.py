@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from reconciler.cache.base import CacheBackend, CacheCorrupt
 from reconciler.cache.valkey import ValkeyCache
+from reconciler.claims import Claimer, ClaimOwner, ClaimState, ClaimStore, OwnerAlive
 from reconciler.errors import CacheUnavailable, ReconcileError, TransientError
 from reconciler.fleet import Fleet
 from reconciler.models.base import Action
@@ -63,6 +64,8 @@ class RunRequest:
     """The status Kopf saw; with it (or a fresh read) the run names its task in status at start."""
     requested: float = field(default_factory=time.time)
     """When the run was asked for (epoch seconds): explicit runs read state newer than this."""
+    uid: str = ""
+    """The Reconcile's metadata.uid: who its claims name (none are taken without it)."""
 
 
 EXPLICIT_TRIGGERS = frozenset({"create", "update", "requested"})
@@ -76,6 +79,8 @@ class RunReport:
     """None when the run could not even start (cache down, lock busy) or was not needed (the newest
     spec is suspended): nothing was done."""
     error: ReconcileError | None
+    claims: list[ClaimState] | None = None
+    """Who owns each target, when the run got as far as claiming them."""
 
 
 class LockLease:
@@ -109,12 +114,20 @@ class LockLease:
 
 class Runner:
     def __init__(
-        self, settings: Settings, store: TaskStore, tokens: TokenSource, objects: ObjectSource | None = None
+        self,
+        settings: Settings,
+        store: TaskStore,
+        tokens: TokenSource,
+        objects: ObjectSource | None = None,
+        claims: ClaimStore | None = None,
+        owner_alive: OwnerAlive | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.tokens = tokens
         self.objects = objects
+        self.claims = claims
+        self.owner_alive: OwnerAlive = owner_alive or (lambda _owner: True)
 
     def execute(self, request: RunRequest) -> RunReport:
         ref = request.ref
@@ -155,7 +168,7 @@ class Runner:
                 return RunReport(None, exc)
             if self.objects is not None and status is not None:
                 self.objects.mark_running(ref, status, record.task_id, request.trigger)
-            outcome = self._run(raw_spec, ref, record, self._fleet(request, raw_spec))
+            outcome = self._run(raw_spec, ref, record, self._fleet(request, raw_spec), request.uid)
             self._finish(record, outcome)
             self.store.save_or_defer(record)
             self.store.count_finished(record)
@@ -168,10 +181,10 @@ class Runner:
             record.status.value,
             f": {outcome.error.reason}" if outcome.error else "",
         )
-        return RunReport(record, outcome.error)
+        return RunReport(record, outcome.error, outcome.claims)
 
     def _run(
-        self, raw_spec: dict[str, Any], ref: ReconcileRef, record: TaskRecord, fleet: Fleet | None
+        self, raw_spec: dict[str, Any], ref: ReconcileRef, record: TaskRecord, fleet: Fleet | None, uid: str
     ) -> RunOutcome:
         try:
             spec = parse_spec(raw_spec)
@@ -187,7 +200,13 @@ class Runner:
             self.store.save_or_defer(record)
 
         return run_integration(
-            spec, token, self.settings, dry_run=spec.dry_run, on_planned=planned, fleet=fleet
+            spec,
+            token,
+            self.settings,
+            dry_run=spec.dry_run,
+            on_planned=planned,
+            fleet=fleet,
+            claim=self.claimer(uid, ref, peek=spec.dry_run),
         )
 
     def _fleet(self, request: RunRequest, raw_spec: dict[str, Any]) -> Fleet | None:
@@ -202,6 +221,13 @@ class Runner:
                 max_age = min(max_age, parse_duration(str(raw_spec["interval"])).total_seconds())
             fresh_after -= max_age
         return Fleet.create(cache.client, self.settings, fresh_after=fresh_after)
+
+    def claimer(self, uid: str, ref: ReconcileRef, *, peek: bool) -> Claimer | None:
+        """Claims as this Reconcile; a dry run only looks (it neither takes nor releases a claim)."""
+        if self.claims is None or not uid:
+            return None
+        owner = ClaimOwner(uid=uid, namespace=ref.namespace, name=ref.name)
+        return Claimer(self.claims, owner, self.owner_alive, peek=peek)
 
     @staticmethod
     def _finish(record: TaskRecord, outcome: RunOutcome) -> None:

@@ -14,10 +14,12 @@ import kopf
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from reconciler.cache import connect_cache
+from reconciler.claims import ClaimOwner, ClaimStore
 from reconciler.errors import CacheUnavailable, ReconcileError
 from reconciler.settings import Settings
 from reconciler.tasks import TaskStore
 from reconciler_operator.credentials import SecretReader
+from reconciler_operator.deletion import Deleter, DeleteReport, DeleteRequest
 from reconciler_operator.diffbase import SpecDigestDiffBaseStorage
 from reconciler_operator.objects import ReconcileObjects
 from reconciler_operator.runs import Runner, RunReport, RunRequest
@@ -46,12 +48,17 @@ CACHE_USAGE_EVERY = 15.0
 
 
 class Runtime:
-    def __init__(self, settings: Settings, store: TaskStore, secrets: SecretReader) -> None:
+    def __init__(
+        self, settings: Settings, store: TaskStore, secrets: SecretReader, claims: ClaimStore | None = None
+    ) -> None:
         self.settings = settings
         self.executor = ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="reconcile")
         self.store = store
         self.secrets = secrets
-        self.runner = Runner(settings, store, secrets, ReconcileObjects(secrets.http))
+        self.claims = claims
+        self.objects = ReconcileObjects(secrets.http)
+        self.runner = Runner(settings, store, secrets, self.objects, claims, self.owner_alive)
+        self.deleter = Deleter(settings, store, secrets, claims, self.owner_alive)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._rate_limited_until: dict[str, float] = {}
         self._stop = threading.Event()
@@ -62,7 +69,11 @@ class Runtime:
         settings = settings.model_copy(update={"enforce_allowed_hosts": True})
         cache = connect_cache(settings)
         store = TaskStore(cache, ttl_seconds=settings.task_ttl_seconds, history_size=settings.history_size)
-        return cls(settings, store, SecretReader())
+        return cls(settings, store, SecretReader(), ClaimStore(cache))
+
+    def owner_alive(self, owner: ClaimOwner) -> bool:
+        """False only when the Kubernetes API says the claim's owner (that uid) is gone."""
+        return self.objects.exists(owner.namespace, owner.name, owner.uid)
 
     def object_lock(self, key: str) -> asyncio.Lock:
         """One run at a time per Reconcile inside this process (timer vs. change handlers)."""
@@ -89,6 +100,14 @@ class Runtime:
         BUSY_WORKERS.inc()
         try:
             return self.runner.execute(request)
+        finally:
+            BUSY_WORKERS.dec()
+
+    def delete(self, request: DeleteRequest) -> DeleteReport:
+        """Apply a deleted Reconcile's deletionPolicy; call it in `executor`."""
+        BUSY_WORKERS.inc()
+        try:
+            return self.deleter.execute(request)
         finally:
             BUSY_WORKERS.dec()
 

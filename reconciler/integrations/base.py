@@ -8,7 +8,7 @@ timing and the task record belong to the shared runner and the operator, never t
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Generic, TypeVar
 
@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from reconciler.errors import ReconcileError
 from reconciler.fleet import Fleet
 from reconciler.models.base import Action, SpecModel
+from reconciler.models.target import Target
 from reconciler.settings import Settings
 
 SpecT = TypeVar("SpecT", bound=SpecModel)
@@ -49,6 +50,21 @@ class IntegrationService(ABC):
     @abstractmethod
     def apply(self, actions: Sequence[Action]) -> ApplyResult:
         """Perform `actions` (from `plan()`, in order)."""
+
+    @abstractmethod
+    def targets(self) -> list[Target]:
+        """The external things this spec writes to, keyed for claims (may ask the service, e.g. which
+        workspace the token belongs to)."""
+
+    @abstractmethod
+    def exclude(self, names: Collection[str]) -> None:
+        """Leave the targets named `names` (`Target.name`) out of `plan()` and `plan_teardown()`:
+        another Reconcile owns them."""
+
+    @abstractmethod
+    def plan_teardown(self) -> list[Action]:
+        """The actions that undo this spec when its Reconcile is deleted with `deletionPolicy: Delete`
+        (disable user groups, remove the listed members); never the token's own user."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release the run's clients (connection pools); called once the run ends, dry runs included."""

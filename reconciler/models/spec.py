@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -79,6 +79,9 @@ class ReconcileSpec(SpecModel):
     dry_run: bool = False
     suspend: bool = False
     interval: Duration | None = None
+    deletion_policy: Literal["Orphan", "Delete"] = "Orphan"
+    """On delete, `Orphan` leaves the targets as they are; `Delete` disables the Slack user groups or
+    removes the listed GitLab members (Crossplane's names)."""
     credentials: Credentials
 
     _integration_spec: SpecModel = PrivateAttr()

@@ -305,6 +305,7 @@ EXPECTED_DIFFERENCES = {
     ("spec.gitlabMembers.projects[].members[].expiresAt", "maxLength"): "bound; a YYYY-MM-DD date is 10 long",
     ("spec.gitlabMembers.groups[].members[].expiresAt", "type"): "model: date | '' (anyOf); CRD: a string",
     ("spec.gitlabMembers.projects[].members[].expiresAt", "type"): "model: date | '' (anyOf); CRD: a string",
+    ("spec.deletionPolicy", "maxLength"): "bound; every enum value is shorter",
 }
 
 
@@ -680,6 +681,10 @@ SAMPLE_STATUS: dict[str, Any] = {
         {"type": "create_usergroup", "target": "sre-leads", "detail": "name 'SRE Leads', channels none"},
         {"type": "remove_users", "target": "sre-oncall", "detail": "eve@example.com"},
     ],
+    "claims": [
+        {"target": "slack:T0123:usergroup:sre-oncall", "owner": "team-sre/sre-usergroups", "held": True},
+        {"target": "slack:T0123:usergroup:sre-leads", "owner": "team-other/leads", "held": False},
+    ],
     "conditions": [
         {
             "type": "Ready",
@@ -714,6 +719,7 @@ def test_status_schema_lists_the_contract_fields() -> None:
     assert set(props) == set(SAMPLE_STATUS)
     assert set(props["summary"]["properties"]) == {"planned", "applied", "failed"}
     assert set(props["actions"]["items"]["properties"]) == {"type", "target", "detail"}
+    assert set(props["claims"]["items"]["properties"]) == {"target", "owner", "held"}
     condition = props["conditions"]["items"]
     assert set(condition["properties"]) == {
         "type",

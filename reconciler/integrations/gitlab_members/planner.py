@@ -89,6 +89,37 @@ def plan(spec: GitlabMembersSpec, current: GitlabState, *, today: date) -> list[
     return result.actions
 
 
+def plan_teardown(spec: GitlabMembersSpec, current: GitlabState) -> list[GitlabAction]:
+    """`deletionPolicy: Delete`: remove the listed members that are direct members now, except the
+    token's own user and the last direct owner of a group or project (GitLab refuses that anyway).
+    Groups and projects that no longer exist are skipped: there is nothing left to remove."""
+    actions: list[GitlabAction] = []
+    for memberships, states in ((spec.groups, current.groups), (spec.projects, current.projects)):
+        for membership in memberships:
+            state = states.get(membership.path)
+            if state is None:
+                continue
+            listed = {m.username.casefold() for m in membership.members}
+            owners_left = sum(1 for m in state.members if m.access_level == OWNER)
+            for member in state.members:
+                if member.username.casefold() not in listed or member.id == current.own_user.id:
+                    continue
+                if member.access_level == OWNER:
+                    if owners_left <= 1:
+                        continue
+                    owners_left -= 1
+                actions.append(
+                    RemoveMember(
+                        target=membership.path,
+                        kind=state.kind,
+                        username=member.username,
+                        user_id=member.id,
+                        access_level=member.access_level,
+                    )
+                )
+    return actions
+
+
 # --- per group/project ----------------------------------------------------------------------------
 
 

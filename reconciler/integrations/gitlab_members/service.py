@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, date, datetime
 
 from pydantic import SecretStr
@@ -25,6 +25,7 @@ from reconciler.integrations.gitlab_members.models import (
     UpdateMember,
 )
 from reconciler.models.base import Action
+from reconciler.models.target import Target, gitlab_target
 from reconciler.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,29 @@ class GitlabMembersService(IntegrationService):
         # else: the planner reports the missing groups/projects; looking users up would be wasted calls
         state = GitlabState(own_user=own_user, groups=groups, projects=projects, users=dict(self._users))
         return list(planner.plan(self.spec, state, today=_today()))
+
+    def targets(self) -> list[Target]:
+        url = str(self.spec.url)
+        return [gitlab_target(url, "group", g.path) for g in self.spec.groups] + [
+            gitlab_target(url, "project", p.path) for p in self.spec.projects
+        ]
+
+    def exclude(self, names: Collection[str]) -> None:
+        groups = [g for g in self.spec.groups if f"group:{g.path}" not in names]
+        projects = [p for p in self.spec.projects if f"project:{p.path}" not in names]
+        self.spec = self.spec.model_copy(update={"groups": groups, "projects": projects})
+
+    def plan_teardown(self) -> list[Action]:
+        """Reads: GET /user and one direct-member listing per group/project still listed."""
+        if not self.spec.groups and not self.spec.projects:
+            return []
+        own_user = self.client.current_user()
+        state = GitlabState(
+            own_user=own_user,
+            groups={g.path: self._observe("group", g) for g in self.spec.groups},
+            projects={p.path: self._observe("project", p) for p in self.spec.projects},
+        )
+        return list(planner.plan_teardown(self.spec, state))
 
     def close(self) -> None:
         self.client.close()

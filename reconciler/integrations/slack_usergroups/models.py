@@ -158,10 +158,11 @@ class RemoveUsers(Action):
 class DisableUsergroup(Action):
     type: Literal["disable_usergroup"] = "disable_usergroup"
     usergroup_id: str | None
+    why: str = "no users listed; Slack refuses empty user groups, so it is disabled"
 
     @property
     def detail(self) -> str:
-        return "no users listed; Slack refuses empty user groups, so it is disabled"
+        return self.why
 
 
 SlackAction = CreateUsergroup | EnableUsergroup | UpdateUsergroup | AddUsers | RemoveUsers | DisableUsergroup

@@ -47,6 +47,19 @@ def plan(desired: Sequence[SlackUsergroup], current: SlackState) -> list[SlackAc
     return actions
 
 
+def plan_teardown(handles: Sequence[str], current: Sequence[SlackUsergroupState]) -> list[SlackAction]:
+    """`deletionPolicy: Delete`: disable the listed groups that are enabled (Slack cannot delete one)."""
+    existing = {g.handle: g for g in current}
+    return [
+        DisableUsergroup(target=handle, usergroup_id=existing[handle].id, why=TEARDOWN)
+        for handle in handles
+        if handle in existing and existing[handle].enabled
+    ]
+
+
+TEARDOWN = "its Reconcile was deleted with deletionPolicy: Delete"
+
+
 def _plan_group(
     group: SlackUsergroup,
     state: SlackUsergroupState | None,

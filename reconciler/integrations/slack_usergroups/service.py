@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from reconciler.errors import PermanentError, ReconcileError
 from reconciler.fleet import CACHE_ERRORS
@@ -26,6 +26,7 @@ from reconciler.integrations.slack_usergroups.models import (
 )
 from reconciler.integrations.slack_usergroups.shared import SlackWorkspaceCache
 from reconciler.models.base import Action
+from reconciler.models.target import Target, slack_usergroup_target
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,23 @@ class SlackUsergroupsService(IntegrationService):
         self._ids = {g.handle: g.id for g in groups}
         self._states = {g.handle: g for g in managed}
         return list(planner.plan(self.spec.usergroups, state))
+
+    def targets(self) -> list[Target]:
+        team_id = self.client.team_id()
+        return [slack_usergroup_target(team_id, g.handle) for g in self.spec.usergroups]
+
+    def exclude(self, names: Collection[str]) -> None:
+        kept = [g for g in self.spec.usergroups if g.handle not in names]
+        self.spec = self.spec.model_copy(update={"usergroups": kept})
+
+    def plan_teardown(self) -> list[Action]:
+        handles = [g.handle for g in self.spec.usergroups]
+        if not handles:
+            return []
+        groups = self.client.list_usergroups(managed=handles)
+        self._ids = {g.handle: g.id for g in groups}
+        self._states = {g.handle: g for g in groups if g.handle in set(handles)}
+        return list(planner.plan_teardown(handles, groups))
 
     def apply(self, actions: Sequence[Action]) -> ApplyResult:
         result = ApplyResult()

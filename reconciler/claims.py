@@ -1,0 +1,248 @@
+"""Ownership of external targets: one Reconcile writes to a Slack user group or a GitLab group/project.
+
+A claim is keyed by the external target (Slack workspace + handle, GitLab instance + path), never by
+Reconcile, and holds its owner (uid, namespace, name). Every change is one Lua script, so two
+operators or two workers claiming at once cannot both win. Claims carry no TTL: they are released by
+their owner (when it stops listing the target, or is deleted), and a claim whose owner no longer
+exists in the cluster is taken over by the next claimant that checks (see `Claimer`).
+
+Next to each owner's claims, `claims-of:{uid}` lists the target keys it holds: a reverse index, so
+an owner can release what it no longer lists without scanning every claim.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import valkey
+import valkey.exceptions
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from reconciler.cache.valkey import ValkeyCache
+from reconciler.errors import PermanentError, TransientError
+from reconciler.integrations.common import name_list
+from reconciler.models.target import Target
+
+log = logging.getLogger(__name__)
+
+PREFIX = "reconciler"
+
+# KEYS: claim, owner's index. ARGV: owner JSON, owner uid, target key. Returns the owner's JSON.
+_CLAIM = """
+local current = redis.call('get', KEYS[1])
+if current then
+  local ok, held = pcall(cjson.decode, current)
+  if ok and type(held) == 'table' and held['uid'] == ARGV[2] then
+    redis.call('sadd', KEYS[2], ARGV[3])
+  end
+  if ok and type(held) == 'table' and type(held['uid']) == 'string'
+     and type(held['namespace']) == 'string' and type(held['name']) == 'string' then
+    return current
+  end
+end
+redis.call('set', KEYS[1], ARGV[1])
+redis.call('sadd', KEYS[2], ARGV[3])
+return ARGV[1]
+"""
+
+# KEYS: claim, owner's index. ARGV: owner uid, target key. Deletes the claim only if uid holds it.
+_RELEASE = """
+redis.call('srem', KEYS[2], ARGV[2])
+local current = redis.call('get', KEYS[1])
+if not current then return 0 end
+local ok, held = pcall(cjson.decode, current)
+if ok and type(held) == 'table' and held['uid'] == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+# KEYS: claim, stale owner's index, new owner's index. ARGV: stale JSON, new JSON, target key.
+_TAKE_OVER = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('set', KEYS[1], ARGV[2])
+redis.call('srem', KEYS[2], ARGV[3])
+redis.call('sadd', KEYS[3], ARGV[3])
+return 1
+"""
+
+
+def claim_key(target_key: str) -> str:
+    return f"{PREFIX}:claim:{target_key}"
+
+
+def owner_index_key(uid: str) -> str:
+    return f"{PREFIX}:claims-of:{uid}"
+
+
+class ClaimOwner(BaseModel):
+    """A Reconcile, as its claims name it. `uid` tells a re-created namesake from the original."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    uid: str
+    namespace: str
+    name: str
+
+    @property
+    def display(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def to_json(self) -> str:
+        return json.dumps({"uid": self.uid, "namespace": self.namespace, "name": self.name}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class ClaimState:
+    """Who owns `target` as seen by one run; `held` is True when that run's Reconcile does."""
+
+    target: Target
+    owner: ClaimOwner
+    held: bool
+
+    def to_status(self) -> dict[str, object]:
+        return {"target": self.target.key, "owner": self.owner.display, "held": self.held}
+
+
+Claim = Callable[[Sequence[Target]], list[ClaimState]]
+"""What a run calls with its targets before planning: claims (or peeks at) them, and returns who
+owns each. Targets whose state is not `held` are left out of the plan."""
+
+
+def conflict_error(conflicts: Sequence[ClaimState], *, others_done: str) -> PermanentError:
+    """`Conflict`, naming each owner as namespace/name, so a person knows whom to talk to."""
+    owners: dict[str, list[str]] = {}
+    for state in conflicts:
+        owners.setdefault(state.owner.display, []).append(state.target.label)
+    parts = [f"{name_list(labels)} is claimed by Reconcile {owner}" for owner, labels in owners.items()]
+    return PermanentError(
+        "Conflict",
+        "; ".join(parts) + f"; this Reconcile writes nothing to it until released ({others_done})",
+    )
+
+
+class ClaimStore:
+    """Claims in Valkey. Every method is one atomic script; errors become CacheUnavailable."""
+
+    def __init__(self, cache: ValkeyCache) -> None:
+        self.cache = cache
+        client = cache.client
+        self._claim = client.register_script(_CLAIM)
+        self._release = client.register_script(_RELEASE)
+        self._take_over = client.register_script(_TAKE_OVER)
+
+    def claim(self, owner: ClaimOwner, target: Target) -> ClaimOwner:
+        """Claim `target` for `owner` unless someone holds it; returns whoever holds it now."""
+        with self._errors():
+            raw = self._claim(
+                keys=[claim_key(target.key), owner_index_key(owner.uid)],
+                args=[owner.to_json(), owner.uid, target.key],
+            )
+        return self._parse(str(raw), target.key) or owner
+
+    def owner_of(self, target: Target) -> ClaimOwner | None:
+        with self._errors():
+            raw = self.cache.client.get(claim_key(target.key))
+        return self._parse(str(raw), target.key) if raw is not None else None
+
+    def take_over(self, target: Target, stale: ClaimOwner, owner: ClaimOwner) -> bool:
+        """Replace `stale`'s claim by `owner`'s, only if `stale` still holds it (compare-and-set)."""
+        with self._errors():
+            done = self._take_over(
+                keys=[claim_key(target.key), owner_index_key(stale.uid), owner_index_key(owner.uid)],
+                args=[stale.to_json(), owner.to_json(), target.key],
+            )
+        return bool(done)
+
+    def held_by(self, owner: ClaimOwner) -> set[str]:
+        """Target keys `owner` holds (from its index)."""
+        with self._errors():
+            members = self.cache.client.smembers(owner_index_key(owner.uid))
+        return {str(m) for m in members}  # type: ignore[union-attr]
+
+    def release(self, owner: ClaimOwner, target_key: str) -> bool:
+        with self._errors():
+            return bool(
+                self._release(
+                    keys=[claim_key(target_key), owner_index_key(owner.uid)], args=[owner.uid, target_key]
+                )
+            )
+
+    def release_all_but(self, owner: ClaimOwner, keep: Sequence[str] = ()) -> list[str]:
+        """Release every claim of `owner` except `keep`: targets it no longer lists, or all on delete."""
+        released = [key for key in sorted(self.held_by(owner) - set(keep)) if self.release(owner, key)]
+        if released:
+            log.info("Reconcile %s released %s", owner.display, name_list(released))
+        return released
+
+    @staticmethod
+    def _parse(raw: str, key: str) -> ClaimOwner | None:
+        try:
+            return ClaimOwner.model_validate_json(raw)
+        except ValidationError:
+            log.warning("claim of %s is not a valid owner record; it is replaced", key)
+            return None
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (valkey.exceptions.ConnectionError, valkey.exceptions.TimeoutError, OSError) as exc:
+            raise TransientError(
+                "CacheUnavailable", f"claims: Valkey at {self.cache.display_url} is unreachable: {exc}"
+            ) from None
+        except valkey.exceptions.ValkeyError as exc:  # OOM, READONLY, LOADING: nothing was changed
+            raise TransientError("CacheUnavailable", f"claims: Valkey refused the write: {exc}") from None
+
+
+OwnerAlive = Callable[[ClaimOwner], bool]
+"""True unless the Kubernetes API says that Reconcile (that very uid) is gone."""
+
+
+class Claimer:
+    """A run's claim step in the operator: claim every listed target, take over claims of Reconciles
+    that no longer exist, release the targets no longer listed. `peek=True` (dry runs) changes
+    nothing and only reports who owns what."""
+
+    def __init__(
+        self, store: ClaimStore, owner: ClaimOwner, owner_alive: OwnerAlive, *, peek: bool = False
+    ) -> None:
+        self.store, self.owner, self.owner_alive, self.peek = store, owner, owner_alive, peek
+
+    def __call__(self, targets: Sequence[Target]) -> list[ClaimState]:
+        states = [self._one(target) for target in targets]
+        if not self.peek:
+            self.store.release_all_but(self.owner, [t.key for t in targets])
+        return states
+
+    def _one(self, target: Target) -> ClaimState:
+        if self.peek:
+            holder = self.store.owner_of(target) or self.owner
+        else:
+            holder = self.store.claim(self.owner, target)
+        if holder.uid == self.owner.uid:
+            return ClaimState(target, self.owner, held=True)
+        if self.peek or self.owner_alive(holder):
+            return ClaimState(target, holder, held=False)
+        if self.store.take_over(target, holder, self.owner):
+            log.info("%s: took over the claim of %s, which no longer exists", target.label, holder.display)
+            return ClaimState(target, self.owner, held=True)
+        return ClaimState(target, self.store.owner_of(target) or holder, held=False)
+
+
+def peek_owners(store: ClaimStore, targets: Sequence[Target]) -> list[ClaimState]:
+    """Who claims each target, for `reconciler plan` (read-only); unclaimed targets are left out."""
+    states = []
+    for target in targets:
+        holder = store.owner_of(target)
+        if holder is not None:
+            states.append(ClaimState(target, holder, held=False))
+    return states
+
+
+def open_store(url: str, timeout: float) -> ClaimStore:
+    return ClaimStore(ValkeyCache.from_url(url, timeout=timeout))
