@@ -246,3 +246,37 @@ def peek_owners(store: ClaimStore, targets: Sequence[Target]) -> list[ClaimState
 
 def open_store(url: str, timeout: float) -> ClaimStore:
     return ClaimStore(ValkeyCache.from_url(url, timeout=timeout))
+
+
+class ClaimNotes:
+    """For `reconciler plan`/`apply` (no cluster): says which targets a Reconcile in the cluster
+    already claims, where a Valkey is configured. Never skips a target and never writes; a Valkey it
+    cannot reach is skipped silently, and not asked again."""
+
+    def __init__(self, url: str | None, timeout: float) -> None:
+        self._store = ClaimStore(ValkeyCache.from_url(url, timeout=timeout)) if url else None
+
+    def claim_for(self, namespace: str, name: str) -> tuple[Claim | None, list[str]]:
+        """A `claim` callback for run_integration (None: no Valkey to ask), and the notes it fills in."""
+        notes: list[str] = []
+        if self._store is None:
+            return None, notes
+
+        def claim(targets: Sequence[Target]) -> list[ClaimState]:
+            if self._store is None:
+                return []
+            try:
+                states = peek_owners(self._store, targets)
+            except TransientError as exc:
+                log.debug("claims not checked: %s", exc.message)
+                self._store = None
+                return []
+            notes.extend(
+                f"{s.target.label} is claimed by Reconcile {s.owner.display} in the cluster: applied "
+                "there, this Reconcile would be Stalled (Conflict) and write nothing to it"
+                for s in states
+                if (s.owner.namespace, s.owner.name) != (namespace, name)
+            )
+            return []
+
+        return claim, notes

@@ -28,6 +28,7 @@ from rich.progress import (
 from typer.core import TyperGroup
 
 from reconciler import crd
+from reconciler.claims import ClaimNotes
 from reconciler.cli_output import (
     ErrorInfo,
     OutputFormat,
@@ -490,8 +491,22 @@ def prepare(
         result.note = "spec.suspend is true: the operator does not run it, and apply leaves it alone"
     elif spec.dry_run:
         result.note = "spec.dryRun is true: the operator only plans it, and apply does too"
-    _record_outcome(result, run_integration(spec, token, settings, dry_run=True))
+    claim, notes = claim_notes(settings).claim_for(result.namespace, result.name)
+    _record_outcome(result, run_integration(spec, token, settings, dry_run=True, claim=claim))
+    if notes:
+        result.note = "; ".join(filter(None, [result.note, *notes]))
     return prepared
+
+
+_CLAIM_NOTES: dict[str | None, ClaimNotes] = {}
+
+
+def claim_notes(settings: Settings) -> ClaimNotes:
+    """One Valkey connection (or none, when no RECONCILER_VALKEY_URL is set) for the whole command."""
+    if settings.valkey_url not in _CLAIM_NOTES:
+        timeout = min(settings.cache_timeout_seconds, 1.0)
+        _CLAIM_NOTES[settings.valkey_url] = ClaimNotes(settings.valkey_url, timeout=timeout)
+    return _CLAIM_NOTES[settings.valkey_url]
 
 
 def apply_prepared(prepared: Prepared, settings: Settings) -> None:

@@ -114,6 +114,8 @@ class Call:
     query: dict[str, str]
     status: int
     body: dict[str, Any] = field(default_factory=dict)
+    user: str | None = field(default=None, compare=False)
+    """Username of the token's user (never the token): tells two Reconciles' writes apart."""
 
 
 @dataclass
@@ -601,7 +603,9 @@ class GitLabTestServer:
                 self.errors.append(traceback.format_exc())
             response = _ok({"message": "500 Internal Server Error"}, status=500)
         with self._lock:
-            self._calls.append(Call(method, raw_path, dict(query_pairs), response.status, body_params))
+            found = self._find_token({**_pairs_to_params(query_pairs), **body_params}, headers)
+            user = self._users[found.user_id].username if found and found.user_id in self._users else None
+            self._calls.append(Call(method, raw_path, dict(query_pairs), response.status, body_params, user))
         return response
 
     def _parse_body(self, headers: Message, body: bytes) -> Json:

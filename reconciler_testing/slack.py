@@ -77,6 +77,8 @@ class Call:
     params: dict[str, str]
     status: int
     error: str | None
+    user: str | None = field(default=None, compare=False)
+    """The user id of the calling token (never the token): tells two Reconciles' writes apart."""
 
 
 class _SlackError(Exception):
@@ -553,19 +555,19 @@ class SlackTestServer:
         with self._lock:
             fault = self._take_fault(method)
             if fault is not None:
-                return self._record(method, params, _fault_reply(fault))
+                return self._record(method, params, _fault_reply(fault), token)
             wait = self._over_tier(method)
             if wait:
-                return self._record(method, params, _fault_reply(_Fault(method, 0, 429, wait)))
+                return self._record(method, params, _fault_reply(_Fault(method, 0, 429, wait)), token)
             try:
                 payload = self._dispatch(method, token, params)
             except _SlackError as err:
-                return self._record(method, params, self._with_scopes(token, _error_reply(err)))
+                return self._record(method, params, self._with_scopes(token, _error_reply(err)), token)
             except Exception as exc:  # a server bug must surface as a failed call, not a hang
                 reply = _Reply(500, {"ok": False, "error": "fatal_error", "detail": repr(exc)})
-                return self._record(method, params, reply)
+                return self._record(method, params, reply, token)
             reply = self._with_scopes(token, _Reply(200, {"ok": True, **payload}))
-            return self._record(method, params, reply)
+            return self._record(method, params, reply, token)
 
     def _with_scopes(self, token: str | None, reply: _Reply) -> _Reply:
         """Slack answers every call made with a known token with its scopes in ``x-oauth-scopes``."""
@@ -574,10 +576,12 @@ class SlackTestServer:
             reply.headers["x-oauth-scopes"] = ",".join(sorted(tok.scopes))
         return reply
 
-    def _record(self, method: str, params: Params, reply: _Reply) -> _Reply:
+    def _record(self, method: str, params: Params, reply: _Reply, token: str | None = None) -> _Reply:
         error = None if reply.body.get("ok") else str(reply.body.get("error"))
         with self._lock:
-            self._calls.append(Call(method, dict(params), reply.status, error))
+            known = self._tokens.get(token) if token else None
+            user = known.user_id if known else None
+            self._calls.append(Call(method, dict(params), reply.status, error, user))
         return reply
 
     @staticmethod

@@ -455,6 +455,13 @@ class KubeApi:
     def delete_reconcile(self, namespace: str, name: str) -> None:
         self._check(self._client().delete(f"{self._rec_path(namespace)}/{name}"))
 
+    def reconcile_exists(self, namespace: str, name: str) -> bool:
+        response = self._client().get(f"{self._rec_path(namespace)}/{name}")
+        if response.status_code == 404:
+            return False
+        self._check(response)
+        return True
+
     def get_reconcile(self, namespace: str, name: str) -> dict[str, Any]:
         return self._check(self._client().get(f"{self._rec_path(namespace)}/{name}"))
 

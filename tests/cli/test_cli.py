@@ -15,10 +15,13 @@ from typing import Any
 import pytest
 
 from reconciler import cli as cli_module
+from reconciler.cache import ValkeyCache
+from reconciler.claims import ClaimOwner, claim_key
 from reconciler.models.base import ActionRecord
+from reconciler.models.target import slack_usergroup_target
 from reconciler.models.task import ReconcileRef, TaskError, TaskRecord, TaskStatus, utcnow
 from reconciler_testing.gitlab import DEVELOPER, MAINTAINER, OWNER, GitLabTestServer
-from reconciler_testing.slack import SlackTestServer
+from reconciler_testing.slack import TEAM_ID, SlackTestServer
 from tests.cli.conftest import (
     API_TOKEN,
     GITLAB_TOKEN,
@@ -32,7 +35,7 @@ from tests.cli.conftest import (
     secret,
     slack_reconcile,
 )
-from tests.valkey_server import free_port
+from tests.valkey_server import ValkeyProcess, free_port
 
 ONCALL = {
     "handle": "sre-oncall",
@@ -774,3 +777,47 @@ def test_progress_shows_on_a_terminal_only(write_manifests: WriteManifests) -> N
     assert "planning" in text and "(document 1)" in text  # the progress bar's description
     assert "create_usergroup" in text
     assert SLACK_TOKEN not in text
+
+
+# --- claims ---
+
+
+def test_plan_warns_when_a_reconcile_in_the_cluster_claims_the_target(
+    cli: CliRun,
+    slack: SlackTestServer,
+    write_manifests: WriteManifests,
+    valkey_server: ValkeyProcess,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The cluster's claims live in its Valkey: with RECONCILER_VALKEY_URL set, plan says who owns
+    a target; the plan itself is unchanged and nothing is claimed."""
+    handle = ONCALL["handle"]
+    key = slack_usergroup_target(TEAM_ID, handle).key
+    cache = ValkeyCache.from_url(valkey_server.url)
+    owner = ClaimOwner(uid="0b7c-uid", namespace="team-other", name="oncall-owner")
+    cache.set(claim_key(key), owner.to_json())
+    monkeypatch.setenv("RECONCILER_VALKEY_URL", valkey_server.url)
+    path = write_manifests(slack_reconcile("oncall", slack.api_url, [ONCALL]))
+    try:
+        result = cli("plan", "-f", str(path), "-o", "json")
+        table = cli("plan", "-f", str(path))
+    finally:
+        cache.client.delete(claim_key(key))
+
+    assert result.exit_code == 2, result.output
+    assert _only(result.stdout)["status"] == "changes"
+    assert f"@{handle} (workspace {TEAM_ID}) is claimed by Reconcile team-other/oncall-owner" in result.stderr
+    assert "Conflict" in result.stderr
+    assert "team-other/oncall-owner" in table.stdout
+    assert cache.get(claim_key(key)) is None, "plan claims nothing"
+
+
+def test_plan_without_a_reachable_valkey_does_not_warn(
+    cli: CliRun, slack: SlackTestServer, write_manifests: WriteManifests, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RECONCILER_VALKEY_URL", f"valkey://127.0.0.1:{free_port()}/0")
+    path = write_manifests(slack_reconcile("oncall", slack.api_url, [ONCALL]))
+    result = cli("plan", "-f", str(path), "-o", "json")
+    assert result.exit_code == 2, result.output
+    assert _only(result.stdout)["status"] == "changes"
+    assert "claimed" not in result.stderr

@@ -94,7 +94,7 @@ def test_valkey_dies_during_a_run_and_the_outcome_is_written_later(world: World)
     slack.latency = 0.7
     try:
         name, handle = apply_group(kube, slack.api_url, NS, "midrun", ["erin@example.com"])
-        _wait_running(world, name)
+        _wait_running(world, name, planned=True)  # the targets are claimed (that needs Valkey)
         world.valkey.stop()
         obj = wait_ready(kube, NS, name, timeout=30)  # status does not depend on Valkey
     finally:
@@ -140,12 +140,14 @@ def test_operator_killed_mid_run(world: World) -> None:
     assert recent[0] == obj["status"]["taskId"] and interrupted in recent
 
 
-def _wait_running(world: World, name: str) -> str:
+def _wait_running(world: World, name: str, *, planned: bool = False) -> str:
+    """The id of the run in progress; with `planned`, once its plan is recorded (before any write)."""
     with httpx.Client(base_url=world.sidecar.url, timeout=10) as http:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             response = http.get(f"/reconciles/{NS}/{name}")
-            if response.status_code == 200 and (response.json()["latest"] or {}).get("status") == "running":
-                return str(response.json()["latest"]["task_id"])
+            latest = (response.json()["latest"] or {}) if response.status_code == 200 else {}
+            if latest.get("status") == "running" and (latest.get("actions") or not planned):
+                return str(latest["task_id"])
             time.sleep(0.05)
     raise AssertionError("the run never started")
