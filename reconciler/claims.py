@@ -108,6 +108,25 @@ class ClaimState:
         return {"target": self.target.key, "owner": self.owner.display, "held": self.held}
 
 
+MAX_STATUS_CLAIMS = 50
+MAX_STATUS_CLAIMS_BYTES = 16 * 1024
+
+
+def claims_status(states: Sequence[ClaimState]) -> list[dict[str, object]]:
+    """`status.claims`: conflicts first (they are what a person must act on), at most
+    MAX_STATUS_CLAIMS entries and about MAX_STATUS_CLAIMS_BYTES, so status stays small."""
+    ordered = sorted(states, key=lambda s: s.held)
+    entries: list[dict[str, object]] = []
+    size = 0
+    for state in ordered[:MAX_STATUS_CLAIMS]:
+        entry = state.to_status()
+        size += len(json.dumps(entry))
+        if size > MAX_STATUS_CLAIMS_BYTES:
+            break
+        entries.append(entry)
+    return entries
+
+
 Claim = Callable[[Sequence[Target]], list[ClaimState]]
 """What a run calls with its targets before planning: claims (or peeks at) them, and returns who
 owns each. Targets whose state is not `held` are left out of the plan."""

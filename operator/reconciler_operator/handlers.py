@@ -17,6 +17,7 @@ from typing import Any
 
 import kopf
 
+from reconciler.claims import claims_status
 from reconciler.errors import ReconcileError
 from reconciler.models.spec import parse_duration
 from reconciler.models.task import ReconcileRef, new_task_id
@@ -242,7 +243,7 @@ async def _reconcile(
         )
     )
     if report.claims is not None:
-        patch.status["claims"] = [state.to_status() for state in report.claims]
+        patch.status["claims"] = claims_status(report.claims)
     runtime.count_run(record.integration, record.status.value)
     if error is not None:
         observability.RUN_ERRORS.labels(record.integration or "unknown", error.reason).inc()

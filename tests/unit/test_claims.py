@@ -3,6 +3,7 @@ their owner, taken over only from an owner that is gone; and a run that skips a 
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,7 +13,18 @@ import pytest
 from pydantic import SecretStr
 
 from reconciler.cache import ValkeyCache
-from reconciler.claims import Claimer, ClaimOwner, ClaimStore, claim_key, owner_index_key, peek_owners
+from reconciler.claims import (
+    MAX_STATUS_CLAIMS,
+    MAX_STATUS_CLAIMS_BYTES,
+    Claimer,
+    ClaimOwner,
+    ClaimState,
+    ClaimStore,
+    claim_key,
+    claims_status,
+    owner_index_key,
+    peek_owners,
+)
 from reconciler.errors import TransientError
 from reconciler.models.spec import ReconcileSpec
 from reconciler.models.target import Target, gitlab_target, normalize_base_url, slack_usergroup_target
@@ -230,3 +242,14 @@ def test_a_run_writes_nothing_to_a_target_another_reconcile_owns(
     assert [(s.target.name, s.held) for s in outcome.claims or []] == [(mine, True), (theirs, False)]
     assert store.held_by(me) == {slack_usergroup_target(TEAM_ID, mine).key}
     assert owner_index_key(me.uid) != owner_index_key(other.uid)
+
+
+def test_status_lists_conflicts_first_and_stays_small() -> None:
+    me, other = owner("me"), owner("other")
+    states = [ClaimState(target(), me, held=True) for _ in range(60)]
+    states.append(ClaimState(target(), other, held=False))
+    status = claims_status(states)
+    assert status[0]["held"] is False and status[0]["owner"] == "ns/other"
+    assert len(status) == MAX_STATUS_CLAIMS
+    long_targets = [ClaimState(gitlab_target("https://g.example", "group", "a/" * 500), me, True)] * 40
+    assert len(json.dumps(claims_status(long_targets))) <= MAX_STATUS_CLAIMS_BYTES
