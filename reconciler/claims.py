@@ -36,7 +36,8 @@ _CLAIM = """
 local current = redis.call('get', KEYS[1])
 if current then
   local ok, held = pcall(cjson.decode, current)
-  if ok and type(held) == 'table' and held['uid'] == ARGV[2] then
+  if ok and type(held) == 'table' and held['uid'] == ARGV[2]
+     and redis.call('sismember', KEYS[2], ARGV[3]) == 0 then
     redis.call('sadd', KEYS[2], ARGV[3])
   end
   if ok and type(held) == 'table' and type(held['uid']) == 'string'
@@ -144,6 +145,13 @@ def conflict_error(conflicts: Sequence[ClaimState], *, others_done: str) -> Perm
     )
 
 
+class ClaimsNotWritable(TransientError):
+    """Valkey answers but refuses writes (full, read-only): claims can be read, not changed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("CacheUnavailable", message)
+
+
 class ClaimStore:
     """Claims in Valkey. Every method is one atomic script; errors become CacheUnavailable."""
 
@@ -214,8 +222,8 @@ class ClaimStore:
             raise TransientError(
                 "CacheUnavailable", f"claims: Valkey at {self.cache.display_url} is unreachable: {exc}"
             ) from None
-        except valkey.exceptions.ValkeyError as exc:  # OOM, READONLY, LOADING: nothing was changed
-            raise TransientError("CacheUnavailable", f"claims: Valkey refused the write: {exc}") from None
+        except valkey.exceptions.ValkeyError as exc:  # OOM, READONLY: nothing was changed
+            raise ClaimsNotWritable(f"claims: Valkey refused the write: {exc}") from None
 
 
 OwnerAlive = Callable[[ClaimOwner], bool]
@@ -235,19 +243,35 @@ class Claimer:
     def __call__(self, targets: Sequence[Target]) -> list[ClaimState]:
         states = [self._one(target) for target in targets]
         if not self.peek:
-            self.store.release_all_but(self.owner, [t.key for t in targets])
+            try:
+                self.store.release_all_but(self.owner, [t.key for t in targets])
+            except ClaimsNotWritable:
+                log.warning("%s: Valkey refuses writes; a later run releases claims", self.owner.display)
         return states
 
     def _one(self, target: Target) -> ClaimState:
         if self.peek:
             holder = self.store.owner_of(target) or self.owner
         else:
-            holder = self.store.claim(self.owner, target)
+            try:
+                holder = self.store.claim(self.owner, target)
+            except ClaimsNotWritable:
+                # A full or read-only Valkey still answers reads: another owner's claim still wins;
+                # a target nobody holds is written without a recorded claim (nobody else can record
+                # one either until Valkey takes writes again; the next run then records it).
+                holder = self.store.owner_of(target) or self.owner
+                if holder.uid == self.owner.uid:
+                    log.warning("%s: Valkey refuses writes; claim not recorded this run", target.label)
+                return ClaimState(target, holder, held=holder.uid == self.owner.uid)
         if holder.uid == self.owner.uid:
             return ClaimState(target, self.owner, held=True)
         if self.peek or self.owner_alive(holder):
             return ClaimState(target, holder, held=False)
-        if self.store.take_over(target, holder, self.owner):
+        try:
+            taken = self.store.take_over(target, holder, self.owner)
+        except ClaimsNotWritable:
+            return ClaimState(target, holder, held=False)  # taken over once Valkey takes writes
+        if taken:
             log.info("%s: took over the claim of %s, which no longer exists", target.label, holder.display)
             return ClaimState(target, self.owner, held=True)
         return ClaimState(target, self.store.owner_of(target) or holder, held=False)

@@ -18,6 +18,7 @@ from reconciler.claims import (
     MAX_STATUS_CLAIMS_BYTES,
     Claimer,
     ClaimOwner,
+    ClaimsNotWritable,
     ClaimState,
     ClaimStore,
     claim_key,
@@ -253,3 +254,23 @@ def test_status_lists_conflicts_first_and_stays_small() -> None:
     assert len(status) == MAX_STATUS_CLAIMS
     long_targets = [ClaimState(gitlab_target("https://g.example", "group", "a/" * 500), me, True)] * 40
     assert len(json.dumps(claims_status(long_targets))) <= MAX_STATUS_CLAIMS_BYTES
+
+
+def test_a_full_valkey_still_lets_claims_be_read(store: ClaimStore) -> None:
+    """OOM (noeviction): claims cannot be written, but reads still keep a non-owner out."""
+    theirs, free, me, other = target(), target(), owner("me"), owner("other")
+    store.claim(other, theirs)
+    client = store.cache.client
+    old = client.config_get("maxmemory*")
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", "1")
+    try:
+        with pytest.raises(ClaimsNotWritable):
+            store.claim(me, free)
+        states = Claimer(store, me, lambda o: False)([theirs, free])
+    finally:
+        client.config_set("maxmemory", old["maxmemory"])
+        client.config_set("maxmemory-policy", old["maxmemory-policy"])
+    assert [(s.held, s.owner.display) for s in states] == [(False, "ns/other"), (True, "ns/me")]
+    assert store.owner_of(theirs) == other, "no take-over while writes are refused"
+    assert store.owner_of(free) is None, "not recorded; the next run records it"
