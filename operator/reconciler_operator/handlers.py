@@ -255,7 +255,7 @@ async def _reconcile(
 # --- deletion ------------------------------------------------------------------------------------
 
 
-@kopf.on.delete(*RESOURCE, id="delete")
+@kopf.on.delete(*RESOURCE, id="delete", labels=SHARD)
 async def on_delete(body: kopf.Body, spec: kopf.Spec, memo: kopf.Memo, retry: int, **_: Any) -> None:
     """Apply `spec.deletionPolicy` and release the claims (in the worker pool) before Kopf removes
     the finalizer. Transient failures are retried with backoff, at most `delete_retries` times."""

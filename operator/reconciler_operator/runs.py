@@ -217,7 +217,7 @@ class Runner:
         if request.trigger not in EXPLICIT_TRIGGERS:
             # An interval run may share a recent read, but never one older than its interval.
             max_age = self.settings.snapshot_max_age_seconds
-            with contextlib.suppress(ValueError, TypeError):
+            with contextlib.suppress(KeyError, ValueError, TypeError):  # no interval: resume, conflict
                 max_age = min(max_age, parse_duration(str(raw_spec["interval"])).total_seconds())
             fresh_after -= max_age
         return Fleet.create(cache.client, self.settings, fresh_after=fresh_after)
