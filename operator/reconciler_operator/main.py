@@ -11,6 +11,25 @@ from reconciler.settings import get_settings
 log = logging.getLogger(__name__)
 
 
+class TimerSuccessAtDebug(logging.Filter):
+    """Kopf logs every timer tick's success at INFO: once per Reconcile every few seconds, which
+    buries what matters. Such lines become DEBUG (kept with --verbose / RECONCILER_LOG_LEVEL=DEBUG)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        tick = message.startswith("Timer ") and message.endswith(" succeeded.")
+        if record.levelno == logging.INFO and tick:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
+def quiet_timer_successes() -> None:
+    logger = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, TimerSuccessAtDebug) for f in logger.filters):
+        logger.addFilter(TimerSuccessAtDebug())
+
+
 def run_operator(
     *,
     namespaces: list[str],
@@ -20,6 +39,8 @@ def run_operator(
 ) -> None:
     """Block running the operator until SIGINT/SIGTERM."""
     import reconciler_operator.handlers  # noqa: F401  (registers the handlers with Kopf)
+
+    quiet_timer_successes()
 
     if not namespaces and not clusterwide:
         clusterwide = True
