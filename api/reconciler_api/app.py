@@ -18,6 +18,7 @@ from reconciler.errors import CacheUnavailable
 from reconciler.settings import Settings, get_settings
 from reconciler.tasks import TaskStore
 from reconciler_api.auth import Authorizer, make_authorizer
+from reconciler_api.docs import add_docs
 from reconciler_api.metrics import observe_latency
 from reconciler_api.routers import health, tasks
 from reconciler_api.waiting import TaskNotifier
@@ -52,10 +53,12 @@ def create_app(
         version=__version__,
         description="Task records of Reconcile runs, served from the shared Valkey cache.",
         lifespan=lifespan,
-        docs_url="/docs" if settings.api_docs else None,
-        redoc_url="/redoc" if settings.api_docs else None,
+        docs_url=None,  # served from local files below, never from a CDN
+        redoc_url=None,
         openapi_url="/openapi.json" if settings.api_docs else None,
     )
+    if settings.api_docs:
+        add_docs(app, "/openapi.json")
     app.state.authorizer = authorizer
     app.middleware("http")(observe_latency)
     app.include_router(health.router)
