@@ -313,6 +313,7 @@ def test_default(render: Render) -> None:
             "Secret",
             "NetworkPolicy",
             "NetworkPolicy",
+            "PodDisruptionBudget",
         ]
     )
     one(docs, "CustomResourceDefinition", "reconciles.reconciler.dev")
@@ -608,3 +609,28 @@ def test_bad_shards_fail(helm_run: HelmRun, shards: list[dict[str, Any]], compla
 def test_a_shard_name_used_twice_fails(helm_run: HelmRun) -> None:
     result = helm_run.template({"shards": [SHARDS[0], {**SHARDS[1], "name": "a"}]})
     assert result.returncode != 0 and 'the name "a" is used twice' in result.stderr, result.stderr
+
+
+def test_a_pod_disruption_budget_per_operator_deployment(render: Render, helm_run: HelmRun) -> None:
+    docs = render("default")
+    pdb = one(docs, "PodDisruptionBudget", "reconciler", NAMESPACE)
+    assert pdb["apiVersion"] == "policy/v1"
+    assert pdb["spec"]["maxUnavailable"] == 1
+    pod_labels = one(docs, "Deployment", "reconciler")["spec"]["template"]["metadata"]["labels"]
+    selector = pdb["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pod_labels.items()  # it covers the operator's pods ...
+    for deployment in find(docs, "Deployment"):
+        if deployment["metadata"]["name"] != "reconciler":  # ... and no other pods (Valkey)
+            other = deployment["spec"]["template"]["metadata"]["labels"]
+            assert not selector.items() <= other.items()
+
+    sharded = render_values(helm_run, {"shards": SHARDS})
+    budgets = find(sharded, "PodDisruptionBudget")
+    assert len(budgets) == len(SHARDS)
+    for budget in budgets:
+        name = budget["metadata"]["name"]
+        labels = one(sharded, "Deployment", name)["spec"]["template"]["metadata"]["labels"]
+        assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+    off = render_values(helm_run, {"podDisruptionBudget": {"enabled": False}})
+    assert find(off, "PodDisruptionBudget") == []
