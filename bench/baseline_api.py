@@ -1,9 +1,9 @@
-"""The P3 baseline: the seed's long-poll helper (a fixed 0.5 s polling loop) served by a tiny FastAPI
+"""The P3 baseline: a naive long-poll helper (a fixed 0.5 s polling loop) served by a tiny FastAPI
 app over the same TaskStore and Valkey as the sidecar: `python -m bench.baseline_api --port P`.
 
-`wait_for_task_completion` below is the seed's helper as written there (ADR-005 example): read the
+`wait_for_task_completion` below is that naive helper, as a first version would write it: read the
 record, return if finished, else `await asyncio.sleep(0.5)` and read again; 408 at the deadline.
-It reads the cache synchronously on the event loop, as the seed does.
+It reads the cache synchronously on the event loop, as such a first version does.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ T = TypeVar("T", bound=TaskRecord)
 
 
 async def wait_for_task_completion(get_task_status: Callable[[], T], timeout_seconds: float | None) -> T:
-    """The seed's helper: poll every 0.5 s."""
+    """The naive helper: poll every 0.5 s."""
     if timeout_seconds is None:
         return get_task_status()
 
@@ -52,7 +52,7 @@ def create_app() -> FastAPI:
         )
         yield
 
-    app = FastAPI(title="baseline long-poll (seed helper)", lifespan=lifespan)
+    app = FastAPI(title="baseline long-poll (naive helper)", lifespan=lifespan)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
