@@ -91,7 +91,8 @@ CLIENT_LOGGERS = ("reconciler", "slack_sdk", "gitlab", "httpx")
 @app.command()
 def run(
     namespace: Annotated[
-        list[str] | None, typer.Option("-n", "--namespace", help="Watch this namespace (repeatable)")
+        list[str] | None,
+        typer.Option("-n", "--namespace", help="Watch this namespace (repeatable); no -n: all namespaces"),
     ] = None,
     all_namespaces: Annotated[
         bool, typer.Option("-A", "--all-namespaces", help="Watch every namespace")
@@ -797,7 +798,10 @@ def status(
     output: Annotated[
         StatusFormat, typer.Option("-o", "--output", help="table or json")
     ] = StatusFormat.TABLE,
-    verbose: VerboseOption = False,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Debug logs of the HTTP calls to the sidecar (tokens redacted)"),
+    ] = False,
 ) -> None:
     """Show a task record from the status sidecar (RECONCILER_API_TOKEN, else the kube context's token).
 
@@ -850,7 +854,29 @@ def _json_dumps(payload: Any) -> str:
     return json.dumps(payload, indent=2)
 
 
+def plain_metavars(command: Any) -> Any:
+    """Help that says `NAMESPACE` and `table|json`, not Typer's `<list[str]>` or `<bool>` on flags."""
+    for sub in getattr(command, "commands", {}).values():
+        plain_metavars(sub)
+    for param in getattr(command, "params", []):
+        if type(param).__name__ == "TyperArgument":  # its name is shown already: no `<str>` after it
+            param.display_type_rich = lambda ctx: None
+            continue
+        if param.metavar is not None:
+            continue
+        described = getattr(param, "type_descriptor", None)
+        choices = described.choices if described is not None and described.is_choice else None
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+        elif choices:
+            param.metavar = "|".join(str(getattr(c, "value", c)) for c in choices)
+        else:
+            param.metavar = str(param.name).upper()
+    return command
+
+
 def main() -> None:
     # Installed as a kubectl plugin too (`kubectl-reconciler`): usage lines then say `kubectl reconciler`.
     plugin = Path(sys.argv[0]).name == "kubectl-reconciler"
-    app(prog_name="kubectl reconciler" if plugin else None)
+    command = plain_metavars(typer.main.get_command(app))
+    command(prog_name="kubectl reconciler" if plugin else None)
