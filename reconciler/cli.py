@@ -114,8 +114,9 @@ def run(
 ) -> None:
     """Run the operator against the current kube context (in-cluster, KUBECONFIG, ~/.kube/config).
 
-    Without -n or -A it watches all namespaces. It first checks that it can log in and reach the
-    cluster (within RECONCILER_CLUSTER_CONNECT_TIMEOUT_SECONDS) and exits with status 1 if not.
+    Without -n or -A it watches all namespaces.
+
+    It first checks the cluster: exit status 1 if it cannot log in or reach it in time.
     """
     if selector is not None:
         # The handlers read it from the environment when they register (get_settings()).
