@@ -480,6 +480,11 @@ class SlackTestServer:
         with self._lock:
             self._faults.append(_Fault(method, times, status))
 
+    def clear_faults(self) -> None:
+        """Drop injected faults that were not used up."""
+        with self._lock:
+            self._faults.clear()
+
     def answer_raw(
         self,
         method: str | None,

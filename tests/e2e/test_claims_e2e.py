@@ -329,3 +329,40 @@ def test_deletion_policy_delete_removes_listed_gitlab_members_but_not_the_bot_or
     wait_gone(kube, NS_A, name)
     assert set(gitlab.members("group", path)) == {"first-bot"}, "listed members removed, the bot stays"
     assert set(gitlab.members("project", project)) == {"claims-carol"}, "the last owner stays"
+
+
+def test_a_failing_delete_is_retried_a_bounded_number_of_times_then_reported(
+    kube: KubeApi, slack: SlackTestServer, valkey_server: ValkeyProcess, claims_operator: Process
+) -> None:
+    """Slack answers 503 to every disable: the delete handler retries (with backoff, in the worker
+    pool) RECONCILER_DELETE_RETRIES times, then releases the finalizer and the claim anyway, leaves
+    the group as it is, and says so in a DeletionFailed event."""
+    name, handle = unique("undeletable"), unique("sticky")
+    kube.create_reconcile(
+        slack_reconcile(
+            name, NS_A, slack.api_url, [group(handle, "carol")], "slack-first", deletionPolicy="Delete"
+        )
+    )
+    wait_ready(kube, NS_A, name)
+    slack.fail("usergroups.disable", 1000, status=503)
+    try:
+        started = time.monotonic()
+        kube.delete_reconcile(NS_A, name)
+        wait_gone(kube, NS_A, name, timeout=60)
+        took = time.monotonic() - started
+    finally:
+        slack.clear_faults()
+    attempts = [c for c in slack.calls if c.method == "usergroups.disable" and c.status == 503]
+    assert attempts, "the deletion was tried"
+    assert slack.usergroup(handle)["date_delete"] == 0, "given up: the group is left as it is"
+    client = valkey.Valkey.from_url(valkey_server.url, decode_responses=True)
+    assert client.get(claim_key(slack_usergroup_target(TEAM_ID, handle).key)) is None, "claim released"
+    deadline = time.monotonic() + 10
+    failed: list[str] = []
+    while not failed and time.monotonic() < deadline:
+        events = [e for e in kube.events(NS_A) if e["involvedObject"]["name"] == name]
+        failed = [e["message"] for e in events if e["reason"] == "DeletionFailed"]
+        time.sleep(0.1)
+    assert any("retrying" in m for m in failed), failed
+    assert any("giving up: the targets are left as they are" in m for m in failed), failed
+    assert took >= 2, "retried with backoff (1 s, then 2 s), not in a hot loop"
