@@ -487,3 +487,40 @@ def test_duplicate_usernames_are_rejected_by_the_model(usernames: list[str]) -> 
 def test_unknown_access_level_is_rejected_by_the_model() -> None:
     with pytest.raises(ValidationError):
         make_spec({G: [d("alice", "admin")]})
+
+
+# --- deletionPolicy: Delete ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("observed_group", "observed_project", "expected"),
+    [
+        pytest.param(
+            [m("bot", "owner"), m("alice", "owner"), m("bob", "developer"), m("dave", "reporter")],
+            [m("carol", "reporter")],
+            [
+                ("remove_member", G, "alice (was owner)"),
+                ("remove_member", G, "bob (was developer)"),
+                ("remove_member", P, "carol (was reporter)"),
+            ],
+            id="listed members go; the token's user and unlisted members stay",
+        ),
+        pytest.param(
+            [m("alice", "owner"), m("bob", "owner")],
+            [m("carol", "owner")],
+            [("remove_member", G, "alice (was owner)")],
+            id="the last direct owner of a group or project stays",
+        ),
+        pytest.param(None, None, [], id="a group or project that is gone is skipped"),
+    ],
+)
+def test_teardown_removes_listed_members_but_never_the_bot_or_the_last_owner(
+    observed_group: list[GitlabMemberState] | None,
+    observed_project: list[GitlabMemberState] | None,
+    expected: Summary,
+) -> None:
+    spec = make_spec(
+        {G: [d("bot", "owner"), d("alice", "owner"), d("bob", "developer")]}, {P: [d("carol", "owner")]}
+    )
+    state = make_state({G: observed_group}, {P: observed_project})
+    assert summary(planner.plan_teardown(spec, state)) == expected

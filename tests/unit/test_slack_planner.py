@@ -670,3 +670,15 @@ def test_users_stay_authoritative_when_other_fields_are_omitted() -> None:
 def test_an_empty_name_is_rejected_slack_needs_one() -> None:
     with pytest.raises(ValidationError):
         raw(name="")
+
+
+def test_teardown_disables_only_the_listed_enabled_groups() -> None:
+    from reconciler.integrations.slack_usergroups.planner import TEARDOWN, plan_teardown
+
+    current = [
+        have("oncall", "S1", users=["U1"]),
+        have("leads", "S2", enabled=False),
+        have("other", "S3"),
+    ]
+    actions = plan_teardown(["oncall", "leads", "gone"], current)
+    assert [(a.type, a.target, a.detail) for a in actions] == [("disable_usergroup", "oncall", TEARDOWN)]
