@@ -4,6 +4,7 @@ server, so that filling Valkey or slowing Slack does not disturb the other e2e m
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,10 +18,12 @@ import valkey
 from reconciler.cache import ValkeyCache
 from reconciler.models.task import TaskRecord
 from reconciler.tasks import TaskStore
+from reconciler_operator.conditions import STATUS_BUDGET_BYTES
 from reconciler_testing.slack import SlackTestServer
 from tests.e2e.conftest import Process, start_operator
-from tests.e2e.helpers import apply_group, wait_ready, wait_task_change
+from tests.e2e.helpers import apply_group, unique, wait_ready, wait_task_change
 from tests.kube import KubeApi, condition
+from tests.largest import largest_channels, largest_emails, largest_slack_reconcile
 from tests.valkey_server import ValkeyProcess, free_port
 
 pytestmark = pytest.mark.e2e
@@ -255,3 +258,24 @@ def test_the_operator_exports_the_caches_memory_and_key_count(world: World) -> N
         time.sleep(0.5)
     assert values["reconciler_operator_cache_memory_bytes"] > 100_000
     assert values["reconciler_operator_cache_keys"] >= 1
+
+
+def test_the_largest_accepted_spec_reaches_ready_with_status_under_budget(world: World) -> None:
+    """8 user groups of 1,000 users: before, Kopf's copy of the spec in an annotation went over the
+    API server's 256 KiB (the emulator answers 422 like it) and the Reconcile never reported."""
+    for email in largest_emails():
+        world.slack.add_user(email)
+    for channel in largest_channels():
+        world.slack.add_channel(channel.removeprefix("#"))
+    name = unique("largest")
+    world.kube.create_reconcile(largest_slack_reconcile(name, NS, world.slack.api_url))
+    obj = wait_ready(world.kube, NS, name, timeout=90)
+    status_bytes = len(json.dumps(obj["status"], separators=(",", ":")).encode())
+    assert status_bytes < STATUS_BUDGET_BYTES
+    assert obj["status"]["summary"]["applied"] == obj["status"]["summary"]["planned"] >= 16
+    detail = next(a["detail"] for a in obj["status"]["actions"] if a["type"] == "add_users")
+    assert detail.endswith(f"more in task {obj['status']['taskId']}")
+    annotations = obj["metadata"].get("annotations") or {}
+    assert sum(len(k) + len(v) for k, v in annotations.items()) < 4096
+    groups = [g for g in world.slack.usergroups() if g["handle"].startswith("hxx")]
+    assert len(groups) == 8 and all(len(g["users"]) == 1000 for g in groups)

@@ -25,7 +25,7 @@ ACCESS_LEVELS: dict[str, int] = {
 
 
 class GitlabMember(SpecModel):
-    username: str = Field(pattern=USERNAME_PATTERN, min_length=1, max_length=255)
+    username: str = Field(pattern=USERNAME_PATTERN, min_length=1, max_length=100)
     access_level: AccessLevelName
     expires_at: date | Literal[""] | None = None
     """None (omitted or null): the member's expiry is not managed; "": no expiry (clears one)."""
@@ -41,7 +41,7 @@ class GitlabMembership(SpecModel):
     """Desired direct members of one group or project, by full path."""
 
     path: str = Field(pattern=PATH_PATTERN, min_length=1, max_length=1024)
-    members: list[GitlabMember] = Field(default_factory=list, max_length=1000)
+    members: list[GitlabMember] = Field(default_factory=list, max_length=200)
 
     @model_validator(mode="after")
     def _unique_members(self) -> GitlabMembership:
@@ -53,8 +53,8 @@ class GitlabMembersSpec(SpecModel):
     """`spec.gitlabMembers`."""
 
     url: HttpUrl
-    groups: list[GitlabMembership] = Field(default_factory=list, max_length=100)
-    projects: list[GitlabMembership] = Field(default_factory=list, max_length=100)
+    groups: list[GitlabMembership] = Field(default_factory=list, max_length=10)
+    projects: list[GitlabMembership] = Field(default_factory=list, max_length=10)
 
     @model_validator(mode="after")
     def _something_to_do(self) -> GitlabMembersSpec:

@@ -21,7 +21,7 @@ def _strip_hash(text: str) -> str:
     return text.removeprefix("#")
 
 
-Email = Annotated[str, Field(pattern=EMAIL_PATTERN, max_length=254), AfterValidator(_lower)]
+Email = Annotated[str, Field(pattern=EMAIL_PATTERN, max_length=76), AfterValidator(_lower)]
 ChannelName = Annotated[str, Field(pattern=CHANNEL_PATTERN, max_length=81), AfterValidator(_strip_hash)]
 
 
@@ -33,7 +33,7 @@ class SlackUsergroup(SpecModel):
     name: str | None = Field(default=None, min_length=1, max_length=255)
     """None: unmanaged (a new group is named after its handle)."""
     description: str | None = Field(default=None, max_length=500)
-    channels: list[ChannelName] | None = Field(default=None, max_length=100)
+    channels: list[ChannelName] | None = Field(default=None, max_length=50)
     users: list[Email] = Field(default_factory=list, max_length=1000)
 
     @model_validator(mode="after")
@@ -47,7 +47,7 @@ class SlackUsergroupsSpec(SpecModel):
     """`spec.slackUsergroups`."""
 
     api_url: HttpUrl = HttpUrl("https://slack.com/api/")
-    usergroups: list[SlackUsergroup] = Field(min_length=1, max_length=100)
+    usergroups: list[SlackUsergroup] = Field(min_length=1, max_length=8)
 
     @model_validator(mode="after")
     def _unique(self) -> SlackUsergroupsSpec:
