@@ -342,12 +342,19 @@ def test_in_chart_valkey(render: Render) -> None:
     assert valkey["image"] == "valkey/valkey:8.1"
     assert valkey["command"][:2] == ["sh", "-c"]
     assert "exec valkey-server /run/valkey/valkey.conf" in valkey["command"][2]
-    assert valkey["args"] == ["--port", "6379", "--dir", "/data"]
+    assert valkey["args"] == [
+        *["--port", "6379", "--dir", "/data"],
+        *["--maxmemory", "160mb", "--maxmemory-policy", "volatile-lru", "--appendonly", "yes"],
+    ]
+    # Bounded below the container's limit, so Valkey refuses writes (outbox) instead of being killed.
+    assert _bytes(valkey["args"][5]) < _bytes(valkey["resources"]["limits"]["memory"]) * 0.8
     assert env(valkey)["VALKEY_PASSWORD"]["valueFrom"] == {
         "secretKeyRef": {"name": "reconciler-valkey", "key": "password"}
     }
     assert {"name": "data", "mountPath": "/data"} in valkey["volumeMounts"]
     assert {"name": "config", "mountPath": "/run/valkey"} in valkey["volumeMounts"]
+    data = next(v for v in pod_spec(docs, "reconciler-valkey")["volumes"] if v["name"] == "data")
+    assert "emptyDir" in data  # the AOF survives a restarted (OOM-killed) container
     spec = pod_spec(docs, "reconciler-valkey")
     assert spec["securityContext"]["runAsUser"] == 999
     assert spec["automountServiceAccountToken"] is False
@@ -362,6 +369,20 @@ def test_in_chart_valkey(render: Render) -> None:
     reconciler_labels = one(docs, "Deployment", "reconciler")["spec"]["template"]["metadata"]["labels"]
     assert not one(docs, "Service", "reconciler")["spec"]["selector"].items() <= pod_labels.items()
     assert not service["spec"]["selector"].items() <= reconciler_labels.items()
+
+
+def _bytes(text: str) -> float:
+    units = {"mb": 1e6, "gb": 1e9, "Mi": 2**20, "Gi": 2**30}
+    for unit, factor in units.items():
+        if text.endswith(unit):
+            return float(text.removesuffix(unit)) * factor
+    return float(text)
+
+
+def test_valkey_on_a_persistent_volume(helm_run: HelmRun) -> None:
+    result = helm_run.template({"valkey": {"persistence": {"existingClaim": "valkey-data"}}})
+    assert result.returncode == 0, result.stderr
+    assert "claimName: valkey-data" in result.stdout
 
 
 def test_external_valkey(render: Render) -> None:
