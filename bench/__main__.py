@@ -27,6 +27,7 @@ SCENARIOS: dict[str, str] = {
     "P5": "bench.p5_convergence",
     "P6": "bench.p6_memory",
     "P7": "bench.p7_fleet",
+    "V1": "bench.v1_valkey",
 }
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 

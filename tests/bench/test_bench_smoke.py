@@ -1,4 +1,4 @@
-"""Smoke test of the benchmark harness: `python -m bench --quick --only P2,P3` runs end to end and
+"""Smoke test of the benchmark harness: `python -m bench --quick --only P2,P3,V1` runs end to end and
 writes a well-formed table, JSON and Markdown. No timing assertions: CI machines vary."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def quick_run(
             "bench",
             "--quick",
             "--only",
-            "P2,P3",
+            "P2,P3,V1",
             "--json",
             str(json_path),
             "--markdown",
@@ -78,7 +78,11 @@ def test_json_is_well_formed(quick_run: tuple[subprocess.CompletedProcess[str], 
     data = json.loads(json_path.read_text())
     assert data["quick"] is True
     assert {"nproc", "python"} <= set(data["machine"])
-    assert set(data["scenarios"]) == {"P2", "P3"}
+    assert set(data["scenarios"]) == {"P2", "P3", "V1"}
+    v1 = {m["name"].split(" (")[0]: m for m in data["scenarios"]["V1"]["metrics"]}
+    memory = v1["Valkey memory after a week of runs"]
+    assert memory["result"] > 0 and memory["baseline"] > memory["result"]  # trimmed records are deleted
+    assert 0 < v1["Valkey commands per run"]["result"] < v1["Valkey commands per run"]["baseline"]
     for sid, scenario in data["scenarios"].items():
         assert scenario["id"] == sid and scenario["error"] is None
         assert scenario["metrics"], sid
