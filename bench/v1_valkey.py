@@ -92,11 +92,21 @@ def _usage(client: Any) -> tuple[float, int]:
 
 
 def _simulate(
+    workdir: Path, reconciles: int, runs: int, old: bool, checkpoints: tuple[int, ...]
+) -> dict[int, tuple[float, int]]:
+    """Run every Reconcile `runs` times on a fresh valkey-server (a FLUSHALL frees memory lazily, so
+    a reused one would skew the next reading); (used bytes over empty, keys) at each checkpoint."""
+    server = ValkeyProcess(workdir).start()
+    try:
+        return _simulate_on(server, reconciles, runs, old, checkpoints)
+    finally:
+        server.stop()
+
+
+def _simulate_on(
     server: ValkeyProcess, reconciles: int, runs: int, old: bool, checkpoints: tuple[int, ...]
 ) -> dict[int, tuple[float, int]]:
-    """Run every Reconcile `runs` times; (used bytes over empty, keys) at each checkpoint."""
     client = server.client()
-    client.flushall()
     empty, _ = _usage(client)
     store = TaskStore(ValkeyCache.from_url(server.url, timeout=30), ttl_seconds=TTL, history_size=HISTORY)
     refs = [ReconcileRef(namespace=f"team-{i % 50}", name=f"rec-{i}") for i in range(reconciles)]
@@ -175,12 +185,12 @@ def run(cfg: Config) -> ScenarioResult:
         params={"reconciles": reconciles, "runs_each": runs, "history_size": HISTORY, "ttl_s": TTL},
     )
     with tempfile.TemporaryDirectory(dir=cfg.workdir) as tmp:
-        server = ValkeyProcess(Path(tmp) / "valkey").start()
+        started = time.monotonic()
+        new = _simulate(Path(tmp) / "new", reconciles, runs, old=False, checkpoints=checkpoints)
+        seconds = time.monotonic() - started
+        old = _simulate(Path(tmp) / "old", sample, old_runs, old=True, checkpoints=(old_runs,))
+        server = ValkeyProcess(Path(tmp) / "commands").start()
         try:
-            started = time.monotonic()
-            new = _simulate(server, reconciles, runs, old=False, checkpoints=checkpoints)
-            seconds = time.monotonic() - started
-            old = _simulate(server, sample, old_runs, old=True, checkpoints=(old_runs,))
             commands, round_trips = _commands_per_run(server, 30 if cfg.quick else 200)
         finally:
             server.stop()
