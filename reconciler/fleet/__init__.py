@@ -12,8 +12,8 @@ from reconciler.fleet.budget import RateBudget
 from reconciler.fleet.context import Fleet
 from reconciler.fleet.shared_read import ReadStamp, SharedReads
 
-CACHE_ERRORS = (CacheUnavailable, valkey.exceptions.ConnectionError, valkey.exceptions.TimeoutError, OSError)
-"""What a shared read or the budget raises when Valkey is gone: a run then goes on alone (reads
-everything itself, no shared budget), as it would without a fleet."""
+CACHE_ERRORS = (CacheUnavailable, valkey.exceptions.ValkeyError, OSError)
+"""What a shared read or the budget raises when Valkey is gone, full (OOM) or read-only: a run then
+goes on alone (reads everything itself, no shared budget), as it would without a fleet."""
 
 __all__ = ["CACHE_ERRORS", "Fleet", "RateBudget", "ReadStamp", "SharedReads"]
