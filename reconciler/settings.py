@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     max_workers: int = Field(default=8, ge=1, le=512)
     """Threads that run integration services; also the size of Kopf's sync-handler executor."""
 
-    task_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    task_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=366 * 24 * 3600)
     """How long task records stay in the cache."""
 
     history_size: int = Field(default=20, ge=1, le=1000)
@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     api_docs: bool = True
     """Serve /docs and /openapi.json from the sidecar (the chart turns them off)."""
 
-    lock_ttl_seconds: int = Field(default=30, ge=3)
+    lock_ttl_seconds: int = Field(default=30, ge=3, le=3600)
     """A run renews its Reconcile's lock every third of this; a crashed run's lock frees after it."""
 
     peering_priority: int | None = Field(default=None, ge=0)
@@ -73,32 +73,32 @@ class Settings(BaseSettings):
     operator_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     """Port for the operator's own Prometheus metrics (event-loop lag, runs); unset: off."""
 
-    min_interval_seconds: float = Field(default=10.0, ge=0.1)
+    min_interval_seconds: float = Field(default=10.0, ge=0.1, le=24 * 3600)
     """Shortest `spec.interval` honoured; shorter ones are raised to this to avoid hot loops."""
 
-    interval_check_seconds: float = Field(default=5.0, gt=0)
+    interval_check_seconds: float = Field(default=5.0, gt=0, le=3600)
     """How often each Reconcile's timer checks whether its `spec.interval` has passed."""
 
-    backoff_base_seconds: float = Field(default=5.0, gt=0)
+    backoff_base_seconds: float = Field(default=5.0, gt=0, le=3600)
     """First retry delay after a transient failure; doubles per retry."""
 
-    backoff_max_seconds: float = Field(default=600.0, gt=0)
+    backoff_max_seconds: float = Field(default=600.0, gt=0, le=24 * 3600)
     """Longest retry delay after transient failures."""
 
-    watch_server_timeout: int = Field(default=300, ge=10)
+    watch_server_timeout: int = Field(default=300, ge=10, le=3600)
     """Seconds the API server keeps a watch open before closing it (Kopf reconnects)."""
 
-    watch_client_timeout: int = Field(default=330, ge=10)
+    watch_client_timeout: int = Field(default=330, ge=10, le=3600)
     """Seconds after which the operator drops a silent watch stream and reconnects."""
 
-    watch_connect_timeout: int = Field(default=30, ge=1)
+    watch_connect_timeout: int = Field(default=30, ge=1, le=600)
     """Seconds to establish a connection to the Kubernetes API."""
 
     cluster_connect_timeout_seconds: float = Field(default=15.0, gt=0, le=600)
     """How long `reconciler run` tries to log in and reach the Kubernetes API at start before it
     exits with one line saying why (no credentials, refused, unreachable, not a Kubernetes API)."""
 
-    http_timeout_seconds: float = Field(default=30.0, gt=0)
+    http_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     """Timeout of every call to Slack or GitLab."""
 
     rate_limit_retries: int = Field(default=8, ge=0, le=100)
@@ -170,7 +170,7 @@ class Settings(BaseSettings):
     shared_read_wait_seconds: float = Field(default=20.0, gt=0)
     """Longest a run waits for another worker's shared read before reading itself."""
 
-    cache_timeout_seconds: float = Field(default=2.0, gt=0)
+    cache_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     """Socket timeout of Valkey calls, so a dead cache fails fast instead of hanging."""
 
     conflict_retry_seconds: float = Field(default=60.0, ge=1)

@@ -6,11 +6,13 @@ import logging
 from datetime import timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from reconciler.errors import InvalidSpec
 from reconciler.logs import RedactingFilter, redact, register_secret
 from reconciler.models.spec import parse_duration
 from reconciler.runner import parse_spec
+from reconciler.settings import Settings
 
 SLACK = {"apiUrl": "https://slack.example/api/", "usergroups": [{"handle": "a", "name": "A"}]}
 
@@ -89,3 +91,24 @@ def test_errors_inside_an_integration_block_name_the_block() -> None:
     with pytest.raises(InvalidSpec) as info:
         parse_spec(spec)
     assert info.value.message.startswith("spec.slackUsergroups.usergroups.0.users.0: String should match")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("RECONCILER_HTTP_TIMEOUT_SECONDS", "1e308"),
+        ("RECONCILER_HTTP_TIMEOUT_SECONDS", "inf"),
+        ("RECONCILER_CACHE_TIMEOUT_SECONDS", "86400"),
+        ("RECONCILER_BACKOFF_MAX_SECONDS", "99999999999"),
+        ("RECONCILER_INTERVAL_CHECK_SECONDS", "1e12"),
+        ("RECONCILER_LOCK_TTL_SECONDS", "999999999"),
+        ("RECONCILER_TASK_TTL_SECONDS", "99999999999"),
+    ],
+)
+def test_absurd_timeouts_are_refused_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert info.value.errors()[0]["loc"] == (variable.removeprefix("RECONCILER_").lower(),)
