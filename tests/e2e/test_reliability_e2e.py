@@ -175,7 +175,7 @@ def test_a_run_queued_behind_a_slow_one_uses_the_newest_spec(world: World) -> No
     kube, slack = world.kube, world.slack
     name, handle = apply_group(kube, slack.api_url, NS, "queued", ["ann@example.com"], interval="1s")
     wait_ready(kube, NS, name)
-    slack.latency = 2.5  # one call outlasts the sleep below, however many reads the fleet shares
+    slack.latency = 5.0  # one call outlasts the sleep below, however many reads the fleet shares
     try:
         kube.patch_reconcile(NS, name, {"metadata": {"annotations": {"reconciler.dev/requested-at": "slow"}}})
         slow = wait_running(world, name, "requested")["status"]["taskId"]
