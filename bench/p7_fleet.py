@@ -8,13 +8,15 @@ drifted members. `reconciler run -A` with 8 workers.
 - Phase 1, all applied at once: time from the first create to all Ready, as a ratio to the tier
   lower bound: the busiest method's calls that any implementation must make
   (`usergroups.users.update`, one per group) / its limit x WINDOW.
-- Phase 2, nothing changed, every Reconcile asked to run again (`requested-at`, all at once):
+- Phase 2, nothing changed, every Reconcile asked to run again (`requested-at` on all of them at
+  once, 16 PATCHes in flight, as a GitOps sync does):
   total Slack calls for the whole fleet and 429 answers.
 - The shared directory's Valkey memory for a 50,000-user workspace (a sweep into a fresh Valkey).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from datetime import UTC, datetime
@@ -73,15 +75,24 @@ def _bodies(api_url: str, users: int, count: int) -> list[dict[str, Any]]:
 
 
 def _request_all(kube: KubeProc, names: list[str], value: str) -> None:
+    """Annotate every Reconcile at once (16 PATCHes in flight), as a GitOps sync would."""
     patch = {"metadata": {"annotations": {"reconciler.dev/requested-at": value}}}
-    with httpx.Client(base_url=kube.url, timeout=30) as http:
-        for name in names:
-            response = http.patch(
-                f"{CRD_PATH}/namespaces/{NAMESPACE}/reconciles/{name}",
-                json=patch,
-                headers={"Content-Type": "application/merge-patch+json"},
-            )
-            response.raise_for_status()
+
+    async def send() -> None:
+        limits = httpx.Limits(max_connections=16)
+        async with httpx.AsyncClient(base_url=kube.url, timeout=30, limits=limits) as http:
+
+            async def one(name: str) -> None:
+                response = await http.patch(
+                    f"{CRD_PATH}/namespaces/{NAMESPACE}/reconciles/{name}",
+                    json=patch,
+                    headers={"Content-Type": "application/merge-patch+json"},
+                )
+                response.raise_for_status()
+
+            await asyncio.gather(*(one(name) for name in names))
+
+    asyncio.run(send())
 
 
 def _wait_handled(kube: KubeProc, names: set[str], value: str, timeout: float) -> float:

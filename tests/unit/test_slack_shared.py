@@ -1,0 +1,128 @@
+"""Runs that share one Slack workspace through Valkey: shared reads, their freshness, write-through
+and deactivated users. Real SlackClient, Slack test server and valkey-server; nothing mocked."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import valkey
+from pydantic import SecretStr
+
+from reconciler.fleet import Fleet
+from reconciler.models.spec import ReconcileSpec
+from reconciler.runner import RunOutcome, run_integration
+from reconciler.settings import Settings
+from reconciler_testing.slack import SlackTestServer
+from tests.valkey_server import ValkeyProcess
+
+TOKEN = "xoxb-3333-4444-shared-secret-token"
+SETTINGS = Settings(http_timeout_seconds=5, rate_limit_retries=2, slack_rate_window_seconds=0.01)
+ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@example.com"
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackTestServer]:
+    # A workspace of its own per test: shared state is keyed by it.
+    with SlackTestServer(team_id=f"T{uuid.uuid4().hex[:10].upper()}") as server:
+        server.add_token(TOKEN)
+        for email in (ALICE, BOB, CAROL):
+            server.add_user(email)
+        server.add_channel("eng")
+        yield server
+
+
+@pytest.fixture
+def cache(valkey_server: ValkeyProcess) -> valkey.Valkey:
+    return valkey.Valkey.from_url(valkey_server.url, decode_responses=True)
+
+
+def run(
+    slack: SlackTestServer, cache: valkey.Valkey, groups: list[dict[str, Any]], *, asked: float
+) -> RunOutcome:
+    spec = ReconcileSpec.model_validate(
+        {
+            "integration": "slack-usergroups",
+            "credentials": {"secretRef": {"name": "slack-token"}},
+            "slackUsergroups": {"apiUrl": slack.api_url, "usergroups": groups},
+        }
+    )
+    fleet = Fleet.create(cache, SETTINGS, fresh_after=asked)
+    return run_integration(spec, SecretStr(TOKEN), SETTINGS, dry_run=False, fleet=fleet)
+
+
+def group(handle: str, users: list[str], **extra: Any) -> dict[str, Any]:
+    return {"handle": handle, "name": f"Group {handle}", "users": users, **extra}
+
+
+def test_runs_share_reads_but_never_one_older_than_their_request(
+    slack: SlackTestServer, cache: valkey.Valkey
+) -> None:
+    first = run(slack, cache, [group("one", [ALICE])], asked=time.time())
+    assert first.ok and [a.type for a in first.applied] == ["create_usergroup", "add_users"]
+    slack.reset_calls()
+
+    # Asked before the last read started (say, queued behind a busy worker): no Slack call at all.
+    shared = run(slack, cache, [group("two", [BOB], channels=["eng"])], asked=0.0)
+    assert shared.ok
+    assert [c.method for c in slack.calls if c.method.endswith("list")] == ["conversations.list"]
+    slack.reset_calls()
+
+    # Asked now: reads the user groups again (the directory is shared for its refresh period).
+    again = run(slack, cache, [group("one", [ALICE])], asked=time.time())
+    assert again.ok and again.actions == []
+    assert [c.method for c in slack.calls] == ["usergroups.list"]
+
+
+def test_own_writes_win_over_a_snapshot_read_before_them(
+    slack: SlackTestServer, cache: valkey.Valkey
+) -> None:
+    assert run(slack, cache, [group("team", [ALICE])], asked=time.time()).ok
+    changed = run(slack, cache, [group("team", [ALICE, BOB])], asked=time.time())
+    assert [a.type for a in changed.applied] == ["add_users"]
+    slack.reset_calls()
+    # An interval run may use the snapshot read before that write: the write-through overlay
+    # tells it Bob is in already, so it writes nothing (and reads nothing).
+    later = run(slack, cache, [group("team", [ALICE, BOB])], asked=0.0)
+    assert later.ok and later.actions == []
+    assert slack.calls == []
+
+
+def test_a_user_deactivated_after_the_sweep_is_never_written(
+    slack: SlackTestServer, cache: valkey.Valkey
+) -> None:
+    assert run(slack, cache, [group("crew", [ALICE])], asked=time.time()).ok
+    slack.deactivate_user(CAROL)  # the shared directory still says "active"
+    outcome = run(slack, cache, [group("crew", [ALICE, CAROL])], asked=time.time())
+    assert outcome.error is not None and outcome.error.reason == "UnknownUsers"
+    assert CAROL in outcome.error.message
+    assert len(slack.usergroup("crew")["users"]) == 1
+    # ...and the directory learnt it: the next run stops at planning, without trying the write.
+    slack.reset_calls()
+    again = run(slack, cache, [group("crew", [ALICE, CAROL])], asked=time.time())
+    assert again.error is not None and again.error.reason == "UnknownUsers"
+    assert slack.write_calls() == []
+
+
+def test_a_new_groups_stale_users_are_checked_before_it_is_created(
+    slack: SlackTestServer, cache: valkey.Valkey
+) -> None:
+    settings_now = Settings(**{**SETTINGS.model_dump(), "directory_recheck_seconds": 0})
+    assert run(slack, cache, [group("first", [ALICE])], asked=time.time()).ok
+    slack.deactivate_user(BOB)
+    spec = ReconcileSpec.model_validate(
+        {
+            "integration": "slack-usergroups",
+            "credentials": {"secretRef": {"name": "slack-token"}},
+            "slackUsergroups": {"apiUrl": slack.api_url, "usergroups": [group("second", [BOB])]},
+        }
+    )
+    fleet = Fleet.create(cache, settings_now, fresh_after=time.time())
+    outcome = run_integration(spec, SecretStr(TOKEN), settings_now, dry_run=False, fleet=fleet)
+    assert outcome.error is not None and outcome.error.reason == "UnknownUsers"
+    assert outcome.applied == []
+    with pytest.raises(KeyError):
+        slack.usergroup("second")  # a fresh read would have refused it: nothing was created
