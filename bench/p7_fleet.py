@@ -146,7 +146,7 @@ def run_mode(cfg: Config, *, shared: bool, users: int, count: int, window: float
         value = datetime.now(UTC).isoformat()
         asked = time.time()
         _request_all(kube, sorted(names), value)
-        handled = _wait_handled(kube, names, value, timeout=300)
+        handled = _wait_handled(kube, names, value, timeout=900)
         time.sleep(0.5)
         phase2 = slack.stats()
         return {

@@ -24,7 +24,8 @@ from reconciler.errors import CacheUnavailable
 
 log = logging.getLogger(__name__)
 
-POLL_SECONDS = 0.05
+POLL_SECONDS = 0.01
+"""How often a run waiting for another worker's read checks for it (a GET on Valkey)."""
 OLD_VERSION_GRACE_SECONDS = 30
 """A replaced version stays readable this long, for runs that read its stamp just before."""
 
