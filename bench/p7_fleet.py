@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,7 +111,8 @@ def _wait_handled(kube: KubeProc, names: set[str], value: str, timeout: float) -
         if names <= done:
             return time.time()
         time.sleep(0.2)
-    raise TimeoutError(f"{len(names - done)} Reconciles did not handle the request in {timeout:.0f} s")
+    # The cache-off baseline may never get there (rate limited over and over): report, not fail.
+    return math.inf
 
 
 def run_mode(cfg: Config, *, shared: bool, users: int, count: int, window: float) -> dict[str, Any]:

@@ -112,6 +112,11 @@ class SharedReads:
                     return stamp
                 mine = ReadStamp(uuid.uuid4().hex, time.time() + self._coalesce)
                 if self.client.set(f"{key}:lock", mine.to_json(), nx=True, px=int(self._wait * 1000)):
+                    # The leader before us may have installed its read just before releasing.
+                    stamp = self.current(key)
+                    if stamp is not None and stamp.started >= fresh_after:
+                        self._release(keys=[f"{key}:lock"], args=[mine.to_json()])
+                        return stamp
                     # Runs asked for during this short pause share the read (it starts after them).
                     time.sleep(self._coalesce)
                     return self._lead(key, mine, parts, fetch)
