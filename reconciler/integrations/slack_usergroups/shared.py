@@ -41,7 +41,8 @@ class DirectoryEntry:
 
 
 def _encode_user(user: SlackUser, read_at: float) -> str:
-    return f"{user.id} {'d' if user.deleted else '-'} {read_at:.0f}"
+    """Whole seconds, rounded down: an entry may look older than it is, never newer."""
+    return f"{user.id} {'d' if user.deleted else '-'} {int(read_at)}"
 
 
 def _decode_user(email: str, raw: str | None) -> DirectoryEntry | None:
