@@ -5,7 +5,7 @@ which version is current and when its fetch *started*. A run asks for a read tha
 after its `fresh_after` (the time it was requested): it uses the current one if that is fresh
 enough, else waits for the fetch in flight, else fetches itself while holding `{key}:lock`, so
 that runs asking at once share one fetch. Waiting is bounded: a leader that is late or died is
-replaced by the waiter after `wait_seconds`.
+replaced by the waiter after `wait_seconds`, and no wait outlasts the run's own deadline.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import valkey
 import valkey.exceptions
 
+from reconciler import deadline as run_deadline
 from reconciler.errors import CacheUnavailable
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,8 @@ class SharedReads:
         """A read of `key` that started at or after `fresh_after`; `fetch(stamp)` stores a new one's
         parts (hashes at `part(key, stamp, name)`) when no such read exists or is in flight, and
         returns the stamp to install (the same, or an earlier start when it resumed a read)."""
-        deadline = time.monotonic() + self._wait
+        run = run_deadline.current()
+        deadline = time.monotonic() + min(self._wait, run.remaining())
         try:
             while True:
                 stamp = self.current(key)
@@ -118,9 +120,10 @@ class SharedReads:
                         self._release(keys=[f"{key}:lock"], args=[mine.to_json()])
                         return stamp
                     # Runs asked for during this short pause share the read (it starts after them).
-                    time.sleep(self._coalesce)
+                    time.sleep(min(self._coalesce, run.remaining()))
                     return self._lead(key, mine, parts, fetch)
                 if time.monotonic() > deadline:
+                    run.check("waiting for another worker's shared read")
                     log.warning("shared read %s: the worker fetching it is late; reading myself", key)
                     return self._lead(key, ReadStamp(mine.version, time.time()), parts, fetch, locked=False)
                 time.sleep(POLL_SECONDS)

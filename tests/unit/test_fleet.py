@@ -10,7 +10,8 @@ from collections.abc import Callable
 import pytest
 import valkey
 
-from reconciler.errors import RateLimited
+from reconciler.deadline import run_deadline
+from reconciler.errors import RateLimited, Timeout
 from reconciler.fleet import RateBudget, ReadStamp, SharedReads
 from tests.valkey_server import ValkeyProcess
 
@@ -162,3 +163,25 @@ def test_waiters_take_over_when_the_fetching_worker_fails(client: valkey.Valkey)
     assert outcomes.count("limited") == 1
     assert outcomes.count("ok") == 5
     assert len(calls) == 2
+
+
+def test_waiting_for_a_shared_read_ends_with_the_runs_deadline(client: valkey.Valkey) -> None:
+    key = f"reconciler:test:{uuid.uuid4().hex}"
+    # Another worker holds the read's lock (its fetch is slow); the waiter's own bound is long.
+    client.set(f"{key}:lock", ReadStamp("other", time.time()).to_json(), px=60_000)
+    fetched: list[ReadStamp] = []
+
+    def fetch(stamp: ReadStamp) -> ReadStamp:
+        fetched.append(stamp)
+        return stamp
+
+    reads = SharedReads(client, wait_seconds=30, ttl_seconds=60)
+    started = time.monotonic()
+    with run_deadline(0.3), pytest.raises(Timeout, match="RECONCILER_RUN_DEADLINE_SECONDS"):
+        reads.fresh(key, time.time(), (), fetch)
+    assert time.monotonic() - started < 5  # the run's 0.3 s, not the 30 s wait
+    assert fetched == []  # past its deadline, the run does not start the read itself
+
+    # Outside any run (unbounded), the waiter's own bound still applies and it then reads itself.
+    short = SharedReads(client, wait_seconds=0.2, ttl_seconds=60)
+    assert short.fresh(key, time.time(), (), fetch) == fetched[0]

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 from pydantic import SecretStr
 
 from reconciler.errors import ReconcileError
-from reconciler.fleet import Fleet
+from reconciler.fleet import CACHE_ERRORS, Fleet
 from reconciler.integrations.base import ApplyResult, IntegrationService
 from reconciler.integrations.gitlab_members import planner
 from reconciler.integrations.gitlab_members.client import GitlabClient
@@ -24,6 +24,7 @@ from reconciler.integrations.gitlab_members.models import (
     SourceKind,
     UpdateMember,
 )
+from reconciler.integrations.gitlab_members.shared import GitlabDirectory
 from reconciler.models.base import Action
 from reconciler.models.target import Target, gitlab_target
 from reconciler.settings import Settings
@@ -34,9 +35,13 @@ log = logging.getLogger(__name__)
 class GitlabMembersService(IntegrationService):
     """One run: one client for (spec.url, token), users looked up at most once each."""
 
-    def __init__(self, spec: GitlabMembersSpec, client: GitlabClient) -> None:
+    def __init__(
+        self, spec: GitlabMembersSpec, client: GitlabClient, directory: GitlabDirectory | None = None
+    ) -> None:
         self.spec = spec
         self.client = client
+        self.directory = directory
+        """The instance's user directory shared in Valkey (None: no fleet, or Valkey failed)."""
         self._users: dict[str, GitlabUser | None] = {}
         """Run-wide cache of username lookups (case-folded username -> user, None: no such user)."""
 
@@ -44,7 +49,8 @@ class GitlabMembersService(IntegrationService):
     def create(
         cls, spec: GitlabMembersSpec, token: SecretStr, settings: Settings, fleet: Fleet | None = None
     ) -> GitlabMembersService:
-        return cls(spec, GitlabClient(str(spec.url), token, settings, fleet))
+        client = GitlabClient(str(spec.url), token, settings, fleet)
+        return cls(spec, client, GitlabDirectory(fleet, client) if fleet is not None else None)
 
     def plan(self) -> list[Action]:
         """Reads: GET /user, one paginated direct-member listing per group/project, and one user
@@ -56,14 +62,26 @@ class GitlabMembersService(IntegrationService):
         if all(state is not None for state in found):
             known = {own_user.username.casefold()}
             known.update(m.username.casefold() for state in found if state for m in state.members)
-            for membership in (*self.spec.groups, *self.spec.projects):
-                for member in membership.members:
-                    key = member.username.casefold()
-                    if key not in known and key not in self._users:
-                        self._users[key] = self.client.find_user(member.username)
+            missing = {
+                member.username
+                for membership in (*self.spec.groups, *self.spec.projects)
+                for member in membership.members
+                if member.username.casefold() not in known and member.username.casefold() not in self._users
+            }
+            self._users.update(self._look_up(missing))
         # else: the planner reports the missing groups/projects; looking users up would be wasted calls
         state = GitlabState(own_user=own_user, groups=groups, projects=projects, users=dict(self._users))
         return list(planner.plan(self.spec, state, today=_today()))
+
+    def _look_up(self, usernames: Collection[str]) -> dict[str, GitlabUser | None]:
+        """From the instance's shared directory when there is one, else one lookup per username."""
+        if self.directory is not None:
+            try:
+                return self.directory.users(usernames)
+            except CACHE_ERRORS:
+                log.warning("Valkey is unreachable: this run looks GitLab users up itself")
+                self.directory = None
+        return {name.casefold(): self.client.find_user(name) for name in sorted(usernames)}
 
     def targets(self) -> list[Target]:
         url = str(self.spec.url)

@@ -1,0 +1,146 @@
+"""The GitLab user directory shared by every Reconcile on one instance, through a real valkey-server:
+the real GitlabClient against the GitLab test server, whose call log counts the user lookups."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import valkey
+from pydantic import SecretStr
+
+from reconciler.fleet import Fleet
+from reconciler.models.spec import ReconcileSpec
+from reconciler.runner import RunOutcome, run_integration
+from reconciler.settings import Settings
+from reconciler_testing.gitlab import OWNER, GitLabTestServer
+from tests.valkey_server import ValkeyProcess
+
+TOKEN = "glpat-Shared-Directory-Token-0123"
+SETTINGS = Settings(http_timeout_seconds=5, rate_limit_retries=2, transient_retries=1)
+GROUPS = ("acme/one", "acme/two", "acme/three", "acme/four", "acme/five", "acme/six")
+
+
+@pytest.fixture
+def gitlab() -> Iterator[GitLabTestServer]:
+    with GitLabTestServer() as server:
+        for name in ("bot", "alice", "bob", "carol"):
+            server.add_user(name)
+        server.add_user("mallory", state="blocked")
+        server.add_token(TOKEN, username="bot")
+        server.add_group("acme")
+        for path in GROUPS:
+            server.add_group(path)
+        server.add_member("group", "acme", "bot", OWNER)
+        yield server
+
+
+@pytest.fixture
+def cache(valkey_server: ValkeyProcess, gitlab: GitLabTestServer) -> valkey.Valkey:
+    client = valkey.Valkey.from_url(valkey_server.url, decode_responses=True)
+    # Entries are keyed by the instance (host:port): a port reused from an earlier test starts empty.
+    for key in client.scan_iter(f"reconciler:fleet:gitlab:{urlsplit(gitlab.url).netloc}:*"):
+        client.delete(key)
+    return client
+
+
+def run(
+    gitlab: GitLabTestServer,
+    fleet_cache: valkey.Valkey | None,
+    group: str,
+    usernames: list[str],
+    *,
+    asked: float,
+    dry_run: bool = True,
+) -> RunOutcome:
+    members: list[dict[str, Any]] = [{"username": u, "accessLevel": "developer"} for u in usernames]
+    spec = ReconcileSpec.model_validate(
+        {
+            "integration": "gitlab-members",
+            "credentials": {"secretRef": {"name": "gitlab-token"}},
+            "gitlabMembers": {"url": gitlab.url, "groups": [{"path": group, "members": members}]},
+        }
+    )
+    fleet = Fleet.create(fleet_cache, SETTINGS, fresh_after=asked) if fleet_cache is not None else None
+    return run_integration(spec, SecretStr(TOKEN), SETTINGS, dry_run=dry_run, fleet=fleet)
+
+
+def lookups(gitlab: GitLabTestServer) -> int:
+    return gitlab.calls_matching("GET", "/users")
+
+
+def test_known_usernames_are_not_looked_up_again_by_any_reconcile_on_the_instance(
+    gitlab: GitLabTestServer, cache: valkey.Valkey
+) -> None:
+    asked = time.time() - 1
+    first = run(gitlab, cache, "acme/one", ["alice", "bob"], asked=asked)
+    assert first.ok and [a.type for a in first.actions] == ["add_member", "add_member"]
+    assert lookups(gitlab) == 2
+    gitlab.reset_calls()
+
+    # The same Reconcile's next periodic run, and another Reconcile queued since before the lookups.
+    again = run(gitlab, cache, "acme/one", ["alice", "bob"], asked=time.time() - 60)
+    assert again.ok and len(again.actions) == 2
+    other = run(gitlab, cache, "acme/two", ["Alice", "bob", "carol"], asked=asked, dry_run=False)
+    assert other.ok and len(other.applied) == 3
+    assert set(gitlab.members("group", "acme/two")) == {"alice", "bob", "carol"}
+    assert lookups(gitlab) == 1  # carol only
+
+    # Asked for explicitly after the lookups: a user about to be added is looked up again.
+    gitlab.reset_calls()
+    fresh = run(gitlab, cache, "acme/three", ["alice"], asked=time.time())
+    assert fresh.ok and lookups(gitlab) == 1
+
+
+def test_a_blocked_user_is_still_unknown_with_or_without_a_lookup(
+    gitlab: GitLabTestServer, cache: valkey.Valkey
+) -> None:
+    asked = time.time() - 1
+    for _ in range(2):
+        outcome = run(gitlab, cache, "acme/one", ["bob", "mallory"], asked=asked, dry_run=False)
+        assert outcome.error is not None and outcome.error.reason == "UnknownUsers"
+        assert "mallory (blocked)" in outcome.error.message
+    assert lookups(gitlab) == 2  # bob and mallory, once each
+    assert gitlab.members("group", "acme/one") == {}
+
+    # Blocked after its entry was read: a run asked for since then does not trust that entry.
+    gitlab.set_user_state("bob", "blocked")
+    stale = run(gitlab, cache, "acme/two", ["bob"], asked=asked)
+    assert stale.ok  # what a periodic run within snapshot_max_age_seconds may still plan (dry run)
+    gitlab.reset_calls()
+    asked_now = run(gitlab, cache, "acme/two", ["bob"], asked=time.time(), dry_run=False)
+    assert asked_now.error is not None and asked_now.error.reason == "UnknownUsers"
+    assert lookups(gitlab) == 1 and gitlab.members("group", "acme/two") == {}
+
+
+def test_reconciles_asking_at_once_share_one_lookup(gitlab: GitLabTestServer, cache: valkey.Valkey) -> None:
+    gitlab.latency = 0.05
+    asked = time.time()
+    outcomes: list[RunOutcome] = []
+    start = threading.Barrier(len(GROUPS))
+
+    def work(group: str) -> None:
+        start.wait()
+        outcomes.append(run(gitlab, cache, group, ["carol", "nobody"], asked=asked))
+
+    threads = [threading.Thread(target=work, args=(g,)) for g in GROUPS]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(outcomes) == len(GROUPS)
+    for outcome in outcomes:
+        assert outcome.error is not None and outcome.error.reason == "UnknownUsers"
+        assert "nobody" in outcome.error.message
+    assert lookups(gitlab) == 2  # carol and the unknown username, once each for six Reconciles
+
+
+def test_without_valkey_a_run_looks_users_up_itself(gitlab: GitLabTestServer) -> None:
+    dead = valkey.Valkey(host="127.0.0.1", port=1, socket_connect_timeout=0.5, decode_responses=True)
+    outcome = run(gitlab, dead, "acme/one", ["alice", "mallory"], asked=time.time())
+    assert outcome.error is not None and outcome.error.reason == "UnknownUsers"
+    assert lookups(gitlab) == 2
