@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run demo test lint bench venv
+.PHONY: run demo test lint bench venv docs
 
 venv:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,3 +35,7 @@ lint:
 bench: venv
 	$(BIN)/pip install -q -e '.[test]'
 	$(BIN)/python -m bench
+
+## Regenerate docs/configuration.md from reconciler/settings.py (a test checks it is current).
+docs: venv
+	$(BIN)/python -m reconciler.settings > docs/configuration.md
