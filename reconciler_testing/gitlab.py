@@ -22,6 +22,7 @@ Seed file (all keys optional)::
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import math
 import re
@@ -329,6 +330,12 @@ class GitLabTestServer:
         """Hostile: send each answer's body one byte at a time, this long apart (0: at once)."""
         self.endless_pages = False
         """Hostile: listings always announce a next page (`X-Next-Page`, `Link: rel="next"`)."""
+        self.user_rate_limit: tuple[int, float] | None = None
+        """(limit, window seconds): GitLab's throttle_authenticated_api, per user, a sliding window
+        (GitLab's 2000 per minute, shortened for tests and benchmarks). None: no limit."""
+        self.rate_limited = 0
+        """429 answers given by `user_rate_limit`."""
+        self._user_calls: dict[int, collections.deque[float]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -651,7 +658,26 @@ class GitLabTestServer:
         params.update(body)
         with self._lock:
             user = self._authenticate(method, parts, params, headers)
+            throttled = self._throttle(user)
+            if throttled is not None:
+                return throttled
             return handler(verb, user, params, _Page(raw_path, query_pairs, headers, self))
+
+    def _throttle(self, user: _User) -> _Response | None:
+        """`user_rate_limit`: a 429 with Retry-After once the user made `limit` calls in the window."""
+        if self.user_rate_limit is None:
+            return None
+        limit, window = self.user_rate_limit
+        now = time.monotonic()
+        calls = self._user_calls.setdefault(user.id, collections.deque())
+        while calls and calls[0] <= now - window:
+            calls.popleft()
+        if len(calls) < limit:
+            calls.append(now)
+            return None
+        self.rate_limited += 1
+        wait = max(1, math.ceil(calls[0] + window - now))
+        return _fault_response(_Fault(1, 429, wait, None, None))
 
     def _match(self, parts: list[str]) -> tuple[_HandlerFn | None, frozenset[str]]:
         """Map path segments to a handler and the methods it allows."""

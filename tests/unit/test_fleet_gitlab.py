@@ -74,10 +74,46 @@ def test_a_429_makes_every_client_of_the_user_wait(
     with pytest.raises(RateLimited):
         first.find_user("alice")
     # Another run of the same user does not even ask: the budget says wait (and it may not sleep).
+    # (The token's user is known from the first run: even its GET /user waits.)
     second = GitlabClient(gitlab.url, SecretStr(TOKEN), Settings(), fleet(valkey_server, **settings))
-    second.current_user()
     before = len(gitlab.calls)
     with pytest.raises(RateLimited) as caught:
-        second.find_user("alice")
+        second.current_user()
     assert len(gitlab.calls) == before
     assert caught.value.retry_after is not None and caught.value.retry_after > 20
+
+
+def test_a_new_run_of_a_known_token_draws_even_get_user_from_the_users_budget(
+    gitlab: GitLabTestServer, valkey_server: ValkeyProcess
+) -> None:
+    """The server throttles per user (as GitLab does): no call of any run may go uncounted."""
+    # The very first GET /user of a token, before any run knows its user, is the one call the
+    # user's budget cannot see: GitLab allows one more than the budget.
+    gitlab.user_rate_limit = (4, 5.0)
+    limits = {
+        "gitlab_rate_limit": 3,
+        "gitlab_rate_window_seconds": 5.0,
+        "rate_limit_inline_wait_seconds": 0.5,
+    }
+    settings = Settings(rate_limit_retries=0)
+    first = GitlabClient(gitlab.url, SecretStr(TOKEN), settings, fleet(valkey_server, **limits))
+    first.current_user()
+    first.find_user("alice")
+    second = GitlabClient(gitlab.url, SecretStr(TOKEN), settings, fleet(valkey_server, **limits))
+    second.current_user()  # drawn from the user's budget: the token's user is known from the first run
+    second.find_user("alice")
+    with pytest.raises(RateLimited):
+        second.find_user("alice")  # the budget says wait: GitLab is not asked
+    assert gitlab.rate_limited == 0
+    assert gitlab.calls_matching("GET", "/users") == 2
+
+
+def test_the_test_server_throttles_each_user(gitlab: GitLabTestServer) -> None:
+    gitlab.user_rate_limit = (2, 30.0)
+    client = GitlabClient(gitlab.url, SecretStr(TOKEN), Settings(rate_limit_retries=0))
+    client.current_user()
+    client.find_user("alice")
+    with pytest.raises(RateLimited) as caught:
+        client.find_user("alice")
+    assert gitlab.rate_limited == 1
+    assert caught.value.retry_after is not None and 25 <= caught.value.retry_after <= 30

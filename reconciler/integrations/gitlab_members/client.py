@@ -132,6 +132,10 @@ class _Session(requests.Session):
             prepared_request.headers.pop("PRIVATE-TOKEN", None)
 
 
+TOKEN_USER_TTL_SECONDS = 3600
+"""How long the token -> user id mapping (the budget's key before GET /user) is kept in Valkey."""
+
+
 class GitlabClient:
     """Typed, retrying access to the GitLab REST v4 calls reconciler uses, for one (url, token)."""
 
@@ -199,8 +203,15 @@ class GitlabClient:
         """The token's own user (`GET /user`); also proves the token works before anything else."""
         answer = self._call("read the token's user", lambda **kw: self._gl.http_get("/user", **kw))
         user = parse_answer(_USER, answer, "GitLab GET /user").to_user()
+        if self._fleet is not None and self._user_id != user.id:
+            # The next run of this token draws even its GET /user from the user's budget.
+            with contextlib.suppress(*CACHE_ERRORS):
+                self._fleet.client.set(self._token_user_key(), str(user.id), ex=TOKEN_USER_TTL_SECONDS)
         self._user_id = user.id
         return user
+
+    def _token_user_key(self) -> str:
+        return f"reconciler:fleet:gitlab:{urlsplit(self.url).netloc}:token:{self._token_hash}:user"
 
     def account(self) -> str:
         """What the rate budget is keyed by: GitLab limits each user per instance (until the
@@ -214,6 +225,10 @@ class GitlabClient:
             return
         settings = self._fleet.settings
         try:
+            if self._user_id is None:  # the token's user as a run of this token last saw it
+                cached = self._fleet.client.get(self._token_user_key())
+                if isinstance(cached, str) and cached.isdigit():
+                    self._user_id = int(cached)
             self._fleet.budget.acquire(
                 self.account(), settings.gitlab_rate_limit, settings.gitlab_rate_window_seconds, "GitLab"
             )
