@@ -28,6 +28,7 @@ import httpx
 import valkey
 from pydantic import SecretStr
 
+from bench import p7_gitlab
 from bench.common import Config, Metric, ScenarioResult
 from bench.procs import (
     CRD_PATH,
@@ -284,8 +285,12 @@ def run(cfg: Config) -> ScenarioResult:
         "lower_bound_s": round(lower_bound, 3),
         "lower_bound_label": f"{writes} usergroups.users.update at {TIER_2} per {window:g} s",
     }
+    gitlab_metrics, gitlab_params = p7_gitlab.metrics(cfg)
+    result.metrics.extend(gitlab_metrics)
+    result.params.update(gitlab_params)
     result.notes.append(
-        "Not measured here: GitLab (the shared budget and username cache for GitLab are not built yet)."
+        "GitLab half: in process (worker threads running run_integration, as the operator's workers "
+        "do), not through the operator; see bench/p7_gitlab.py."
     )
     return result
 

@@ -35,6 +35,9 @@ def test_p7_quick_runs_and_the_fleet_shares_its_reads(tmp_path: Path) -> None:
     assert rerun["result"] <= 5 < rerun["baseline"]
     limited = next(m for name, m in metrics.items() if name.startswith("phase 2: HTTP 429"))
     assert limited["result"] == 0
+    # GitLab: the shared directory looks each distinct username up once for the whole fleet.
+    lookups = next(m for name, m in metrics.items() if name.startswith("GitLab: user lookups"))
+    assert lookups["result"] <= scenario["params"]["gitlab_users"] < lookups["baseline"]
     assert "### P7" in md_path.read_text()
     # The fleet timeline figure: Ready over time, on and off, against the tier lower bound.
     timelines = scenario["series"]["ready_timelines"]
