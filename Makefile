@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run demo test lint bench venv docs
+.PHONY: run demo test lint bench venv docs crd
 
 venv:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: venv
 	scripts/install-helm.sh
 	$(MAKE) lint
 	$(BIN)/pytest
+
+## Write the CRD (deploy/crds/, the chart's and the package's copies) from the pydantic models.
+crd:
+	$(BIN)/python -m reconciler.crdgen
 
 lint:
 	$(BIN)/ruff check .

@@ -13,6 +13,7 @@ class SpecModel(BaseModel):
         extra="forbid",
         frozen=True,
         str_strip_whitespace=True,
+        use_attribute_docstrings=True,  # the docstrings are the CRD's descriptions (reconciler/crdgen.py)
     )
 
 
@@ -39,11 +40,14 @@ class Action(BaseModel):
 class ActionRecord(BaseModel):
     """The contract's `{type, target, detail}` form of an action, as stored and shown."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
 
     type: str
+    """Kind of change, e.g. add_users or add_member."""
     target: str
+    """What the change applies to, e.g. a user group handle or a group path."""
     detail: str = ""
+    """Human-readable detail of the change."""
 
 
 def reject_duplicates(values: list[str], what: str) -> None:

@@ -56,32 +56,95 @@ def _check_duration(text: str) -> str:
     return text
 
 
+INTERVAL_RULES = [
+    {
+        "rule": "self.matches('[1-9]')",
+        "message": "interval must be longer than zero",
+        "reason": "FieldValueInvalid",
+    },
+    {
+        "rule": "!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$')"
+        f" || (!self.matches('{TOO_MANY_DIGITS}') && duration(self) <= duration('{MAX_DURATION_TEXT}'))",
+        "message": f"interval must be at most {MAX_DURATION_TEXT} (365 days)",
+        "reason": "FieldValueInvalid",
+    },
+]
+"""The CRD's CEL form of `_check_duration` (the pattern guards `duration()`, which would fail)."""
+
 Duration = Annotated[str, Field(max_length=64), AfterValidator(_check_duration)]
 
 
 class SecretRef(SpecModel):
-    """Where the integration's token lives: a key of a Secret in the Reconcile's namespace."""
+    """A key of a Secret in the same namespace as this Reconcile."""
 
     name: str = Field(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)
+    """Name of the Secret (in the Reconcile's namespace)."""
     key: str = Field(default="token", pattern=SECRET_KEY_PATTERN, max_length=253)
+    """Key in the Secret's data that holds the token."""
 
 
 class Credentials(SpecModel):
+    """Where the integration's API token comes from."""
+
     secret_ref: SecretRef
 
 
-class ReconcileSpec(SpecModel):
-    """`spec` of a Reconcile: which integration, its desired state, and how runs happen."""
+def _integration_blocks(schema: dict[str, Any]) -> None:
+    """The CRD's side of `_validate_integration_block`, from the registry: `integration` is one of its
+    names, and each integration's block is required when it is chosen and forbidden otherwise (CEL)."""
+    from reconciler.crdgen import model_schema
+    from reconciler.integrations.registry import INTEGRATIONS
 
-    model_config = ConfigDict(extra="allow")
+    properties, required, forbidden = schema["properties"], [], []
+    names = [f"{name} (needs spec.{i.spec_field})" for name, i in INTEGRATIONS.items()]
+    properties["integration"]["description"] = f"The integration to run: {', '.join(names)}."
+    properties["integration"]["enum"] = list(INTEGRATIONS)
+    properties["integration"]["maxLength"] = max(len(name) for name in INTEGRATIONS)
+    for name, integration in INTEGRATIONS.items():
+        field = integration.spec_field
+        properties[field] = model_schema(integration.spec_model)
+        required.append(
+            {
+                "rule": f"self.integration != '{name}' || has(self.{field})",
+                "message": f"spec.{field} is required when integration is {name}",
+                "fieldPath": f".{field}",
+                "reason": "FieldValueRequired",
+            }
+        )
+        forbidden.append(
+            {
+                "rule": f"self.integration == '{name}' || !has(self.{field})",
+                "message": f"spec.{field} is only allowed when integration is {name}; remove it",
+                "fieldPath": f".{field}",
+                "reason": "FieldValueForbidden",
+            }
+        )
+    schema["x-kubernetes-validations"] = required + forbidden
+
+
+class ReconcileSpec(SpecModel):
+    """Which integration to run, its desired state, and how runs happen."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra=_integration_blocks)
 
     integration: str
     dry_run: bool = False
+    """When true, runs compute and report the plan (status.actions) but write nothing to the external
+    service."""
     suspend: bool = False
-    interval: Duration | None = None
+    """When true, no runs happen at all until it is set back to false."""
+    interval: Duration | None = Field(
+        default=None,
+        json_schema_extra={"pattern": DURATION_PATTERN, "x-kubernetes-validations": INTERVAL_RULES},
+    )
+    """Optional. Re-run this often to undo drift made outside Git, as a Go-style duration such as 30s,
+    10m or 1h30m. Must be longer than zero and at most 8760h (365 days), with no number of 7 or more
+    digits. Unset: runs happen only on changes, on operator start and on request."""
     deletion_policy: Literal["Orphan", "Delete"] = "Orphan"
-    """On delete, `Orphan` leaves the targets as they are; `Delete` disables the Slack user groups or
-    removes the listed GitLab members (Crossplane's names)."""
+    """What deleting this Reconcile does to its targets (Crossplane's names). Orphan leaves them as they
+    are; Delete disables the Slack user groups, or removes the listed GitLab members (never the token's
+    own user or a last owner), on the targets this Reconcile owns, before the finalizer is released.
+    Either way its claims are released."""
     credentials: Credentials
 
     _integration_spec: SpecModel = PrivateAttr()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, WithJsonSchema, model_validator
 
 from reconciler.models.base import Action, SpecModel, reject_duplicates
 
@@ -24,11 +24,20 @@ ACCESS_LEVELS: dict[str, int] = {
 }
 
 
+EXPIRES_AT_SCHEMA = {"type": "string", "maxLength": 10, "anyOf": [{"format": "date"}, {"maxLength": 0}]}
+"""The CRD's form of `date | ""`: a structural schema cannot type the branches of an anyOf."""
+
+
 class GitlabMember(SpecModel):
+    """One direct member."""
+
     username: str = Field(pattern=USERNAME_PATTERN, min_length=1, max_length=100)
+    """GitLab username (without '@')."""
     access_level: AccessLevelName
-    expires_at: date | Literal[""] | None = None
-    """None (omitted or null): the member's expiry is not managed; "": no expiry (clears one)."""
+    """GitLab role of the member."""
+    expires_at: Annotated[date | Literal[""] | None, WithJsonSchema(EXPIRES_AT_SCHEMA)] = None
+    """Date (YYYY-MM-DD) on which the membership expires. Omitted or null: the member's expiry is left
+    as it is; empty: no expiry (clears one)."""
 
     def desired_expiry(self, current: date | None) -> date | None:
         """The expiry this member should have, given the one it has (None: none, or a new member)."""
@@ -38,10 +47,17 @@ class GitlabMember(SpecModel):
 
 
 class GitlabMembership(SpecModel):
-    """Desired direct members of one group or project, by full path."""
+    """The desired direct members of one group or project."""
 
     path: str = Field(pattern=PATH_PATTERN, min_length=1, max_length=1024)
-    members: list[GitlabMember] = Field(default_factory=list, max_length=200)
+    """Full path of the group or project, e.g. acme/platform."""
+    members: list[GitlabMember] = Field(
+        default_factory=list,
+        max_length=200,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["username"]},
+    )
+    """Direct members, unique by username. Authoritative: direct members not listed are removed, except
+    the token's own user."""
 
     @model_validator(mode="after")
     def _unique_members(self) -> GitlabMembership:
@@ -49,12 +65,29 @@ class GitlabMembership(SpecModel):
         return self
 
 
+BY_PATH = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["path"]}
+NOT_EMPTY_RULE = {
+    "rule": "(has(self.groups) && size(self.groups) > 0) || (has(self.projects) && size(self.projects) > 0)",
+    "message": "gitlabMembers needs at least one entry in groups or projects",
+    "reason": "FieldValueRequired",
+}
+"""The CRD's CEL form of the first check of `_something_to_do`."""
+
+
 class GitlabMembersSpec(SpecModel):
-    """`spec.gitlabMembers`."""
+    """Desired direct members of GitLab groups and projects; required when integration is gitlab-members
+    and forbidden otherwise. At least one group or project is needed. The lists are authoritative:
+    direct members not listed are removed, except the token's own user."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [NOT_EMPTY_RULE]})
 
     url: HttpUrl
-    groups: list[GitlabMembership] = Field(default_factory=list, max_length=10)
-    projects: list[GitlabMembership] = Field(default_factory=list, max_length=10)
+    """Base URL of the GitLab instance, e.g. https://gitlab.example.com."""
+    groups: list[GitlabMembership] = Field(default_factory=list, max_length=10, json_schema_extra=BY_PATH)
+    """Groups whose direct members are managed, unique by path. At most 10 (and 10 projects, 200 members
+    each), so that the largest Reconcile stays under the API server's object size limit."""
+    projects: list[GitlabMembership] = Field(default_factory=list, max_length=10, json_schema_extra=BY_PATH)
+    """Projects whose direct members are managed, unique by path (at most 10)."""
 
     @model_validator(mode="after")
     def _something_to_do(self) -> GitlabMembersSpec:

@@ -21,20 +21,40 @@ def _strip_hash(text: str) -> str:
     return text.removeprefix("#")
 
 
-Email = Annotated[str, Field(pattern=EMAIL_PATTERN, max_length=76), AfterValidator(_lower)]
-ChannelName = Annotated[str, Field(pattern=CHANNEL_PATTERN, max_length=81), AfterValidator(_strip_hash)]
+Email = Annotated[
+    str,
+    Field(pattern=EMAIL_PATTERN, max_length=76, description="E-mail address of a Slack user."),
+    AfterValidator(_lower),
+]
+ChannelName = Annotated[
+    str,
+    Field(pattern=CHANNEL_PATTERN, max_length=81, description="A channel name, e.g. sre or '#sre'."),
+    AfterValidator(_strip_hash),
+]
 
 
 class SlackUsergroup(SpecModel):
-    """One desired user group. `users` is authoritative. `name`, `description` and `channels` are
-    managed only when given: omitted (None) leaves Slack's value alone, an empty value clears it."""
+    """One desired user group. name, description and channels are managed only when set: omitted or
+    null leaves Slack's value alone, and an empty description or channel list clears it. users is always
+    authoritative."""
 
     handle: str = Field(pattern=HANDLE_PATTERN, min_length=1, max_length=80)
+    """The user group's handle (what people type after @), e.g. sre-oncall."""
     name: str | None = Field(default=None, min_length=1, max_length=255)
-    """None: unmanaged (a new group is named after its handle)."""
+    """The user group's display name, unique (ignoring case) in this list. Omitted: left as it is (a new
+    group is named after its handle)."""
     description: str | None = Field(default=None, max_length=500)
-    channels: list[ChannelName] | None = Field(default=None, max_length=50)
-    users: list[Email] = Field(default_factory=list, max_length=1000)
+    """The user group's purpose, shown in Slack. Omitted: left as it is; empty: cleared."""
+    channels: list[ChannelName] | None = Field(
+        default=None, max_length=50, json_schema_extra={"x-kubernetes-list-type": "set"}
+    )
+    """Default channels of the user group, by name (with or without '#'). Omitted: left as they are;
+    empty list: cleared."""
+    users: list[Email] = Field(
+        default_factory=list, max_length=1000, json_schema_extra={"x-kubernetes-list-type": "set"}
+    )
+    """Members, by e-mail address (matched case-insensitively). Authoritative: members not listed are
+    removed. Empty: the user group is disabled, as Slack refuses empty user groups."""
 
     @model_validator(mode="after")
     def _no_duplicates(self) -> SlackUsergroup:
@@ -44,10 +64,18 @@ class SlackUsergroup(SpecModel):
 
 
 class SlackUsergroupsSpec(SpecModel):
-    """`spec.slackUsergroups`."""
+    """Desired Slack user groups; required when integration is slack-usergroups and forbidden otherwise.
+    The lists are authoritative: users not listed are removed from the user group."""
 
     api_url: HttpUrl = HttpUrl("https://slack.com/api/")
-    usergroups: list[SlackUsergroup] = Field(min_length=1, max_length=8)
+    """Base URL of the Slack Web API. Other values are for GovSlack and for tests."""
+    usergroups: list[SlackUsergroup] = Field(
+        min_length=1,
+        max_length=8,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["handle"]},
+    )
+    """The user groups to manage, unique by handle. At most 8 (with 1,000 users each), so that the largest
+    Reconcile stays under the API server's object size limit; manage more groups with more Reconciles."""
 
     @model_validator(mode="after")
     def _unique(self) -> SlackUsergroupsSpec:
