@@ -141,7 +141,9 @@ def go_quote(value: Any) -> str:
     """Roughly what Go's `%q`/`%v` prints for a JSON value in an error message."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return {dict: "object", list: "array"}.get(type(value)) or json.dumps(value)
+    if isinstance(value, dict | list):
+        return "object" if isinstance(value, dict) else "array"
+    return json.dumps(value)
 
 
 def child_path(path: str, key: str | int) -> str:
@@ -180,7 +182,7 @@ def _unique_items(
         seen.add(key)
 
 
-KubeValidator = jsonschema.validators.extend(
+KubeValidator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
     jsonschema.Draft202012Validator, {"x-kubernetes-list-type": _unique_items}
 )
 
@@ -230,7 +232,9 @@ def _translate(error: jsonschema.ValidationError, path: str) -> list[FieldError]
     match error.validator:
         case "additionalProperties":
             declared = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
-            return [FieldError(child_path(path, key), "unknown field") for key in value if key not in declared]
+            return [
+                FieldError(child_path(path, key), "unknown field") for key in value if key not in declared
+            ]
         case "x-kubernetes-list-type":
             return [FieldError(path, "Duplicate value", error.message)]
         case "required":
@@ -238,7 +242,9 @@ def _translate(error: jsonschema.ValidationError, path: str) -> list[FieldError]
             return [FieldError(child_path(path, name), "Required value") for name in missing]
         case "anyOf" if all(sub.validator == "required" for sub in error.context):
             names = [sub.validator_value[0] for sub in error.context]  # type: ignore[index]
-            return [FieldError(child_path(path, names[0]), "Required value", f"{' or '.join(names)} is required")]
+            return [
+                FieldError(child_path(path, names[0]), "Required value", f"{' or '.join(names)} is required")
+            ]
         case "enum":
             supported = ", ".join(go_quote(option) for option in constraint)
             return [FieldError(path, "Unsupported value", f"{quoted}: supported values: {supported}")]
@@ -246,7 +252,9 @@ def _translate(error: jsonschema.ValidationError, path: str) -> list[FieldError]
             detail = f"{quoted}: {path} in body must be of type {constraint}: {quoted}"
             return [FieldError(path, "Invalid value", detail)]
         case "pattern":
-            return [FieldError(path, "Invalid value", f"{quoted}: {path} in body should match '{constraint}'")]
+            return [
+                FieldError(path, "Invalid value", f"{quoted}: {path} in body should match '{constraint}'")
+            ]
         case "maxLength":
             return [FieldError(path, "Too long", f"may not be more than {constraint} bytes")]
         case "maxItems":
@@ -288,7 +296,9 @@ def validate_manifest(doc: Mapping[str, Any], crd: Mapping[str, Any] | None = No
     crd = crd if crd is not None else load_crd()
     versions = [v["name"] for v in crd["spec"]["versions"]]
     version = str(doc.get("apiVersion", "")).rpartition("/")[2]
-    return schema_errors(manifest_body(doc), manifest_schema(crd, version if version in versions else versions[0]))
+    return schema_errors(
+        manifest_body(doc), manifest_schema(crd, version if version in versions else versions[0])
+    )
 
 
 def manifest_body(doc: Mapping[str, Any]) -> dict[str, Any]:

@@ -39,7 +39,8 @@ class CrdSchema(GenerateJsonSchema):
 
     def generate(self, schema: CoreSchema, mode: JsonSchemaMode = "validation") -> JsonSchemaValue:
         generated = super().generate(schema, mode)
-        return structural(generated, generated.pop("$defs", {}))
+        result: JsonSchemaValue = structural(generated, generated.pop("$defs", {}))
+        return result
 
     def sort(self, value: JsonSchemaValue, parent_key: str | None = None) -> JsonSchemaValue:
         return value  # as declared: `rule` before `message`
@@ -94,7 +95,8 @@ def structural(node: Any, defs: dict[str, Any]) -> Any:
 
 def model_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The structural schema of `model`, by alias (as on the wire)."""
-    return model.model_json_schema(by_alias=True, schema_generator=CrdSchema)
+    schema: dict[str, Any] = model.model_json_schema(by_alias=True, schema_generator=CrdSchema)
+    return schema
 
 
 def openapi_schema() -> dict[str, Any]:
@@ -136,8 +138,12 @@ def _column(name: str, type_: str, path: str, description: str | None = None) ->
 PRINTER_COLUMNS = [
     _column("Integration", "string", ".spec.integration", "The integration this Reconcile drives."),
     _column("DryRun", "boolean", ".spec.dryRun", "True when runs only compute and report the plan."),
-    _column("Ready", "string", '.status.conditions[?(@.type=="Ready")].status', "Status of the Ready condition."),
-    _column("Reason", "string", '.status.conditions[?(@.type=="Ready")].reason', "Reason of the Ready condition."),
+    _column(
+        "Ready", "string", '.status.conditions[?(@.type=="Ready")].status', "Status of the Ready condition."
+    ),
+    _column(
+        "Reason", "string", '.status.conditions[?(@.type=="Ready")].reason', "Reason of the Ready condition."
+    ),
     _column(
         "Drifted",
         "string",
@@ -145,7 +151,10 @@ PRINTER_COLUMNS = [
         "Status of the Drifted condition: True when a dry run planned changes it did not apply.",
     ),
     _column(
-        "Last Task", "string", ".status.taskId", "Id of the latest task; the status sidecar serves its full result."
+        "Last Task",
+        "string",
+        ".status.taskId",
+        "Id of the latest task; the status sidecar serves its full result.",
     ),
     _column("Age", "date", ".metadata.creationTimestamp"),
 ]

@@ -12,7 +12,15 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from reconciler.models.base import SpecModel
@@ -56,7 +64,7 @@ def _check_duration(text: str) -> str:
     return text
 
 
-INTERVAL_RULES = [
+INTERVAL_RULES: list[JsonValue] = [
     {
         "rule": "self.matches('[1-9]')",
         "message": "interval must be longer than zero",

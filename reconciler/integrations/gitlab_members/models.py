@@ -6,6 +6,7 @@ from datetime import date
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, WithJsonSchema, model_validator
+from pydantic.config import JsonDict
 
 from reconciler.models.base import Action, SpecModel, reject_duplicates
 
@@ -65,8 +66,8 @@ class GitlabMembership(SpecModel):
         return self
 
 
-BY_PATH = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["path"]}
-NOT_EMPTY_RULE = {
+BY_PATH: JsonDict = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["path"]}
+NOT_EMPTY_RULE: JsonDict = {
     "rule": "(has(self.groups) && size(self.groups) > 0) || (has(self.projects) && size(self.projects) > 0)",
     "message": "gitlabMembers needs at least one entry in groups or projects",
     "reason": "FieldValueRequired",
