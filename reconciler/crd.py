@@ -75,11 +75,9 @@ def load_yaml_documents(path: Path | str) -> list[dict[str, Any]]:
 
 
 @functools.cache
-def _load_crd_cached(path: str | None) -> dict[str, Any]:
-    if path is None:
-        (crd,) = load_yaml_text(PACKAGE_CRD.read_text(encoding="utf-8"))
-    else:
-        (crd,) = load_yaml_documents(path)
+def _load_crd(path: str | None) -> dict[str, Any]:
+    text = PACKAGE_CRD.read_text(encoding="utf-8") if path is None else Path(path).read_text(encoding="utf-8")
+    (crd,) = load_yaml_text(text)
     if not isinstance(crd, dict):
         raise ValueError(f"{path or PACKAGE_CRD} is not a CustomResourceDefinition")
     return crd
@@ -88,7 +86,7 @@ def _load_crd_cached(path: str | None) -> dict[str, Any]:
 def load_crd(path: Path | str | None = None) -> dict[str, Any]:
     """The CustomResourceDefinition: the package's copy, or the one at `path` (a fresh copy each time,
     so callers may modify it)."""
-    return copy.deepcopy(_load_crd_cached(None if path is None else str(path)))
+    return copy.deepcopy(_load_crd(None if path is None else str(path)))
 
 
 def crd_version(crd: Mapping[str, Any], name: str = "v1alpha1") -> dict[str, Any]:
@@ -125,10 +123,8 @@ class FieldError:
     """`Required value`, `Invalid value`, `Unsupported value`, `Too many`, `Too long`, `Forbidden`,
     `Duplicate value` or `unknown field`."""
     detail: str = ""
-    source: str = "schema"
-    """`schema` (the OpenAPI schema and list types) or `cel` (tests/crd_validation.py)."""
     rule: str | None = None
-    """For CEL errors: the rule that evaluated to false."""
+    """For CEL errors (tests/crd_validation.py): the rule that evaluated to false."""
 
     def __str__(self) -> str:
         if self.kind == "unknown field":
@@ -170,15 +166,10 @@ def _unique_items(
         return
     seen: set[str] = set()
     for index, item in enumerate(instance):
-        shown = go_quote(item)
-        if list_type == "map":
-            if not isinstance(item, dict):
-                continue
+        if list_type == "map" and isinstance(item, dict):
             item = {key: item.get(key) for key in schema["x-kubernetes-list-map-keys"]}
-            shown = "map[string]interface {}" + json.dumps(item, separators=(",", ":"))
-        key = json.dumps(item, sort_keys=True)
-        if key in seen:
-            yield jsonschema.ValidationError(shown, path=[index])
+        if (key := json.dumps(item, sort_keys=True)) in seen:
+            yield jsonschema.ValidationError(key, path=[index])
         seen.add(key)
 
 
@@ -224,53 +215,42 @@ def schema_errors(value: Any, schema: Mapping[str, Any], path: str = "") -> list
     return list(dict.fromkeys(errors))
 
 
+_WORDING = {
+    "enum": ("Unsupported value", "{quoted}: supported values: {supported}"),
+    "type": ("Invalid value", "{quoted}: {path} in body must be of type {constraint}: {quoted}"),
+    "format": ("Invalid value", "{quoted}: {path} in body must be of type {constraint}: {quoted}"),
+    "pattern": ("Invalid value", "{quoted}: {path} in body should match '{constraint}'"),
+    "maxLength": ("Too long", "may not be more than {constraint} bytes"),
+    "minLength": ("Invalid value", "{quoted}: {path} in body should be at least {constraint} chars long"),
+    "maxItems": ("Too many", "{size}: must have at most {constraint} items"),
+    "minItems": ("Invalid value", "{size}: {path} in body should have at least {constraint} items"),
+    "x-kubernetes-list-type": ("Duplicate value", "{message}"),
+}
+"""jsonschema's keyword -> the API server's error type and detail."""
+
+
 def _translate(error: jsonschema.ValidationError, path: str) -> list[FieldError]:
-    # The stubs type these as "maybe unset"; an error from iter_errors() always has both.
-    value: Any = error.instance
+    value: Any = error.instance  # the stubs say "maybe unset"; iter_errors() always sets both
     constraint: Any = error.validator_value
-    quoted = go_quote(value)
-    match error.validator:
-        case "additionalProperties":
-            declared = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
-            return [
-                FieldError(child_path(path, key), "unknown field") for key in value if key not in declared
-            ]
-        case "x-kubernetes-list-type":
-            return [FieldError(path, "Duplicate value", error.message)]
-        case "required":
-            missing = [name for name in constraint if isinstance(value, dict) and name not in value]
-            return [FieldError(child_path(path, name), "Required value") for name in missing]
-        case "anyOf" if all(sub.validator == "required" for sub in error.context):
-            names = [sub.validator_value[0] for sub in error.context]  # type: ignore[index]
-            return [
-                FieldError(child_path(path, names[0]), "Required value", f"{' or '.join(names)} is required")
-            ]
-        case "enum":
-            supported = ", ".join(go_quote(option) for option in constraint)
-            return [FieldError(path, "Unsupported value", f"{quoted}: supported values: {supported}")]
-        case "type" | "format":
-            detail = f"{quoted}: {path} in body must be of type {constraint}: {quoted}"
-            return [FieldError(path, "Invalid value", detail)]
-        case "pattern":
-            return [
-                FieldError(path, "Invalid value", f"{quoted}: {path} in body should match '{constraint}'")
-            ]
-        case "maxLength":
-            return [FieldError(path, "Too long", f"may not be more than {constraint} bytes")]
-        case "maxItems":
-            return [FieldError(path, "Too many", f"{len(value)}: must have at most {constraint} items")]
-        case "minItems":
-            detail = f"{len(value)}: {path} in body should have at least {constraint} items"
-            return [FieldError(path, "Invalid value", detail)]
-        case "minLength":
-            detail = f"{quoted}: {path} in body should be at least {constraint} chars long"
-            return [FieldError(path, "Invalid value", detail)]
-        case "minimum" | "maximum":
-            relation = "greater" if error.validator == "minimum" else "less"
-            detail = f"{quoted}: {path} in body should be {relation} than or equal to {constraint}"
-            return [FieldError(path, "Invalid value", detail)]
-        case _:
-            return [FieldError(path, "Invalid value", f"{quoted}: {error.message}")]
+    if error.validator == "additionalProperties":
+        declared = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+        return [FieldError(child_path(path, key), "unknown field") for key in value if key not in declared]
+    if error.validator == "required":
+        missing = [name for name in constraint if isinstance(value, dict) and name not in value]
+        return [FieldError(child_path(path, name), "Required value") for name in missing]
+    if error.validator == "anyOf" and all(sub.validator == "required" for sub in error.context):
+        names = [str(sub.validator_value[0]) for sub in error.context]  # type: ignore[index]
+        return [FieldError(child_path(path, names[0]), "Required value", f"{' or '.join(names)} is required")]
+    kind, template = _WORDING.get(str(error.validator), ("Invalid value", "{quoted}: {message}"))
+    detail = template.format(
+        quoted=go_quote(value),
+        path=path,
+        constraint=constraint,
+        size=len(value) if isinstance(value, list) else 0,
+        supported=", ".join(go_quote(option) for option in constraint) if error.validator == "enum" else "",
+        message=error.message,
+    )
+    return [FieldError(path, kind, detail)]
 
 
 # --- manifests ---

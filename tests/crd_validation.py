@@ -1,6 +1,6 @@
 """What the tests add to reconciler/crd.py to prove the generated CRD: its CEL rules, evaluated with real
 CEL implementations (`common-expression-language`, import name `cel`, and `cel-python`, import name
-`celpy`), the API server's defaulting, and a check that the schema is structural.
+`celpy`), and the API server's defaulting.
 
 `validate_reconcile()` is `kubectl apply`'s create path: the runtime's one JSON-Schema validation
 (unknown fields, the OpenAPI schema, list types), then every CEL rule on the defaulted object.
@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import copy
 import functools
-import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from reconciler import crd as runtime
 from reconciler.crd import FieldError, child_path, drop_nulls, go_quote
@@ -24,28 +22,12 @@ CRD_PATH = ROOT / "deploy" / "crds" / runtime.CRD_FILE
 EXAMPLES_DIR = ROOT / "examples"
 BAD_MANIFESTS_DIR = ROOT / "tests" / "manifests" / "bad"
 
-SCALAR_TYPES = frozenset({"string", "integer", "number", "boolean"})
 CEL_ENGINES = ("cel", "celpy")
 CEL_REASONS = {
     "FieldValueInvalid": "Invalid value",
     "FieldValueRequired": "Required value",
     "FieldValueForbidden": "Forbidden",
-    "FieldValueDuplicate": "Duplicate value",
 }
-
-
-def load_crd(path: Path | str = CRD_PATH) -> dict[str, Any]:
-    return runtime.load_crd(path)
-
-
-def openapi_schema(crd: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    return runtime.openapi_schema(crd if crd is not None else load_crd())
-
-
-def expect_comments(path: Path | str) -> list[str]:
-    """The `# expect: <text>` lines of a manifest: substrings its validation errors must contain."""
-    text = Path(path).read_text(encoding="utf-8")
-    return [match.strip() for match in re.findall(r"^#\s*expect:\s*(.+)$", text, flags=re.MULTILINE)]
 
 
 def iter_schemas(schema: Mapping[str, Any], path: str = "") -> Iterator[tuple[str, Mapping[str, Any]]]:
@@ -80,81 +62,21 @@ def apply_defaults(value: Any, schema: Mapping[str, Any]) -> Any:
     return value
 
 
-# --- structural schemas ---
-
-
-def structural_problems(schema: Mapping[str, Any], path: str = "<root>") -> list[str]:
-    """Why `schema` is not a structural schema the API server accepts (the rules this CRD could break:
-    types, `$ref`, junctors, list types, defaults, CEL rule fields); empty when it is."""
-    problems: list[str] = []
-    type_ = schema.get("type")
-    if type_ not in SCALAR_TYPES | {"object", "array"}:
-        problems.append(f"{path}: type is missing or invalid")
-    if path == "<root>" and type_ != "object":
-        problems.append(f"{path}: the root schema must be of type object")
-    if "$ref" in schema or "additionalProperties" in schema:
-        problems.append(f"{path}: $ref and additionalProperties are not allowed here")
-    if type_ == "array" and not isinstance(schema.get("items"), Mapping):
-        problems.append(f"{path}: an array needs items with exactly one schema")
-    if type_ == "object" and "properties" not in schema and not path.endswith("metadata"):
-        problems.append(f"{path}: an object without properties would have all its fields pruned")
-    for junctor in ("allOf", "anyOf", "oneOf"):
-        for index, sub in enumerate(schema.get(junctor, [])):
-            problems += [
-                f"{path}: {junctor}[{index}] must not set {key}" for key in sub if key in ("type", "default")
-            ]
-    items = schema.get("items", {})
-    if schema.get("x-kubernetes-list-type") == "set" and items.get("type") not in SCALAR_TYPES:
-        problems.append(f"{path}: x-kubernetes-list-type: set needs scalar items")
-    for key in (
-        schema.get("x-kubernetes-list-map-keys", []) if schema.get("x-kubernetes-list-type") == "map" else []
-    ):
-        if key not in items.get("required", []):
-            problems.append(f"{path}: list map key {key!r} must be required")
-    if "default" in schema:
-        problems += [
-            f"{path}: default is invalid: {e}" for e in runtime.schema_errors(schema["default"], schema)
-        ]
-    for rule in schema.get("x-kubernetes-validations", []):
-        if "\n" in rule.get("message", "") or rule.get("reason", "FieldValueInvalid") not in CEL_REASONS:
-            problems.append(
-                f"{path}: {rule['rule']}: message must be one line, reason one of {list(CEL_REASONS)}"
-            )
-        if rule.get("fieldPath", ".")[1:] not in ("", *schema.get("properties", {})):
-            problems.append(
-                f"{path}: fieldPath {rule['fieldPath']!r} does not name a property of this schema"
-            )
-    for name, sub in schema.get("properties", {}).items():
-        problems += structural_problems(sub, f"{path}.{name}")
-    if isinstance(items, Mapping) and items:
-        problems += structural_problems(items, f"{path}[]")
-    return problems
-
-
 # --- CEL ---
 
 
-@dataclass(frozen=True)
-class CelRule:
+class CelRule(NamedTuple):
     """One `x-kubernetes-validations` entry and where it sits in the schema (`spec.gitlabMembers`)."""
 
     schema_path: str
     rule: str
     message: str
-    reason: str = "FieldValueInvalid"
-    field_path: str = ""
 
 
 def cel_rules(schema: Mapping[str, Any], path: str = "") -> list[CelRule]:
     """Every CEL rule of the schema, outermost first."""
     return [
-        CelRule(
-            sub_path,
-            entry["rule"],
-            entry["message"],
-            entry.get("reason", "FieldValueInvalid"),
-            entry.get("fieldPath", ""),
-        )
+        CelRule(sub_path, entry["rule"], entry["message"])
         for sub_path, sub in iter_schemas(schema, path)
         for entry in sub.get("x-kubernetes-validations", [])
     ]
@@ -175,16 +97,16 @@ def _compile(rule: str, engine: str) -> Any:
 def evaluate_cel(rule: str, self_value: Any, engine: str = "cel") -> bool:
     """Evaluate one rule with `self` bound to `self_value`, with `cel` (common-expression-language, in
     Rust) or `celpy` (cel-python). Raises when the rule cannot be evaluated."""
-    if engine not in CEL_ENGINES:
-        raise ValueError(f"unknown CEL engine {engine!r}; choose one of {CEL_ENGINES}")
     if engine == "cel":
         result = _compile(rule, engine).execute({"self": self_value})
-    else:
+    elif engine == "celpy":
         import celpy
 
         result = _compile(rule, engine).evaluate({"self": celpy.json_to_cel(self_value)})
-        if isinstance(result, Exception):
-            raise result
+    else:
+        raise ValueError(f"unknown CEL engine {engine!r}; choose one of {CEL_ENGINES}")
+    if isinstance(result, Exception):
+        raise result
     if not isinstance(result, bool) and type(result).__name__ != "BoolType":
         raise TypeError(f"rule {rule!r} evaluated to {result!r}, not to a bool")
     return bool(result)
@@ -206,14 +128,12 @@ def cel_errors(
             try:
                 ok = evaluate_cel(rule, node, engine)
             except Exception as exc:  # the API server reports evaluation errors as invalid values
-                errors.append(FieldError(where, "Invalid value", f"rule {rule!r} failed: {exc}", "cel", rule))
+                errors.append(FieldError(where, "Invalid value", f"rule {rule!r} failed: {exc}", rule))
                 continue
             if not ok:
                 kind = CEL_REASONS[entry.get("reason", "FieldValueInvalid")]
-                detail = (
-                    f"{go_quote(node)}: {entry['message']}" if kind == "Invalid value" else entry["message"]
-                )
-                errors.append(FieldError(where, kind, detail, "cel", rule))
+                detail = f"{go_quote(node)}: " if kind == "Invalid value" else ""
+                errors.append(FieldError(where, kind, detail + entry["message"], rule))
     return errors
 
 
@@ -225,12 +145,11 @@ def validate_reconcile(
 ) -> list[FieldError]:
     """Validate a Reconcile manifest as `kubectl apply` against a cluster with this CRD would: the
     runtime's validation, then the CEL rules on the defaulted object. Empty: the API server accepts it."""
-    crd = crd if crd is not None else load_crd()
-    body = runtime.manifest_body(doc)
-    errors = runtime.validate_manifest(body, crd)
-    return errors + cel_errors(apply_defaults(body, openapi_schema(crd)), openapi_schema(crd), "", engine)
+    schema, body = runtime.openapi_schema(crd or runtime.load_crd(CRD_PATH)), runtime.manifest_body(doc)
+    return runtime.validate_manifest(body, crd) + cel_errors(apply_defaults(body, schema), schema, "", engine)
 
 
 def validate_status(status: Mapping[str, Any], crd: Mapping[str, Any] | None = None) -> list[FieldError]:
     """Validate a status as the operator writes it through the status subresource."""
-    return runtime.schema_errors(status, openapi_schema(crd)["properties"]["status"], "status")
+    schema = runtime.openapi_schema(crd or runtime.load_crd(CRD_PATH))
+    return runtime.schema_errors(status, schema["properties"]["status"], "status")
