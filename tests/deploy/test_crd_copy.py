@@ -10,8 +10,7 @@ COPY = CHART / "crds" / "reconciler.dev_reconciles.yaml"
 
 def test_chart_crd_is_a_byte_identical_copy() -> None:
     assert COPY.read_bytes() == SOURCE.read_bytes(), (
-        f"{COPY.relative_to(REPO)} differs from {SOURCE.relative_to(REPO)}: "
-        f"cp {SOURCE.relative_to(REPO)} {COPY.relative_to(REPO)}"
+        f"{COPY.relative_to(REPO)} differs from {SOURCE.relative_to(REPO)}: write both: make crd"
     )
 
 

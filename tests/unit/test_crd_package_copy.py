@@ -13,8 +13,7 @@ DEPLOYED = ROOT / "deploy" / "crds" / crd.CRD_FILE
 def test_package_copy_is_byte_identical_to_deploy_crds() -> None:
     packaged = crd.PACKAGE_CRD.read_bytes()
     assert packaged == DEPLOYED.read_bytes(), (
-        f"reconciler/crds/{crd.CRD_FILE} differs from deploy/crds/; copy it: "
-        f"cp deploy/crds/{crd.CRD_FILE} reconciler/crds/"
+        f"reconciler/crds/{crd.CRD_FILE} differs from deploy/crds/; write both: make crd"
     )
 
 
