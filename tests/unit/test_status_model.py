@@ -8,14 +8,23 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from reconciler.claims import ClaimOwner, ClaimState, claims_status
 from reconciler.errors import ReconcileError
 from reconciler.models.base import ActionRecord
 from reconciler.models.status import ReconcileStatus
+from reconciler.models.target import gitlab_target, slack_usergroup_target
 from reconciler.models.task import ReconcileRef, TaskError, TaskRecord, TaskStatus
 from reconciler_operator import conditions
 from tests import crd_validation as crdv
 
 NOW, LATER = "2026-11-23T08:00:00Z", "2026-11-23T09:00:00Z"
+
+
+OWNER = ClaimOwner(uid="u1", namespace="team-sre", name="oncall")
+CLAIMS = [
+    ClaimState(slack_usergroup_target("T0123", "oncall"), OWNER, held=True),
+    ClaimState(gitlab_target("https://gitlab.example.com", "group", "acme/" + "x" * 300), OWNER, held=False),
+] * 40
 
 
 def _record(errors: list[TaskError], dry_run: bool) -> TaskRecord:
@@ -49,6 +58,7 @@ def _statuses() -> list[dict[str, Any]]:
             s, ReconcileError("RunInProgress", "busy"), generation=3, retry_in=5, now=LATER
         ),
         lambda s: conditions.suspended(s, generation=4, now=LATER),
+        lambda s: {"claims": claims_status(CLAIMS)},  # as reconciler_operator.handlers adds them
     ]
     seen = []
     for patch in patches:
