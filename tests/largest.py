@@ -9,13 +9,14 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from tests.crd_validation import iter_schemas, load_crd, openapi_schema
+from reconciler.crd import load_crd, openapi_schema
+from tests.crd_validation import CRD_PATH, iter_schemas
 
 
 @cache
 def limits() -> dict[str, int]:
     """`spec.slackUsergroups.usergroups` -> 8, `...users[]` -> 80: maxItems and maxLength by path."""
-    spec = openapi_schema(load_crd())["properties"]["spec"]
+    spec = openapi_schema(load_crd(CRD_PATH))["properties"]["spec"]
     found: dict[str, int] = {}
     for path, schema in iter_schemas(spec, "spec"):
         for key in ("maxItems", "maxLength"):
