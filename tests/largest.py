@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any
 
 from reconciler.crd import load_crd, openapi_schema
+from tests.builders import gitlab_reconcile, slack_reconcile
 from tests.crd_validation import CRD_PATH, iter_schemas
 
 
@@ -57,20 +58,7 @@ def largest_slack_reconcile(name: str, namespace: str, api_url: str) -> dict[str
         }
         for g in range(lim[prefix])
     ]
-    return {
-        "apiVersion": "reconciler.dev/v1alpha1",
-        "kind": "Reconcile",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "integration": "slack-usergroups",
-            "interval": "1h",
-            "credentials": {"secretRef": {"name": "slack-bot"}},
-            "slackUsergroups": {
-                "apiUrl": api_url,
-                "usergroups": groups,
-            },
-        },
-    }
+    return slack_reconcile(name, namespace, api_url, groups, interval="1h")
 
 
 def largest_gitlab_reconcile(name: str, namespace: str, url: str) -> dict[str, Any]:
@@ -94,14 +82,4 @@ def largest_gitlab_reconcile(name: str, namespace: str, url: str) -> dict[str, A
             for s in range(lim[prefix])
         ]
 
-    return {
-        "apiVersion": "reconciler.dev/v1alpha1",
-        "kind": "Reconcile",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "integration": "gitlab-members",
-            "interval": "1h",
-            "credentials": {"secretRef": {"name": "gitlab-bot"}},
-            "gitlabMembers": {"url": url, "groups": sources("groups"), "projects": sources("projects")},
-        },
-    }
+    return gitlab_reconcile(name, namespace, url, sources("groups"), sources("projects"), interval="1h")
