@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 import valkey
@@ -17,7 +17,7 @@ from reconciler.fleet import Fleet
 from reconciler.models.spec import ReconcileSpec
 from reconciler.runner import RunOutcome, run_integration
 from reconciler.settings import Settings
-from reconciler_testing.gitlab import OWNER, GitLabTestServer
+from reconciler_testing.gitlab import DEVELOPER, MAINTAINER, OWNER, REPORTER, GitLabTestServer
 from tests.valkey_server import ValkeyProcess
 
 TOKEN = "glpat-Shared-Directory-Token-0123"
@@ -57,7 +57,20 @@ def run(
     asked: float,
     dry_run: bool = True,
 ) -> RunOutcome:
-    members: list[dict[str, Any]] = [{"username": u, "accessLevel": "developer"} for u in usernames]
+    levels = [(u, "developer") for u in usernames]
+    return run_levels(gitlab, fleet_cache, group, levels, asked=asked, dry_run=dry_run)
+
+
+def run_levels(
+    gitlab: GitLabTestServer,
+    fleet_cache: valkey.Valkey | None,
+    group: str,
+    wanted: list[tuple[str, str]],
+    *,
+    asked: float,
+    dry_run: bool = True,
+) -> RunOutcome:
+    members: list[dict[str, Any]] = [{"username": u, "accessLevel": level} for u, level in wanted]
     spec = ReconcileSpec.model_validate(
         {
             "integration": "gitlab-members",
@@ -67,6 +80,10 @@ def run(
     )
     fleet = Fleet.create(fleet_cache, SETTINGS, fresh_after=asked) if fleet_cache is not None else None
     return run_integration(spec, SecretStr(TOKEN), SETTINGS, dry_run=dry_run, fleet=fleet)
+
+
+def levels(gitlab: GitLabTestServer, group: str) -> dict[str, int]:
+    return {user: member["access_level"] for user, member in gitlab.members("group", group).items()}
 
 
 def lookups(gitlab: GitLabTestServer) -> int:
@@ -144,3 +161,89 @@ def test_without_valkey_a_run_looks_users_up_itself(gitlab: GitLabTestServer) ->
     outcome = run(gitlab, dead, "acme/one", ["alice", "mallory"], asked=time.time())
     assert outcome.error is not None and outcome.error.reason == "UnknownUsers"
     assert lookups(gitlab) == 2
+
+
+def listings(gitlab: GitLabTestServer, group: str) -> int:
+    return sum(
+        1
+        for c in gitlab.calls
+        if c.method == "GET"
+        and c.path.endswith("/members")
+        and c.path.split("/")[-2] == quote(group, safe="")
+    )
+
+
+def test_runs_asking_at_once_share_one_listing_and_one_get_user(
+    gitlab: GitLabTestServer, cache: valkey.Valkey
+) -> None:
+    gitlab.add_member("group", "acme/one", "alice", DEVELOPER)
+    gitlab.latency = 0.05
+    asked = time.time()
+    outcomes: list[RunOutcome] = []
+    start = threading.Barrier(6)
+
+    def work() -> None:
+        start.wait()
+        outcomes.append(run(gitlab, cache, "acme/one", ["alice"], asked=asked))
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(outcomes) == 6 and all(o.ok and o.actions == [] for o in outcomes)
+    # Six runs of one token on one group: one GET /user and one member listing between them.
+    assert gitlab.calls_matching("GET", "/user") - lookups(gitlab) == 1
+    assert listings(gitlab, "acme/one") == 1
+
+    # Asked for after that listing started: read again (once more, not once per run).
+    gitlab.reset_calls()
+    again = run(gitlab, cache, "acme/one", ["alice"], asked=time.time())
+    assert again.ok and listings(gitlab, "acme/one") == 1
+
+
+def test_our_own_writes_show_through_a_listing_read_before_them(
+    gitlab: GitLabTestServer, cache: valkey.Valkey
+) -> None:
+    gitlab.add_member("group", "acme/one", "alice", DEVELOPER)
+    gitlab.add_member("group", "acme/one", "bob", DEVELOPER)
+    asked = time.time()
+    first = run(gitlab, cache, "acme/one", ["alice"], asked=asked)  # a dry run lists the group
+    assert [a.type for a in first.actions] == ["remove_member"]
+    gitlab.reset_calls()
+
+    # A run that may use that listing (asked for before it) applies: bob out, alice up, carol in.
+    members = [("alice", "maintainer"), ("carol", "developer")]
+    applied = run_levels(gitlab, cache, "acme/one", members, asked=asked, dry_run=False)
+    assert applied.ok and sorted(a.type for a in applied.applied) == [
+        "add_member",
+        "remove_member",
+        "update_member",
+    ]
+    assert listings(gitlab, "acme/one") == 0  # planned on the shared listing
+    assert levels(gitlab, "acme/one") == {"alice": MAINTAINER, "carol": DEVELOPER}
+
+    # The next run on the same old listing sees our writes: nothing to do, no GitLab read at all.
+    gitlab.reset_calls()
+    again = run_levels(gitlab, cache, "acme/one", members, asked=asked, dry_run=False)
+    assert again.ok and again.actions == []
+    assert listings(gitlab, "acme/one") == 0 and gitlab.write_calls() == []
+
+    # A change made by someone else is seen by a run asked for after it (a fresh listing).
+    gitlab.add_member("group", "acme/one", "bob", REPORTER)
+    stale = run_levels(gitlab, cache, "acme/one", members, asked=asked)
+    assert stale.actions == []  # within the freshness a periodic run allows: not seen yet
+    fresh = run_levels(gitlab, cache, "acme/one", members, asked=time.time())
+    assert [a.type for a in fresh.actions] == ["remove_member"]
+
+
+def test_a_failed_write_drops_the_listing(gitlab: GitLabTestServer, cache: valkey.Valkey) -> None:
+    asked = time.time()
+    gitlab.fail(2, 500, "POST")  # both tries of the add (one retry) fail
+    failed = run(gitlab, cache, "acme/one", ["alice"], asked=asked, dry_run=False)
+    assert failed.error is not None and failed.failed_action is not None
+    gitlab.reset_calls()
+    # Whether the add happened is unknown: the next run lists the group again, even with an old request.
+    retried = run(gitlab, cache, "acme/one", ["alice"], asked=asked, dry_run=False)
+    assert retried.ok and listings(gitlab, "acme/one") == 1
+    assert set(gitlab.members("group", "acme/one")) == {"alice"}

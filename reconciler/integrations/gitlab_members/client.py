@@ -207,17 +207,26 @@ class GitlabClient:
             # The next run of this token draws even its GET /user from the user's budget.
             with contextlib.suppress(*CACHE_ERRORS):
                 self._fleet.client.set(self._token_user_key(), str(user.id), ex=TOKEN_USER_TTL_SECONDS)
-        self._user_id = user.id
+        self.adopt_user(user)
         return user
+
+    def adopt_user(self, user: GitlabUser) -> None:
+        """The token's user as another run of this token read it (shared): the budget is its."""
+        self._user_id = user.id
 
     def _token_user_key(self) -> str:
         return f"reconciler:fleet:gitlab:{urlsplit(self.url).netloc}:token:{self._token_hash}:user"
 
+    def token_account(self) -> str:
+        """This token on this instance (by hash): what is known of a token before its user is."""
+        return f"gitlab:{urlsplit(self.url).netloc}:token:{self._token_hash}"
+
     def account(self) -> str:
         """What the rate budget is keyed by: GitLab limits each user per instance (until the
         token's user is known, the token's hash stands in for it)."""
-        who = f"user:{self._user_id}" if self._user_id is not None else f"token:{self._token_hash}"
-        return f"gitlab:{urlsplit(self.url).netloc}:{who}"
+        if self._user_id is None:
+            return self.token_account()
+        return f"gitlab:{urlsplit(self.url).netloc}:user:{self._user_id}"
 
     def _take_budget(self) -> None:
         """One request from the budget every run of this GitLab user shares (all replicas)."""

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 
 from pydantic import SecretStr
 
-from reconciler.errors import ReconcileError
+from reconciler.errors import RateLimited, ReconcileError
 from reconciler.fleet import CACHE_ERRORS, Fleet
 from reconciler.integrations.base import ApplyResult, IntegrationService
 from reconciler.integrations.gitlab_members import planner
@@ -17,6 +17,7 @@ from reconciler.integrations.gitlab_members.models import (
     AddMember,
     GitlabMembership,
     GitlabMembersSpec,
+    GitlabMemberState,
     GitlabSourceState,
     GitlabState,
     GitlabUser,
@@ -24,7 +25,7 @@ from reconciler.integrations.gitlab_members.models import (
     SourceKind,
     UpdateMember,
 )
-from reconciler.integrations.gitlab_members.shared import GitlabDirectory
+from reconciler.integrations.gitlab_members.shared import GitlabInstanceCache
 from reconciler.models.base import Action
 from reconciler.models.target import Target, gitlab_target
 from reconciler.settings import Settings
@@ -36,26 +37,29 @@ class GitlabMembersService(IntegrationService):
     """One run: one client for (spec.url, token), users looked up at most once each."""
 
     def __init__(
-        self, spec: GitlabMembersSpec, client: GitlabClient, directory: GitlabDirectory | None = None
+        self, spec: GitlabMembersSpec, client: GitlabClient, shared: GitlabInstanceCache | None = None
     ) -> None:
         self.spec = spec
         self.client = client
-        self.directory = directory
-        """The instance's user directory shared in Valkey (None: no fleet, or Valkey failed)."""
+        self.shared = shared
+        """What the instance's runs share in Valkey: own user, member listings, directory (None: no
+        fleet, or Valkey failed)."""
         self._users: dict[str, GitlabUser | None] = {}
         """Run-wide cache of username lookups (case-folded username -> user, None: no such user)."""
+        self._observed: dict[tuple[SourceKind, str], dict[int, GitlabMemberState]] = {}
+        """Direct members as this run observed them (for the state of a member written through)."""
 
     @classmethod
     def create(
         cls, spec: GitlabMembersSpec, token: SecretStr, settings: Settings, fleet: Fleet | None = None
     ) -> GitlabMembersService:
         client = GitlabClient(str(spec.url), token, settings, fleet)
-        return cls(spec, client, GitlabDirectory(fleet, client) if fleet is not None else None)
+        return cls(spec, client, GitlabInstanceCache(fleet, client) if fleet is not None else None)
 
     def plan(self) -> list[Action]:
         """Reads: GET /user, one paginated direct-member listing per group/project, and one user
         lookup per desired username that is not a direct member of any listed group/project."""
-        own_user = self.client.current_user()
+        own_user = self._own_user()
         groups = {g.path: self._observe("group", g) for g in self.spec.groups}
         projects = {p.path: self._observe("project", p) for p in self.spec.projects}
         found = [*groups.values(), *projects.values()]
@@ -75,13 +79,24 @@ class GitlabMembersService(IntegrationService):
 
     def _look_up(self, usernames: Collection[str]) -> dict[str, GitlabUser | None]:
         """From the instance's shared directory when there is one, else one lookup per username."""
-        if self.directory is not None:
+        if self.shared is not None:
             try:
-                return self.directory.users(usernames)
+                return self.shared.users(usernames)
             except CACHE_ERRORS:
-                log.warning("Valkey is unreachable: this run looks GitLab users up itself")
-                self.directory = None
+                self._go_alone()
         return {name.casefold(): self.client.find_user(name) for name in sorted(usernames)}
+
+    def _own_user(self) -> GitlabUser:
+        if self.shared is not None:
+            try:
+                return self.shared.own_user()
+            except CACHE_ERRORS:
+                self._go_alone()
+        return self.client.current_user()
+
+    def _go_alone(self) -> None:
+        log.warning("Valkey is unreachable: this run reads GitLab itself, without the shared cache")
+        self.shared = None
 
     def targets(self) -> list[Target]:
         url = str(self.spec.url)
@@ -98,7 +113,7 @@ class GitlabMembersService(IntegrationService):
         """Reads: GET /user and one direct-member listing per group/project still listed."""
         if not self.spec.groups and not self.spec.projects:
             return []
-        own_user = self.client.current_user()
+        own_user = self._own_user()
         state = GitlabState(
             own_user=own_user,
             groups={g.path: self._observe("group", g) for g in self.spec.groups},
@@ -122,15 +137,49 @@ class GitlabMembersService(IntegrationService):
                 self._apply_one(action)
             except ReconcileError as exc:
                 result.failed, result.error = action, exc
+                self._write_through(action, failed=not isinstance(exc, RateLimited))
                 return result
             result.applied.append(action)
+            self._write_through(action)
         return result
 
     def _observe(self, kind: SourceKind, membership: GitlabMembership) -> GitlabSourceState | None:
-        members = self.client.list_members(kind, membership.path)
+        members: list[GitlabMemberState] | None = None
+        if self.shared is not None:
+            try:
+                members = self.shared.members(kind, membership.path)
+            except CACHE_ERRORS:
+                self._go_alone()
+        if self.shared is None:
+            members = self.client.list_members(kind, membership.path)
         if members is None:
             return None
+        self._observed[(kind, membership.path)] = {m.id: m for m in members}
         return GitlabSourceState(kind=kind, path=membership.path, members=tuple(members))
+
+    def _write_through(self, action: Action, *, failed: bool = False) -> None:
+        """Our own change into the shared listing, so that no stale listing hides it. A write that
+        failed or whose outcome is unknown drops the listing instead (a rate-limited one was never
+        sent: the listing stays right)."""
+        if self.shared is None or not isinstance(action, AddMember | UpdateMember | RemoveMember):
+            return
+        try:
+            if failed:
+                self.shared.forget(action.kind, action.target)
+                return
+            member: GitlabMemberState | None = None
+            if not isinstance(action, RemoveMember):
+                old = self._observed.get((action.kind, action.target), {}).get(action.user_id)
+                member = GitlabMemberState(
+                    id=action.user_id,
+                    username=action.username,
+                    state=old.state if old else "active",
+                    access_level=action.access_level,
+                    expires_at=action.expires_at,
+                )
+            self.shared.record_write(action.kind, action.target, action.user_id, member)
+        except CACHE_ERRORS:
+            self._go_alone()
 
     def _apply_one(self, action: Action) -> None:
         match action:

@@ -1,26 +1,42 @@
-"""The GitLab user directory every Reconcile on one instance shares, in Valkey: username -> user id
-and state, keyed by the account the rate budget uses (instance + token user).
+"""What every Reconcile on one GitLab instance shares, in Valkey, keyed by the account the rate
+budget uses (instance + token user), never by Reconcile: the token's own user, the direct-member
+listing of each group and project, and the user directory (username -> id and state).
 
-Only usernames a run is about to add are looked up (the members listed already name everyone
-else), so an entry is trusted only when its lookup started at or after the run's `fresh_after`: a
-run asked for explicitly never adds a user on an answer older than its request, and a periodic
-run never on one older than `snapshot_max_age_seconds`. Misses are looked up single-flight (one
-lookup per username however many runs want it at once) through `SharedReads`. Blocked users and
-unknown usernames are entries too, so they end as `UnknownUsers` without a lookup per run.
+Every read follows one freshness rule: a run uses a read that *started* at or after its
+`fresh_after` (the time of its request for a run asked for explicitly, else now minus
+`snapshot_max_age_seconds`), so a run asked for explicitly never plans on state older than its
+request, and may share a read started after it. Reads are single-flight (`SharedReads`): runs
+wanting one at once share one GitLab call.
+
+- Member listings: our own adds, level changes and removals are written through to an overlay
+  that wins over any listing started before them, so a stale listing never hides our own change.
+  A write that fails (or whose outcome is unknown) drops the listing: the next run reads again.
+- The directory: only usernames a run is about to add are looked up (the listings name everyone
+  else). Blocked users and unknown usernames are entries too, so they end as `UnknownUsers`
+  without a lookup per run.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Collection
 from typing import cast
 
+from pydantic import TypeAdapter
+
 from reconciler.fleet import Fleet, ReadStamp
 from reconciler.integrations.gitlab_members.client import GitlabClient
-from reconciler.integrations.gitlab_members.models import GitlabUser
+from reconciler.integrations.gitlab_members.models import GitlabMemberState, GitlabUser, SourceKind
 
 log = logging.getLogger(__name__)
+
+SENTINEL = "\x00"
+"""A field in every stored hash, so a read can tell an expired version from an empty one."""
+_MEMBERS = TypeAdapter(list[GitlabMemberState])
+NOT_FOUND = "null"
+"""A listing of a group or project GitLab does not show."""
 
 
 def _encode(user: GitlabUser | None, username: str, read_at: float) -> str:
@@ -44,15 +60,95 @@ def _decode(raw: str | None, fresh_after: float) -> tuple[GitlabUser | None] | N
         return None
 
 
-class GitlabDirectory:
+class GitlabInstanceCache:
     def __init__(self, fleet: Fleet, client: GitlabClient) -> None:
         self.fleet = fleet
         self.client = client
         self.valkey = fleet.client
 
+    @property
+    def _ttl(self) -> int:
+        return int(self.fleet.settings.directory_refresh_seconds * 2)
+
+    # --- the token's own user ----------------------------------------------------------------------
+
+    def own_user(self) -> GitlabUser:
+        """`GET /user`, shared by the runs of this token (keyed by the token's hash, so that
+        nothing of another token is ever used)."""
+        key = self.fleet.key(self.client.token_account(), "own-user")
+
+        def fetch(stamp: ReadStamp) -> ReadStamp:
+            user = self.client.current_user()
+            self.valkey.hset(
+                self.fleet.reads.part(key, stamp, "user"), mapping={SENTINEL: user.model_dump_json()}
+            )
+            return stamp
+
+        for _ in range(3):
+            stamp = self.fleet.reads.fresh(key, self.fleet.fresh_after, ("user",), fetch)
+            raw = self.valkey.hget(self.fleet.reads.part(key, stamp, "user"), SENTINEL)
+            if raw:
+                user = GitlabUser.model_validate_json(cast(str, raw))
+                self.client.adopt_user(user)
+                return user
+        return self.client.current_user()
+
+    # --- member listings ---------------------------------------------------------------------------
+
+    def _listing_key(self, kind: SourceKind, path: str) -> str:
+        return self.fleet.key(self.client.account(), "members", kind, path.casefold())
+
+    def _writes_key(self, kind: SourceKind, path: str) -> str:
+        return self.fleet.key(self.client.account(), "member-writes", kind, path.casefold())
+
+    def members(self, kind: SourceKind, path: str) -> list[GitlabMemberState] | None:
+        """Direct members of a group or project (None: GitLab shows no such one), from a listing
+        fresh enough for this run, with our own writes since that listing started on top.
+        Call after `own_user()`, so that the keys name the token's user."""
+        key = self._listing_key(kind, path)
+
+        def fetch(stamp: ReadStamp) -> ReadStamp:
+            listed = self.client.list_members(kind, path)
+            self.valkey.hset(
+                self.fleet.reads.part(key, stamp, "members"),
+                mapping={SENTINEL: NOT_FOUND if listed is None else _MEMBERS.dump_json(listed).decode()},
+            )
+            return stamp
+
+        for _ in range(3):
+            stamp = self.fleet.reads.fresh(key, self.fleet.fresh_after, ("members",), fetch)
+            pipe = self.valkey.pipeline(transaction=False)
+            pipe.hget(self.fleet.reads.part(key, stamp, "members"), SENTINEL)
+            pipe.hgetall(self._writes_key(kind, path))
+            raw, writes = pipe.execute()  # type: ignore[no-untyped-call]
+            if not raw:
+                continue  # that version expired between reading its stamp and its hash
+            if raw == NOT_FOUND:
+                return None
+            listed = _MEMBERS.validate_json(raw)
+            return _overlay(listed, cast(dict[str, str], writes), stamp.started)
+        return self.client.list_members(kind, path)
+
+    def record_write(
+        self, kind: SourceKind, path: str, user_id: int, member: GitlabMemberState | None
+    ) -> None:
+        """Write-through of our own change (None: removed): it wins over any listing started before."""
+        key = self._writes_key(kind, path)
+        entry = {"at": time.time(), "member": member.model_dump(mode="json") if member else None}
+        pipe = self.valkey.pipeline(transaction=False)
+        pipe.hset(key, str(user_id), json.dumps(entry))
+        pipe.expire(key, self._ttl)
+        pipe.execute()  # type: ignore[no-untyped-call]
+
+    def forget(self, kind: SourceKind, path: str) -> None:
+        """A write failed or its outcome is unknown: the next run lists this one again."""
+        self.valkey.delete(self._listing_key(kind, path))
+
+    # --- the user directory ------------------------------------------------------------------------
+
     def users(self, usernames: Collection[str]) -> dict[str, GitlabUser | None]:
         """Case-folded username -> user (None: GitLab has no such user), looking up only misses.
-        Call after `client.current_user()`, so that the key names the token's user."""
+        Call after `own_user()`, so that the key names the token's user."""
         wanted = sorted({u.casefold(): u for u in usernames}.items())
         if not wanted:
             return {}
@@ -75,7 +171,7 @@ class GitlabDirectory:
             user = self.client.find_user(username)
             pipe = self.valkey.pipeline(transaction=False)
             pipe.hset(key, folded, _encode(user, username, stamp.started))
-            pipe.expire(key, int(self.fleet.settings.directory_refresh_seconds * 2))
+            pipe.expire(key, self._ttl)
             pipe.execute()  # type: ignore[no-untyped-call]
             return stamp
 
@@ -84,3 +180,26 @@ class GitlabDirectory:
         if entry is None:  # evicted or overwritten by an older answer meanwhile: ask ourselves
             return (self.client.find_user(username),)
         return entry
+
+
+def _overlay(
+    listed: list[GitlabMemberState], writes: dict[str, str], started: float
+) -> list[GitlabMemberState]:
+    """The listing with our own writes made after it started: changed in place, added at the end,
+    removed ones left out."""
+    newer: dict[int, GitlabMemberState | None] = {}
+    for user_id, raw in writes.items():
+        try:
+            data = json.loads(raw)
+            if float(data["at"]) > started:
+                member = data["member"]
+                newer[int(user_id)] = GitlabMemberState.model_validate(member) if member else None
+        except (ValueError, KeyError, TypeError):
+            continue
+    if not newer:
+        return listed
+    merged = [newer.get(m.id, m) for m in listed]
+    members = [m for m in merged if m is not None]
+    seen = {m.id for m in listed}
+    members += [m for uid, m in newer.items() if m is not None and uid not in seen]
+    return members
