@@ -2,7 +2,7 @@
 
 Usage: `python -m bench.operator_probe FILE run ...`.
 
-The operator already measures its loop lag (`reconciler_operator.runtime.watch_loop_lag`: a 50 ms
+The operator already measures its loop lag (`reconciler_operator.context.watch_loop_lag`: a 50 ms
 sleep, how late it wakes) but only exports it as a Prometheus histogram with fixed buckets. This
 wrapper replaces that coroutine, before the handlers module imports it, with the same measurement
 that also keeps every sample (wall-clock time, lag in seconds) and appends them to FILE from a
@@ -23,7 +23,7 @@ from typing import Any
 
 
 def install(path: str, interval: float = 0.05) -> None:
-    from reconciler_operator import runtime
+    from reconciler_operator import context
 
     samples: list[tuple[float, float]] = []
     lock = threading.Lock()
@@ -34,7 +34,7 @@ def install(path: str, interval: float = 0.05) -> None:
             started = loop.time()
             await asyncio.sleep(interval)
             lag = max(0.0, loop.time() - started - interval)
-            runtime.LOOP_LAG.observe(lag)
+            context.LOOP_LAG.observe(lag)
             with lock:
                 samples.append((time.time(), lag))
 
@@ -49,7 +49,7 @@ def install(path: str, interval: float = 0.05) -> None:
                     fh.write("".join(f"{ts:.6f} {lag:.6f}\n" for ts, lag in batch))
                     fh.flush()
 
-    runtime.watch_loop_lag = watch_loop_lag  # type: ignore[assignment]
+    context.watch_loop_lag = watch_loop_lag  # type: ignore[assignment]
     threading.Thread(target=flush, name="lag-probe", daemon=True).start()
 
 

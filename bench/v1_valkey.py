@@ -9,7 +9,7 @@ history fills (20 runs), after a day and after the week: steady state means they
 Baseline, same run: the same records written the pre-#11 way (a record lives its whole TTL; only its
 id leaves the history), measured on a sample of Reconciles and scaled to all of them.
 
-Commands: `Runner.execute` (the operator's run, without Kubernetes) against the Slack test server,
+Commands: `RunExecutor.execute` (the operator's run, without Kubernetes) against the Slack test server,
 counted with INFO commandstats (commands inside scripts included) and as round trips.
 """
 
@@ -31,7 +31,7 @@ from reconciler.models.spec import SecretRef
 from reconciler.models.task import ReconcileRef, TaskError, TaskRecord, TaskStatus, new_task_id, utcnow
 from reconciler.settings import Settings
 from reconciler.tasks import TaskStore, history_key, task_key
-from reconciler_operator.runs import Runner, RunRequest
+from reconciler_operator.executor import RunExecutor, RunRequest
 from reconciler_testing.slack import SlackTestServer
 from tests.valkey_server import ValkeyProcess
 
@@ -136,7 +136,7 @@ class CountingValkey(valkey.Valkey):
 
 
 def _commands_per_run(valkey_server: ValkeyProcess, runs: int) -> tuple[float, float]:
-    """(commands Valkey executed, round trips) per `Runner.execute` of a Reconcile with nothing to do."""
+    """(commands Valkey executed, round trips) per `RunExecutor.execute` of a Reconcile with nothing to do."""
 
     class Tokens:
         def read_token(self, namespace: str, ref: SecretRef) -> SecretStr:
@@ -150,7 +150,7 @@ def _commands_per_run(valkey_server: ValkeyProcess, runs: int) -> tuple[float, f
         settings = Settings(valkey_url=valkey_server.url, allowed_hosts="127.0.0.1", shared_cache=False)
         client = CountingValkey.from_url(valkey_server.url, decode_responses=True, socket_timeout=10)
         store = TaskStore(ValkeyCache(client), ttl_seconds=TTL, history_size=HISTORY)
-        runner = Runner(settings, store, Tokens())
+        runner = RunExecutor(settings, store, Tokens())
         spec: dict[str, Any] = {
             "integration": "slack-usergroups",
             "interval": "10m",

@@ -23,9 +23,9 @@ from reconciler.models.spec import parse_duration
 from reconciler.models.task import ReconcileRef, new_task_id
 from reconciler.settings import get_settings
 from reconciler_operator import conditions, observability
+from reconciler_operator.context import OperatorContext, configure_kopf, watch_loop_lag
 from reconciler_operator.deletion import DeleteReport, DeleteRequest
-from reconciler_operator.runs import RunRequest
-from reconciler_operator.runtime import Runtime, configure_kopf, watch_loop_lag
+from reconciler_operator.executor import RunRequest
 from reconciler_operator.sharding import shard_filter
 
 GROUP, VERSION, PLURAL = "reconciler.dev", "v1alpha1", "reconciles"
@@ -52,11 +52,11 @@ def _requested_at(meta: Mapping[str, Any]) -> str | None:
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config = get_settings()
-    runtime = await asyncio.get_running_loop().run_in_executor(None, Runtime.create, config)
-    configure_kopf(settings, config, runtime.executor)
-    memo["runtime"] = runtime
+    context = await asyncio.get_running_loop().run_in_executor(None, OperatorContext.create, config)
+    configure_kopf(settings, config, context.pool)
+    memo["context"] = context
     memo["loop_lag"] = asyncio.create_task(watch_loop_lag())
-    runtime.start_background()
+    context.start_background()
     observability.watch_leadership()
 
 
@@ -74,9 +74,9 @@ def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
         connection = kopf.login_via_client(**kwargs)
     else:
         connection = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
-    runtime: Runtime | None = memo.get("runtime")
-    if connection is not None and runtime is not None:
-        runtime.secrets.use(connection)
+    context: OperatorContext | None = memo.get("context")
+    if connection is not None and context is not None:
+        context.secrets.use(connection)
     return connection
 
 
@@ -85,9 +85,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     lag_task: asyncio.Task[None] | None = memo.get("loop_lag")
     if lag_task is not None:
         lag_task.cancel()
-    runtime: Runtime | None = memo.get("runtime")
-    if runtime is not None:
-        await asyncio.get_running_loop().run_in_executor(None, runtime.close)
+    context: OperatorContext | None = memo.get("context")
+    if context is not None:
+        await asyncio.get_running_loop().run_in_executor(None, context.close)
 
 
 # --- new generation: Ready=Unknown before anything else -------------------------------------------
@@ -141,8 +141,8 @@ async def run_on_interval(spec: kopf.Spec, status: kopf.Status, body: kopf.Body,
     interval = spec.get("interval")
     if not interval or spec.get("suspend") or not status.get("lastRunTime"):
         return
-    runtime: Runtime = kwargs["memo"]["runtime"]
-    if runtime.rate_limited(str(body.meta.get("uid"))):
+    context: OperatorContext = kwargs["memo"]["context"]
+    if context.rate_limited(str(body.meta.get("uid"))):
         return  # the service asked to wait: no interval run before the time the status names
     try:
         every = max(parse_duration(str(interval)), timedelta(seconds=get_settings().min_interval_seconds))
@@ -190,7 +190,7 @@ async def _reconcile(
     **_: Any,
 ) -> None:
     """Run once (in the worker pool), then write status, post an event, and retry if transient."""
-    runtime: Runtime = memo["runtime"]
+    context: OperatorContext = memo["context"]
     meta = body.meta
     generation = int(meta.get("generation") or 0)
     if spec.get("suspend"):
@@ -206,9 +206,9 @@ async def _reconcile(
         status=dict(status),
         uid=str(meta.get("uid") or ""),
     )
-    async with runtime.object_lock(str(meta.get("uid") or ref.key)):
+    async with context.object_lock(str(meta.get("uid") or ref.key)):
         loop = asyncio.get_running_loop()
-        report = await loop.run_in_executor(runtime.executor, runtime.run, request)
+        report = await loop.run_in_executor(context.pool, context.run, request)
 
     error = report.error
     if report.record is None and error is None:
@@ -216,7 +216,7 @@ async def _reconcile(
     if report.record is None:
         # The run could not start (cache down, lock busy): nothing was done; say so and retry.
         assert error is not None
-        delay = runtime.backoff(retry, error)
+        delay = context.backoff(retry, error)
         patch.status.update(
             conditions.not_started(status, error, generation=generation, retry_in=delay, now=_now())
         )
@@ -229,9 +229,9 @@ async def _reconcile(
 
     record = report.record
     permanent = error is not None and error.permanent
-    retry_in = runtime.backoff(retry, error) if error is not None and not permanent else None
+    retry_in = context.backoff(retry, error) if error is not None and not permanent else None
     if error is not None and error.reason == "RateLimited" and retry_in is not None:
-        runtime.hold_rate_limited(str(meta.get("uid") or ref.key), retry_in)
+        context.hold_rate_limited(str(meta.get("uid") or ref.key), retry_in)
     patch.status.update(
         conditions.finished(
             status,
@@ -244,7 +244,7 @@ async def _reconcile(
     )
     if report.claims is not None:
         patch.status["claims"] = claims_status(report.claims)
-    runtime.count_run(record.integration, record.status.value)
+    context.count_run(record.integration, record.status.value)
     if error is not None:
         observability.RUN_ERRORS.labels(record.integration or "unknown", error.reason).inc()
     _post_event(body, record.task_id, error, len(record.actions), record.applied, record.dry_run)
@@ -259,7 +259,7 @@ async def _reconcile(
 async def on_delete(body: kopf.Body, spec: kopf.Spec, memo: kopf.Memo, retry: int, **_: Any) -> None:
     """Apply `spec.deletionPolicy` and release the claims (in the worker pool) before Kopf removes
     the finalizer. Transient failures are retried with backoff, at most `delete_retries` times."""
-    runtime: Runtime = memo["runtime"]
+    context: OperatorContext = memo["context"]
     meta = body.meta
     ref = ReconcileRef(
         namespace=str(meta["namespace"]), name=str(meta["name"]), generation=int(meta.get("generation") or 0)
@@ -267,12 +267,12 @@ async def on_delete(body: kopf.Body, spec: kopf.Spec, memo: kopf.Memo, retry: in
     uid = str(meta.get("uid") or "")
     final = retry >= get_settings().delete_retries
     request = DeleteRequest(ref=ref, uid=uid, raw_spec=dict(spec), final=final)
-    async with runtime.object_lock(uid or ref.key):
-        report = await asyncio.get_running_loop().run_in_executor(runtime.executor, runtime.delete, request)
+    async with context.object_lock(uid or ref.key):
+        report = await asyncio.get_running_loop().run_in_executor(context.pool, context.delete, request)
     _post_delete_event(body, report, final)
     if report.retry and not final:
         assert report.error is not None
-        raise kopf.TemporaryError(report.error.message, delay=runtime.backoff(retry, report.error))
+        raise kopf.TemporaryError(report.error.message, delay=context.backoff(retry, report.error))
 
 
 def _post_delete_event(body: kopf.Body, report: DeleteReport, final: bool) -> None:

@@ -18,7 +18,7 @@ import httpx
 
 from reconciler.models.task import ReconcileRef
 from reconciler_operator import conditions
-from reconciler_operator.runs import FreshObject
+from reconciler_operator.executor import FreshObject
 
 log = logging.getLogger(__name__)
 

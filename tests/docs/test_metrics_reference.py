@@ -8,8 +8,8 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
+import reconciler_operator.context
 import reconciler_operator.observability
-import reconciler_operator.runtime
 from reconciler_api import metrics as api_metrics
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import kopf
 
 from reconciler.settings import Settings
-from reconciler_operator.runtime import KOPF_PREFIX, configure_kopf
+from reconciler_operator.context import KOPF_PREFIX, configure_kopf
 from tests.valkey_server import ValkeyProcess
 
 
@@ -57,7 +57,7 @@ def _body(spec: dict[str, object], annotations: dict[str, str] | None = None) ->
 
 def test_the_diff_base_is_a_digest_of_the_spec_not_a_copy() -> None:
     from reconciler_operator import handlers
-    from reconciler_operator.runtime import WATCHED_ANNOTATIONS
+    from reconciler_operator.context import WATCHED_ANNOTATIONS
 
     assert set(WATCHED_ANNOTATIONS) == {handlers.REQUESTED_AT, handlers.FLUX_REQUESTED_AT}
     settings = kopf.OperatorSettings()
@@ -101,22 +101,22 @@ def test_a_rate_limit_is_rescheduled_for_when_the_service_said(valkey_server: Va
     from reconciler.cache import connect_cache
     from reconciler.errors import RateLimited, TransientError
     from reconciler.tasks import TaskStore
+    from reconciler_operator.context import OperatorContext
     from reconciler_operator.credentials import SecretReader
-    from reconciler_operator.runtime import Runtime
 
     settings = Settings(valkey_url=valkey_server.url, backoff_base_seconds=5, retry_after_max_seconds=900)
-    runtime = Runtime(
+    context = OperatorContext(
         settings, TaskStore(connect_cache(settings), ttl_seconds=60, history_size=2), SecretReader()
     )
     try:
         # Not the exponential backoff (5 s x 2^10): exactly the (capped) Retry-After, however often.
-        assert runtime.backoff(10, RateLimited("wait", retry_after=120)) == 120
-        assert runtime.backoff(0, RateLimited("wait", retry_after=86400)) == 900
-        assert runtime.backoff(2, TransientError("SlackUnavailable", "503")) == 20
-        assert not runtime.rate_limited("uid-1")
-        runtime.hold_rate_limited("uid-1", 0.2)
-        assert runtime.rate_limited("uid-1") and not runtime.rate_limited("uid-2")
+        assert context.backoff(10, RateLimited("wait", retry_after=120)) == 120
+        assert context.backoff(0, RateLimited("wait", retry_after=86400)) == 900
+        assert context.backoff(2, TransientError("SlackUnavailable", "503")) == 20
+        assert not context.rate_limited("uid-1")
+        context.hold_rate_limited("uid-1", 0.2)
+        assert context.rate_limited("uid-1") and not context.rate_limited("uid-2")
         time.sleep(0.25)
-        assert not runtime.rate_limited("uid-1")
+        assert not context.rate_limited("uid-1")
     finally:
-        runtime.close()
+        context.close()

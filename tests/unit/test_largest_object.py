@@ -22,7 +22,7 @@ from reconciler.models.spec import ReconcileSpec
 from reconciler.models.task import ReconcileRef, TaskError, TaskRecord, TaskStatus
 from reconciler.settings import Settings
 from reconciler_operator import conditions
-from reconciler_operator.runtime import configure_kopf
+from reconciler_operator.context import configure_kopf
 from tests.crd_validation import validate_reconcile
 from tests.largest import largest_gitlab_reconcile, largest_slack_reconcile
 

@@ -1,4 +1,4 @@
-"""One run of one Reconcile, start to finish, in a worker thread: the sync half of the reconciler.
+"""RunExecutor: one run of one Reconcile, start to finish, in a worker thread (the sync half of the operator).
 
 Order matters for "never lose an outcome, never apply twice": take the Reconcile's lock (so two
 operators or two triggers never run it at once), re-read the object (a run queued behind another
@@ -112,7 +112,9 @@ class LockLease:
                 pass
 
 
-class Runner:
+class RunExecutor:
+    """Executes runs (`execute`, one per call, in a worker thread); one per operator process."""
+
     def __init__(
         self,
         settings: Settings,

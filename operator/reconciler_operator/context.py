@@ -1,4 +1,4 @@
-"""What the operator holds for its lifetime: the worker pool, the cache, the runner, metrics."""
+"""OperatorContext: what lives as long as the operator process (worker pool, cache, run executor, metrics)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from reconciler.tasks import TaskStore
 from reconciler_operator.credentials import SecretReader
 from reconciler_operator.deletion import Deleter, DeleteReport, DeleteRequest
 from reconciler_operator.diffbase import SpecDigestDiffBaseStorage
+from reconciler_operator.executor import RunExecutor, RunReport, RunRequest
 from reconciler_operator.objects import ReconcileObjects
-from reconciler_operator.runs import Runner, RunReport, RunRequest
 
 log = logging.getLogger(__name__)
 
@@ -47,24 +47,26 @@ CACHE_USAGE_EVERY = 15.0
 """Seconds between two reads of the cache's memory and key count."""
 
 
-class Runtime:
+class OperatorContext:
+    """Built once at startup (Kopf memo `context`); every handler reaches the process's shared parts here."""
+
     def __init__(
         self, settings: Settings, store: TaskStore, secrets: SecretReader, claims: ClaimStore | None = None
     ) -> None:
         self.settings = settings
-        self.executor = ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="reconcile")
+        self.pool = ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="reconcile")
         self.store = store
         self.secrets = secrets
         self.claims = claims
         self.objects = ReconcileObjects(secrets.http)
-        self.runner = Runner(settings, store, secrets, self.objects, claims, self.owner_alive)
+        self.run_executor = RunExecutor(settings, store, secrets, self.objects, claims, self.owner_alive)
         self.deleter = Deleter(settings, store, secrets, claims, self.owner_alive)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._rate_limited_until: dict[str, float] = {}
         self._stop = threading.Event()
 
     @classmethod
-    def create(cls, settings: Settings) -> Runtime:
+    def create(cls, settings: Settings) -> OperatorContext:
         # Tenant safety: specs name the hosts, so the operator always enforces the allow-list.
         settings = settings.model_copy(update={"enforce_allowed_hosts": True})
         cache = connect_cache(settings)
@@ -96,15 +98,15 @@ class Runtime:
         return until is not None
 
     def run(self, request: RunRequest) -> RunReport:
-        """Execute one run; call it in `executor` (the gauge counts runs in progress, not queued)."""
+        """Execute one run; call it in `pool` (the gauge counts runs in progress, not queued)."""
         BUSY_WORKERS.inc()
         try:
-            return self.runner.execute(request)
+            return self.run_executor.execute(request)
         finally:
             BUSY_WORKERS.dec()
 
     def delete(self, request: DeleteRequest) -> DeleteReport:
-        """Apply a deleted Reconcile's deletionPolicy; call it in `executor`."""
+        """Apply a deleted Reconcile's deletionPolicy; call it in `pool`."""
         BUSY_WORKERS.inc()
         try:
             return self.deleter.execute(request)
@@ -152,7 +154,7 @@ class Runtime:
         self._stop.set()
         self.store.flush()
         self.secrets.close()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 async def watch_loop_lag(interval: float = 0.05) -> None:
@@ -164,13 +166,13 @@ async def watch_loop_lag(interval: float = 0.05) -> None:
         LOOP_LAG.observe(max(0.0, loop.time() - started - interval))
 
 
-def configure_kopf(settings: kopf.OperatorSettings, config: Settings, executor: ThreadPoolExecutor) -> None:
+def configure_kopf(settings: kopf.OperatorSettings, config: Settings, pool: ThreadPoolExecutor) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
     settings.persistence.diffbase_storage = SpecDigestDiffBaseStorage(
         prefix=KOPF_PREFIX, key="last-handled-configuration", watched_annotations=WATCHED_ANNOTATIONS
     )
     settings.persistence.finalizer = f"{KOPF_PREFIX}/finalizer"
-    settings.execution.executor = executor
+    settings.execution.executor = pool
     settings.execution.max_workers = config.max_workers
     settings.watching.server_timeout = config.watch_server_timeout
     settings.watching.client_timeout = config.watch_client_timeout
