@@ -20,7 +20,7 @@ import yaml
 from typer.testing import CliRunner, Result
 
 from reconciler.cache import ValkeyCache
-from reconciler.cli import app
+from reconciler.cli.app import app
 from reconciler.tasks import TaskStore
 from reconciler_testing.gitlab import OWNER, GitLabTestServer
 from reconciler_testing.slack import SlackTestServer

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from reconciler import cli as cli_module
 from reconciler.cache import ValkeyCache
 from reconciler.claims import ClaimOwner, claim_key
+from reconciler.cli import plan_apply as cli_module
 from reconciler.models.base import ActionRecord
 from reconciler.models.target import slack_usergroup_target
 from reconciler.models.task import ReconcileRef, TaskError, TaskRecord, TaskStatus, utcnow

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from reconciler.cache import ValkeyCache
-from reconciler.cli import app as cli_app
+from reconciler.cli.app import app as cli_app
 from reconciler.models.task import ReconcileRef, TaskRecord, TaskStatus, new_task_id
 from reconciler.tasks import TaskStore
 from tests.e2e.conftest import Sidecar, reconciler_command, start_sidecar

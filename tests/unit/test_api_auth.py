@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from reconciler.cache import ValkeyCache
-from reconciler.cli import app as cli_app
+from reconciler.cli.app import app as cli_app
 from reconciler.settings import Settings
 from reconciler_api.app import create_app
 from reconciler_api.auth import AuthConfigError, _Decisions, is_loopback, resolve_mode

@@ -7,7 +7,7 @@ read them. Recording lets a laptop (and `make demo`) walk through plan -> apply 
 from __future__ import annotations
 
 from reconciler.cache import connect_cache
-from reconciler.cli_output import ReconcileResult
+from reconciler.cli.output import ReconcileResult
 from reconciler.models.task import ReconcileRef, TaskError, TaskRecord, TaskStatus, utcnow
 from reconciler.settings import Settings
 from reconciler.tasks import TaskStore

@@ -1,4 +1,4 @@
-"""Rendering for the `reconciler` command line: plan/apply results and sidecar task records.
+"""Rendering for the `reconciler` command line: plan/apply results, progress and sidecar task records.
 
 Three forms: Rich tables for a terminal, JSON for scripts, Markdown for a merge-request comment.
 Every text that may carry a message from Slack, GitLab or the sidecar goes through `redact()`.
@@ -13,6 +13,14 @@ from typing import Any, Literal
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from reconciler.logs import redact
@@ -202,3 +210,42 @@ def print_task(console: Console, record: TaskRecord, recent: list[str] | None = 
 
 def _time(value: Any) -> str:
     return value.isoformat() if value is not None else "-"
+
+
+# --- progress ---
+
+
+class Steps:
+    """A progress bar on stderr while Reconciles are planned or applied; silent unless on a terminal."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        console = Console(stderr=True)
+        self._progress: Progress | None = None
+        if enabled and console.is_terminal:
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            )
+        self._task = self._progress.add_task("", total=total) if self._progress else None
+
+    def __enter__(self) -> Steps:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def start(self, description: str) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, description=description)
+
+    def advance(self) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.advance(self._task)

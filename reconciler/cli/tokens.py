@@ -1,0 +1,108 @@
+"""Where `plan` and `apply` find an integration's token without a cluster: an environment variable or a
+Secret manifest."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pydantic import SecretStr
+
+from reconciler.cli.common import fail
+from reconciler.cli.manifests import metadata_of, read_documents
+from reconciler.errors import CredentialsNotFound
+from reconciler.logs import register_secret
+from reconciler.models.spec import SecretRef
+
+DEFAULT_TOKEN_ENV = "RECONCILER_TOKEN"  # noqa: S105 - the name of a variable, not a token
+
+
+class TokenSource(Protocol):
+    def token_for(self, namespace: str, ref: SecretRef) -> SecretStr: ...
+
+
+def _accept_token(value: str) -> SecretStr:
+    register_secret(value)
+    return SecretStr(value)
+
+
+@dataclass(frozen=True)
+class EnvToken:
+    """The token from an environment variable (`--token-env`), whatever the secretRef says."""
+
+    variable: str
+
+    def token_for(self, namespace: str, ref: SecretRef) -> SecretStr:
+        value = os.environ.get(self.variable, "").strip()
+        if not value:
+            raise CredentialsNotFound(
+                f"environment variable {self.variable} is not set or empty; export the token of Secret "
+                f"{namespace}/{ref.name} (key {ref.key!r}) there, or pass --secret-file"
+            )
+        return _accept_token(value)
+
+
+@dataclass(frozen=True)
+class SecretFile:
+    """Tokens from a Secret manifest (`--secret-file`): `stringData`, or `data` (base64)."""
+
+    path: str
+    secrets: list[dict[str, Any]]
+
+    @classmethod
+    def load(cls, path: str) -> SecretFile:
+        secrets = [d for d in read_documents(path) if isinstance(d, dict) and d.get("kind") == "Secret"]
+        if not secrets:
+            fail(f"{path} holds no Secret manifest (kind: Secret)")
+        return cls(path, secrets)
+
+    def token_for(self, namespace: str, ref: SecretRef) -> SecretStr:
+        secret = self._find(namespace, ref)
+        where = f"Secret {ref.name} in {self.path}"
+        token = _secret_value(secret, ref.key, where).strip()
+        if not token:
+            raise CredentialsNotFound(f"{where} key {ref.key!r} is empty")
+        return _accept_token(token)
+
+    def _find(self, namespace: str, ref: SecretRef) -> dict[str, Any]:
+        named = [s for s in self.secrets if metadata_of(s).get("name") == ref.name]
+        if not named:
+            have = ", ".join(sorted(str(metadata_of(s).get("name")) for s in self.secrets))
+            raise CredentialsNotFound(
+                f"{self.path} holds no Secret named {ref.name!r} (it has: {have}); "
+                "spec.credentials.secretRef.name must name the Secret"
+            )
+        for secret in named:
+            if metadata_of(secret).get("namespace") in (None, namespace):
+                return secret
+        raise CredentialsNotFound(
+            f"Secret {ref.name!r} in {self.path} is in namespace {metadata_of(named[0]).get('namespace')!r}, "
+            f"not in the Reconcile's namespace {namespace!r}"
+        )
+
+
+def _secret_value(secret: dict[str, Any], key: str, where: str) -> str:
+    """`stringData[key]` (it wins, as on the API server) or the decoded `data[key]`."""
+    string_data, data = secret.get("stringData") or {}, secret.get("data") or {}
+    if not isinstance(string_data, dict) or not isinstance(data, dict):
+        raise CredentialsNotFound(f"{where}: data and stringData must be maps")
+    if key in string_data:
+        return str(string_data[key])
+    if key not in data:
+        keys = ", ".join(sorted({str(k) for k in (*string_data, *data)})) or "none"
+        raise CredentialsNotFound(
+            f"{where} has no key {key!r} (it has: {keys}); set spec.credentials.secretRef.key"
+        )
+    try:
+        return base64.b64decode("".join(str(data[key]).split()), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise CredentialsNotFound(
+            f"{where} key {key!r} is not valid base64-encoded UTF-8 text (put plain text under stringData)"
+        ) from None
+
+
+def token_source(token_env: str, secret_file: str | None) -> TokenSource:
+    return SecretFile.load(secret_file) if secret_file else EnvToken(token_env)
