@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import re
 import threading
 
-_TOKEN_PATTERNS = re.compile(
-    r"(xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+|glpat-[A-Za-z0-9_-]+|Bearer\s+\S+)"
-)
+BEARER_PATTERN = r"Bearer\s+\S+"
+
+
+@functools.cache
+def _token_patterns() -> re.Pattern[str]:
+    """`Bearer ...` and every registered integration's token formats (`Integration.token_patterns`);
+    built on first use, since the registry imports the integrations, which log."""
+    from reconciler.integrations.registry import INTEGRATIONS
+
+    patterns = [p for integration in INTEGRATIONS.values() for p in integration.token_patterns]
+    return re.compile("|".join(f"(?:{p})" for p in [*patterns, BEARER_PATTERN]))
+
+
 _known: set[str] = set()
 _known_lock = threading.Lock()
 
@@ -29,7 +40,7 @@ def redact(text: str) -> str:
     for value in known:
         if value in text:
             text = text.replace(value, "***")
-    return _TOKEN_PATTERNS.sub("***", text)
+    return _token_patterns().sub("***", text)
 
 
 class RedactingFilter(logging.Filter):

@@ -8,9 +8,9 @@ timing and the task record belong to the shared runner and the operator, never t
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import SecretStr
 
@@ -47,9 +47,27 @@ class IntegrationService(ABC):
         nothing is written unless the whole plan is valid.
         """
 
-    @abstractmethod
     def apply(self, actions: Sequence[Action]) -> ApplyResult:
-        """Perform `actions` (from `plan()`, in order)."""
+        """Perform `actions` (from `plan()`) in order, one `apply_one` each, up to the first failure."""
+        result = ApplyResult()
+        for action in actions:
+            try:
+                self.apply_one(action)
+            except ReconcileError as exc:
+                result.failed, result.error = action, exc
+                self.after_apply(action, exc)
+                return result
+            result.applied.append(action)
+            self.after_apply(action, None)
+        return result
+
+    @abstractmethod
+    def apply_one(self, action: Action) -> None:
+        """Perform one action of this integration's plan; raise a ReconcileError when it fails."""
+
+    def after_apply(self, action: Action, error: ReconcileError | None) -> None:  # noqa: B027 - optional
+        """Called once `action` ran, with the error that stopped it (None: it succeeded), e.g. to tell
+        a shared cache what changed."""
 
     @abstractmethod
     def targets(self) -> list[Target]:
@@ -80,13 +98,39 @@ class IntegrationService(ABC):
 
 
 class Integration(ABC, Generic[SpecT]):
-    """Registry entry: how to read an integration's spec block and build its service."""
+    """Registry entry (reconciler/integrations/registry.py): everything the shared code knows of an
+    integration, so a new one touches nothing outside its own folder and its registry line."""
 
     name: ClassVar[str]
     """Value of `spec.integration`, e.g. `slack-usergroups`."""
     spec_field: ClassVar[str]
-    """camelCase name of the spec block, e.g. `slackUsergroups`."""
+    """camelCase name of the spec block, e.g. `slackUsergroups`; the CRD's block and its CEL rules
+    (required when chosen, forbidden otherwise) are generated from it and `spec_model`."""
     spec_model: ClassVar[type[SpecModel]]
+    example: ClassVar[Mapping[str, Any]]
+    """A small valid spec block (camelCase, as in a manifest): the generic tests build Reconciles
+    from it, and it shows the block's shape."""
+    token_patterns: ClassVar[tuple[str, ...]] = ()
+    """Regular expressions of the service's token formats: masked in every log line, even a token
+    that was never read from a Secret (reconciler/logs.py)."""
+    loggers: ClassVar[tuple[str, ...]] = ()
+    """Loggers of the client libraries it uses: `reconciler plan --verbose` shows their DEBUG lines."""
+
+    def manifest(
+        self, name: str, namespace: str, block: Mapping[str, Any], secret: str, **spec: Any
+    ) -> dict[str, Any]:
+        """A Reconcile manifest running this integration with `block` (tests, examples, the demo)."""
+        return {
+            "apiVersion": "reconciler.dev/v1alpha1",
+            "kind": "Reconcile",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "integration": self.name,
+                "credentials": {"secretRef": {"name": secret}},
+                self.spec_field: dict(block),
+                **spec,
+            },
+        }
 
     @abstractmethod
     def service(

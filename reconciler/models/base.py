@@ -17,6 +17,13 @@ class SpecModel(BaseModel):
     )
 
 
+class Observed(BaseModel):
+    """What a client read from the external service, as a planner gets it: immutable, so a plan
+    cannot alter what it was computed from. Integrations subclass it for their observed state."""
+
+    model_config = ConfigDict(frozen=True)
+
+
 class Action(BaseModel):
     """One change a plan wants. Integrations subclass it with a Literal `type` and typed fields.
 

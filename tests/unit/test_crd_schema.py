@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from reconciler.crd import crd_version, load_crd, load_yaml_documents, openapi_schema
 from reconciler.crdgen import model_schema, structural_problems
-from reconciler.integrations.gitlab_members.models import GitlabMembersSpec
+from reconciler.integrations.base import Integration
 from reconciler.integrations.registry import INTEGRATIONS
 from reconciler.integrations.slack_usergroups.models import SlackUsergroupsSpec
 from reconciler.models.spec import DURATION_PATTERN, ReconcileSpec, parse_duration
@@ -41,10 +41,6 @@ EXAMPLE_RECONCILES = [
 ]
 BAD_MANIFESTS = sorted(crdv.BAD_MANIFESTS_DIR.glob("*.yaml"))
 
-RULE_SLACK_REQUIRED = "spec.slackUsergroups is required when integration is slack-usergroups"
-RULE_GITLAB_REQUIRED = "spec.gitlabMembers is required when integration is gitlab-members"
-RULE_SLACK_FORBIDDEN = "spec.slackUsergroups is only allowed when integration is slack-usergroups; remove it"
-RULE_GITLAB_FORBIDDEN = "spec.gitlabMembers is only allowed when integration is gitlab-members; remove it"
 RULE_GITLAB_NOT_EMPTY = "gitlabMembers needs at least one entry in groups or projects"
 RULE_INTERVAL_POSITIVE = "interval must be longer than zero"
 RULE_INTERVAL_MAX = "interval must be at most 8760h (365 days)"
@@ -226,8 +222,7 @@ def test_spec_required_enums_and_defaults() -> None:
     props = SPEC_SCHEMA["properties"]
     assert SCHEMA["required"] == ["spec"]
     assert SPEC_SCHEMA["required"] == ["integration", "credentials"]
-    assert props["integration"]["enum"] == ["slack-usergroups", "gitlab-members"]
-    assert set(props["integration"]["enum"]) == set(INTEGRATIONS)
+    assert props["integration"]["enum"] == sorted(INTEGRATIONS) == list(INTEGRATIONS)
     assert {name: props[name].get("default") for name in ("dryRun", "suspend")} == {
         "dryRun": False,
         "suspend": False,
@@ -278,7 +273,6 @@ def test_list_types() -> None:
 def test_spec_blocks_are_the_registrys_models() -> None:
     """The spec schema has one block per integration, generated from its model."""
     blocks = {integration.spec_field: integration.spec_model for integration in INTEGRATIONS.values()}
-    assert blocks == {"slackUsergroups": SlackUsergroupsSpec, "gitlabMembers": GitlabMembersSpec}
     for field, model in blocks.items():
         assert SPEC_SCHEMA["properties"][field] == model_schema(model)
     assert set(SPEC_SCHEMA["properties"]) == {
@@ -430,6 +424,21 @@ def test_bad_manifest_is_rejected_by_the_model(path: Path) -> None:
 
 # --- (d) the CEL rules ---
 
+
+def example_spec(integration: Integration[Any]) -> dict[str, Any]:
+    """A valid spec running `integration` with its example block."""
+    spec: dict[str, Any] = integration.manifest("example", "default", integration.example, "bot")["spec"]
+    return spec
+
+
+def required(integration: Integration[Any]) -> str:
+    return f"spec.{integration.spec_field} is required when integration is {integration.name}"
+
+
+def forbidden(integration: Integration[Any]) -> str:
+    return f"spec.{integration.spec_field} is only allowed when integration is {integration.name}; remove it"
+
+
 SLACK_SPEC: dict[str, Any] = {
     "integration": "slack-usergroups",
     "credentials": {"secretRef": {"name": "slack-bot"}},
@@ -444,7 +453,6 @@ GITLAB_SPEC: dict[str, Any] = {
     },
 }
 GITLAB_BLOCK = GITLAB_SPEC["gitlabMembers"]
-SLACK_BLOCK = SLACK_SPEC["slackUsergroups"]
 
 
 def _spec(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -461,28 +469,48 @@ def _gitlab(**block: Any) -> dict[str, Any]:
     return _spec(GITLAB_SPEC, gitlabMembers={"url": "https://gitlab.example.com", **block})
 
 
+def _block_cases() -> list[tuple[str, dict[str, Any], set[str]]]:
+    """For every registered integration: its example passes; without its block, with every other
+    block, or with another's block only, the generated required/forbidden rules fail."""
+    cases: list[tuple[str, dict[str, Any], set[str]]] = []
+    blocks = {i.spec_field: dict(i.example) for i in INTEGRATIONS.values()}
+    for name, integration in INTEGRATIONS.items():
+        own = example_spec(integration)
+        others = [i for i in INTEGRATIONS.values() if i is not integration]
+        cases.append((f"{name} ok", own, set()))
+        cases.append(
+            (
+                f"{name} without its block",
+                _spec(own, **{integration.spec_field: None}),
+                {required(integration)},
+            )
+        )
+        cases.append((f"{name} with every block", {**own, **blocks}, {forbidden(i) for i in others}))
+        for other in others:
+            cases.append(
+                (
+                    f"{name} with the {other.name} block only",
+                    _spec(own, **{integration.spec_field: None, other.spec_field: blocks[other.spec_field]}),
+                    {required(integration), forbidden(other)},
+                )
+            )
+    any_spec = example_spec(next(iter(INTEGRATIONS.values())))
+    no_block = {k: v for k, v in any_spec.items() if k not in blocks}
+    cases.append(
+        ("unknown integration, no block (the enum rejects it)", {**no_block, "integration": "jira"}, set())
+    )
+    cases.append(
+        (
+            "unknown integration with every block",
+            {**no_block, **blocks, "integration": "jira"},
+            {forbidden(i) for i in INTEGRATIONS.values()},
+        )
+    )
+    return cases
+
+
 CEL_CASES: list[tuple[str, dict[str, Any], set[str]]] = [
-    ("slack ok", SLACK_SPEC, set()),
-    ("gitlab ok", GITLAB_SPEC, set()),
-    ("slack without its block", _spec(SLACK_SPEC, slackUsergroups=None), {RULE_SLACK_REQUIRED}),
-    ("gitlab without its block", _spec(GITLAB_SPEC, gitlabMembers=None), {RULE_GITLAB_REQUIRED}),
-    ("slack with both blocks", _spec(SLACK_SPEC, gitlabMembers=GITLAB_BLOCK), {RULE_GITLAB_FORBIDDEN}),
-    ("gitlab with both blocks", _spec(GITLAB_SPEC, slackUsergroups=SLACK_BLOCK), {RULE_SLACK_FORBIDDEN}),
-    (
-        "gitlab with the slack block only",
-        _spec(GITLAB_SPEC, gitlabMembers=None, slackUsergroups=SLACK_BLOCK),
-        {RULE_GITLAB_REQUIRED, RULE_SLACK_FORBIDDEN},
-    ),
-    (
-        "unknown integration, no block (the enum rejects it)",
-        _spec(SLACK_SPEC, integration="jira", slackUsergroups=None),
-        set(),
-    ),
-    (
-        "unknown integration with blocks",
-        _spec(SLACK_SPEC, integration="jira", gitlabMembers=GITLAB_BLOCK),
-        {RULE_SLACK_FORBIDDEN, RULE_GITLAB_FORBIDDEN},
-    ),
+    *_block_cases(),
     ("gitlab, no groups or projects", _gitlab(), {RULE_GITLAB_NOT_EMPTY}),
     ("gitlab, empty groups and projects", _gitlab(groups=[], projects=[]), {RULE_GITLAB_NOT_EMPTY}),
     ("gitlab, projects only", _gitlab(projects=[{"path": "acme/api"}]), set()),
@@ -502,10 +530,8 @@ CEL_CASES: list[tuple[str, dict[str, Any], set[str]]] = [
 def test_cel_rules_are_the_expected_ones_and_cheap() -> None:
     rules = crdv.cel_rules(SCHEMA)
     assert {(rule.schema_path, rule.message) for rule in rules} == {
-        ("spec", RULE_SLACK_REQUIRED),
-        ("spec", RULE_GITLAB_REQUIRED),
-        ("spec", RULE_SLACK_FORBIDDEN),
-        ("spec", RULE_GITLAB_FORBIDDEN),
+        *(("spec", required(i)) for i in INTEGRATIONS.values()),
+        *(("spec", forbidden(i)) for i in INTEGRATIONS.values()),
         ("spec.gitlabMembers", RULE_GITLAB_NOT_EMPTY),
         ("spec.interval", RULE_INTERVAL_POSITIVE),
         ("spec.interval", RULE_INTERVAL_MAX),
@@ -526,8 +552,8 @@ def test_cel_rules_are_the_expected_ones_and_cheap() -> None:
 def test_cel_rule_compiles(rule: crdv.CelRule, engine: str) -> None:
     sample: dict[str, Any] = {
         "spec": SLACK_SPEC,
-        "spec.gitlabMembers": GITLAB_BLOCK,
         "spec.interval": "10m",
+        **{f"spec.{i.spec_field}": dict(i.example) for i in INTEGRATIONS.values()},
     }[rule.schema_path]
     assert crdv.evaluate_cel(rule.rule, sample, engine) is True
 

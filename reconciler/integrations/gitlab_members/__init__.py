@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
@@ -17,6 +18,14 @@ class GitlabMembers(Integration[GitlabMembersSpec]):
     name: ClassVar[str] = "gitlab-members"
     spec_field: ClassVar[str] = "gitlabMembers"
     spec_model: ClassVar[type[SpecModel]] = GitlabMembersSpec
+    example: ClassVar[Mapping[str, Any]] = {
+        "url": "https://gitlab.example.com",
+        "groups": [
+            {"path": "acme/platform", "members": [{"username": "alice", "accessLevel": "maintainer"}]},
+        ],
+    }
+    token_patterns: ClassVar[tuple[str, ...]] = (r"glpat-[A-Za-z0-9_-]+",)
+    loggers: ClassVar[tuple[str, ...]] = ("gitlab",)
 
     def service(
         self, spec: GitlabMembersSpec, token: SecretStr, settings: Settings, fleet: Fleet | None = None

@@ -191,8 +191,6 @@ class GitlabClient:
             user_agent=USER_AGENT,
             session=session,
         )
-        self.calls = 0
-        """Logical calls made (a paginated listing is one; retries and pages are not counted)."""
 
     def close(self) -> None:
         self._gl.session.close()
@@ -351,7 +349,7 @@ class GitlabClient:
         for _ in range(self._settings.max_pages):
             query = {"per_page": PER_PAGE, "page": page}
             send = functools.partial(self._gl.http_request, "get", url, query_data=query)
-            response: requests.Response = self._call(what, send, count=page == 1)
+            response: requests.Response = self._call(what, send)
             try:
                 answer = response.json()
             except ValueError:
@@ -373,8 +371,7 @@ class GitlabClient:
             "is spec.gitlabMembers.url a GitLab?",
         )
 
-    def _call(self, what: str, send: Callable[..., T], *, member_gone: bool = False, count: bool = True) -> T:
-        self.calls += count
+    def _call(self, what: str, send: Callable[..., T], *, member_gone: bool = False) -> T:
         self._retry_after = None
         self._limited = 0
         log.debug("gitlab: %s", what)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, WithJsonSchema, model_validator
+from pydantic import ConfigDict, Field, HttpUrl, WithJsonSchema, model_validator
 from pydantic.config import JsonDict
 
-from reconciler.models.base import Action, SpecModel, reject_duplicates
+from reconciler.models.base import Action, Observed, SpecModel, reject_duplicates
 
 PATH_PATTERN = r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z0-9_.-]*)*$"
 USERNAME_PATTERN = r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$"
@@ -110,10 +110,6 @@ def level_name(level: int) -> str:
 # --- what GitLab has now --------------------------------------------------------------------------
 
 SourceKind = Literal["group", "project"]
-
-
-class Observed(BaseModel):
-    model_config = ConfigDict(frozen=True)
 
 
 class GitlabUser(Observed):

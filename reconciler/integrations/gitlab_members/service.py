@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from datetime import UTC, date, datetime
 
 from pydantic import SecretStr
 
 from reconciler.errors import RateLimited, ReconcileError
 from reconciler.fleet import CACHE_ERRORS, Fleet
-from reconciler.integrations.base import ApplyResult, IntegrationService
+from reconciler.integrations.base import IntegrationService
 from reconciler.integrations.gitlab_members import planner
 from reconciler.integrations.gitlab_members.client import GitlabClient
 from reconciler.integrations.gitlab_members.models import (
@@ -130,18 +130,8 @@ class GitlabMembersService(IntegrationService):
     def granted_scopes(self) -> frozenset[str] | None:
         return self.client.token_scopes()
 
-    def apply(self, actions: Sequence[Action]) -> ApplyResult:
-        result = ApplyResult()
-        for action in actions:
-            try:
-                self._apply_one(action)
-            except ReconcileError as exc:
-                result.failed, result.error = action, exc
-                self._write_through(action, failed=not isinstance(exc, RateLimited))
-                return result
-            result.applied.append(action)
-            self._write_through(action)
-        return result
+    def after_apply(self, action: Action, error: ReconcileError | None) -> None:
+        self._write_through(action, failed=error is not None and not isinstance(error, RateLimited))
 
     def _observe(self, kind: SourceKind, membership: GitlabMembership) -> GitlabSourceState | None:
         members: list[GitlabMemberState] | None = None
@@ -181,7 +171,7 @@ class GitlabMembersService(IntegrationService):
         except CACHE_ERRORS:
             self._go_alone()
 
-    def _apply_one(self, action: Action) -> None:
+    def apply_one(self, action: Action) -> None:
         match action:
             case AddMember():
                 self.client.add_member(

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
 from reconciler.fleet import Fleet
 from reconciler.integrations.base import Integration, IntegrationService
-from reconciler.integrations.slack_usergroups.client import SlackClient
 from reconciler.integrations.slack_usergroups.models import SlackUsergroupsSpec
-from reconciler.integrations.slack_usergroups.service import SlackUsergroupsService
-from reconciler.integrations.slack_usergroups.shared import SlackWorkspaceCache
 from reconciler.models.base import SpecModel
 from reconciler.settings import Settings
 
@@ -20,13 +18,19 @@ class SlackUsergroups(Integration[SlackUsergroupsSpec]):
     name: ClassVar[str] = "slack-usergroups"
     spec_field: ClassVar[str] = "slackUsergroups"
     spec_model: ClassVar[type[SpecModel]] = SlackUsergroupsSpec
+    example: ClassVar[Mapping[str, Any]] = {
+        "apiUrl": "https://slack.com/api/",
+        "usergroups": [{"handle": "sre-oncall", "name": "SRE On-call", "users": ["alice@example.com"]}],
+    }
+    token_patterns: ClassVar[tuple[str, ...]] = (r"xox[abposr]-[A-Za-z0-9-]+", r"xapp-[A-Za-z0-9-]+")
+    loggers: ClassVar[tuple[str, ...]] = ("slack_sdk",)
 
     def service(
         self, spec: SlackUsergroupsSpec, token: SecretStr, settings: Settings, fleet: Fleet | None = None
     ) -> IntegrationService:
-        client = SlackClient(token, str(spec.api_url), settings, fleet)
-        shared = SlackWorkspaceCache(fleet, client) if fleet is not None else None
-        return SlackUsergroupsService(spec, client, shared)
+        from reconciler.integrations.slack_usergroups.service import SlackUsergroupsService
+
+        return SlackUsergroupsService.create(spec, token, settings, fleet)
 
     def needed_scopes(self, spec: SlackUsergroupsSpec, *, write: bool) -> frozenset[str]:
         """usergroups.list always; users.list with e-mails when users are named (the spec names them

@@ -268,8 +268,6 @@ class SlackClient:
         self._web.opener = (
             guarded_opener(policy, self._web.ssl) if policy is not None else deadline_opener(self._web.ssl)
         )
-        self.calls = 0
-        """API calls made (each page counts; retries of one call do not)."""
         self._team_id: str | None = None
         self.scopes: frozenset[str] | None = None
         """The token's scopes, from the `x-oauth-scopes` header Slack sends on every answer."""
@@ -490,7 +488,6 @@ class SlackClient:
         )
 
     def _send(self, method: str, send: Callable[[], SlackResponse]) -> SlackResponse:
-        self.calls += 1
         log.debug("slack %s", method)
         run = deadline.current()
         # Each attempt's timeout is the call's own, but never past the run's deadline.

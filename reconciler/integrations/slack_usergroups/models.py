@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import AfterValidator, Field, HttpUrl, model_validator
 
-from reconciler.models.base import Action, SpecModel, reject_duplicates
+from reconciler.models.base import Action, Observed, SpecModel, reject_duplicates
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 HANDLE_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
@@ -85,10 +85,6 @@ class SlackUsergroupsSpec(SpecModel):
 
 
 # --- what Slack has now ---------------------------------------------------------------------------
-
-
-class Observed(BaseModel):
-    model_config = ConfigDict(frozen=True)
 
 
 class SlackUser(Observed):

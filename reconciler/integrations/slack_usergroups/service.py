@@ -6,8 +6,10 @@ import logging
 import time
 from collections.abc import Collection, Sequence
 
+from pydantic import SecretStr
+
 from reconciler.errors import PermanentError, ReconcileError
-from reconciler.fleet import CACHE_ERRORS
+from reconciler.fleet import CACHE_ERRORS, Fleet
 from reconciler.integrations.base import ApplyResult, IntegrationService
 from reconciler.integrations.common import name_list
 from reconciler.integrations.slack_usergroups import planner
@@ -27,6 +29,7 @@ from reconciler.integrations.slack_usergroups.models import (
 from reconciler.integrations.slack_usergroups.shared import SlackWorkspaceCache
 from reconciler.models.base import Action
 from reconciler.models.target import Target, slack_usergroup_target
+from reconciler.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,15 @@ class SlackUsergroupsService(IntegrationService):
         self.shared = shared
         self._ids: dict[str, str] = {}
         self._states: dict[str, SlackUsergroupState] = {}
+        self._users_set: set[str] = set()
+        """Groups whose user list this apply has set (one call sets the whole list)."""
+
+    @classmethod
+    def create(
+        cls, spec: SlackUsergroupsSpec, token: SecretStr, settings: Settings, fleet: Fleet | None = None
+    ) -> SlackUsergroupsService:
+        client = SlackClient(token, str(spec.api_url), settings, fleet)
+        return cls(spec, client, SlackWorkspaceCache(fleet, client) if fleet is not None else None)
 
     def plan(self) -> list[Action]:
         """Read usergroups once, and users/channels once each only when the spec names any.
@@ -125,17 +137,12 @@ class SlackUsergroupsService(IntegrationService):
         return list(planner.plan_teardown(handles, groups))
 
     def apply(self, actions: Sequence[Action]) -> ApplyResult:
-        result = ApplyResult()
-        users_set: set[str] = set()
-        for action in actions:
-            try:
-                self._apply_one(action, users_set)
-            except ReconcileError as exc:
-                result.failed, result.error = action, exc
-                return result
-            result.applied.append(action)
+        self._users_set = set()
+        return super().apply(actions)
+
+    def after_apply(self, action: Action, error: ReconcileError | None) -> None:
+        if error is None:
             self._write_through(action)
-        return result
 
     def _write_through(self, action: Action) -> None:
         """Tell the workspace's snapshot what we just changed, so no stale read hides it."""
@@ -173,7 +180,7 @@ class SlackUsergroupsService(IntegrationService):
         except CACHE_ERRORS:
             log.warning("Valkey is unreachable: the shared snapshot learns of %s at its next read", handle)
 
-    def _apply_one(self, action: Action, users_set: set[str]) -> None:
+    def apply_one(self, action: Action) -> None:
         handle = action.target
         match action:
             case CreateUsergroup():
@@ -189,9 +196,9 @@ class SlackUsergroupsService(IntegrationService):
                 )
             case AddUsers() | RemoveUsers():
                 # Slack sets the whole list: one call covers both the additions and the removals.
-                if handle not in users_set:
+                if handle not in self._users_set:
                     self._set_users(action)
-                    users_set.add(handle)
+                    self._users_set.add(handle)
             case DisableUsergroup():
                 self.client.disable(self._id(handle))
             case _:
