@@ -11,6 +11,7 @@ Kopf's `old`/`new`/`diff` of the spec (they read `spec` itself); the annotations
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Collection, Iterable
@@ -25,7 +26,19 @@ class SpecDigestDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
         self.watched_annotations = frozenset(watched_annotations)
 
     def build(self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None) -> kopf.BodyEssence:
-        essence = cast(dict[str, Any], super().build(body=body, extra_fields=extra_fields))
+        fields = list(extra_fields or ())
+        if all(_root(field) in ("spec", "metadata") for field in fields):
+            # Kopf's essence without its deep copy of the whole body (status included), which it
+            # would make on every watch event: the spec only becomes a digest below, metadata only
+            # the watched annotations, and status is no part of it.
+            essence: dict[str, Any] = {
+                key: value if key == "spec" else copy.deepcopy(value)
+                for key, value in body.items()
+                if key not in ("apiVersion", "kind", "metadata", "status")
+            }
+            essence["metadata"] = {"annotations": dict((body.get("metadata") or {}).get("annotations") or {})}
+        else:  # a handler watching a field elsewhere (none today): Kopf's own way
+            essence = cast(dict[str, Any], super().build(body=body, extra_fields=fields))
         if "spec" in essence:
             canonical = json.dumps(essence["spec"], sort_keys=True, separators=(",", ":"))
             essence["spec"] = {"sha256": hashlib.sha256(canonical.encode()).hexdigest()}
@@ -39,3 +52,9 @@ class SpecDigestDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
         if not essence["metadata"]:
             del essence["metadata"]
         return cast(kopf.BodyEssence, essence)
+
+
+def _root(field: Any) -> str:
+    """The top-level key of a Kopf field spec: `"status.x"`, or a tuple such as `("status", "x")`."""
+    path = field.split(".") if isinstance(field, str) else list(field)
+    return str(path[0]) if path else ""

@@ -50,6 +50,8 @@ class ConditionSeries:
                 new[str(condition["type"])] = labels
         with self._lock:
             old = self._current.get((namespace, name), {})
+            if new == old:
+                return  # most watch events change no condition (finalizer, annotations, taskId)
             for type_, labels in old.items():
                 if new.get(type_) != labels:
                     self._gauge.remove(namespace, name, type_, *labels)

@@ -120,3 +120,43 @@ def test_a_rate_limit_is_rescheduled_for_when_the_service_said(valkey_server: Va
         assert not context.rate_limited("uid-1")
     finally:
         context.close()
+
+
+def test_the_diff_base_is_built_as_kopf_builds_it_without_copying_the_body() -> None:
+    """The fast essence (no deep copy of status) equals the one through Kopf's own build, which the
+    storage still takes for a handler field outside spec/metadata: no object sees a spurious change
+    (and no spurious run) after an upgrade, and none is missed."""
+    from reconciler_operator import handlers
+
+    settings = kopf.OperatorSettings()
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        configure_kopf(settings, Settings(valkey_url="unused"), executor)
+    storage = settings.persistence.diffbase_storage
+    watched = [("spec",), ("metadata", "annotations", handlers.REQUESTED_AT)]
+    kopf_way = [*watched, ("status", "absent")]  # takes Kopf's own build; absent, so it adds nothing
+    bodies = [
+        _body({"integration": "slack-usergroups", "interval": "5m"}),
+        _body(
+            {"dryRun": True},
+            {handlers.REQUESTED_AT: "now", f"{KOPF_PREFIX}/last-handled-configuration": "{}"},
+        ),
+        kopf.Body(
+            {
+                "apiVersion": "reconciler.dev/v1alpha1",
+                "kind": "Reconcile",
+                "metadata": {"name": "r", "labels": {"team": "a"}, "annotations": {"x.example.com/y": "1"}},
+                "spec": {"suspend": True},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}], "claims": [{"target": "t"}]},
+                "extra": {"kept": ["as", "is"]},
+            }
+        ),
+        kopf.Body({"apiVersion": "reconciler.dev/v1alpha1", "kind": "Reconcile", "metadata": {"name": "r"}}),
+    ]
+    for body in bodies:
+        fast = storage.build(body=body, extra_fields=watched)
+        assert fast == storage.build(body=body, extra_fields=kopf_way)
+        assert "status" not in fast
+    body = bodies[0]
+    essence = storage.build(body=body, extra_fields=watched)
+    body["spec"]["interval"] = "6m"  # the essence holds no reference into the body
+    assert storage.build(body=body, extra_fields=watched) != essence
