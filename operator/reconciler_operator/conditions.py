@@ -78,17 +78,21 @@ def progressing(status: Mapping[str, Any], *, generation: int, now: str) -> dict
 def running(
     status: Mapping[str, Any], task_id: str, trigger: str, *, generation: int, now: str
 ) -> dict[str, Any]:
-    """A run has started: name its task at once, so a pipeline can follow it from the Reconcile."""
+    """A run has started: name its task at once, so a pipeline can follow it from the Reconcile.
+
+    A generation not yet observed (a new Reconcile: no handler marks it progressing first) is
+    observed now, Ready=Unknown, as `progressing` would have said."""
     message = f"task {task_id} running, trigger {trigger}"
-    return {
-        "taskId": task_id,
-        "conditions": set_conditions(
-            status.get("conditions") or [],
-            [(RECONCILING, "True", "Running", message)],
-            generation=generation,
-            now=now,
-        ),
-    }
+    patch: dict[str, Any] = {"taskId": task_id}
+    updates = [(RECONCILING, "True", "Running", message)]
+    if status.get("observedGeneration") != generation:
+        patch["observedGeneration"] = generation
+        seen = f"Reconciling generation {generation}"
+        updates = [(READY, "Unknown", "Progressing", seen), *updates, (STALLED, "False", "Progressing", seen)]
+    patch["conditions"] = set_conditions(
+        status.get("conditions") or [], updates, generation=generation, now=now
+    )
+    return patch
 
 
 def suspended(status: Mapping[str, Any], *, generation: int, now: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from reconciler_operator.credentials import SecretReader
 from reconciler_operator.deletion import Deleter, DeleteReport, DeleteRequest
 from reconciler_operator.diffbase import SpecDigestDiffBaseStorage
 from reconciler_operator.executor import RunExecutor, RunReport, RunRequest
-from reconciler_operator.objects import ReconcileObjects
+from reconciler_operator.objects import ObjectLock, ReconcileObjects
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class OperatorContext:
         self.objects = ReconcileObjects(secrets.http)
         self.run_executor = RunExecutor(settings, store, secrets, self.objects, claims, self.owner_alive)
         self.deleter = Deleter(settings, store, secrets, claims, self.owner_alive)
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._locks: weakref.WeakValueDictionary[str, ObjectLock] = weakref.WeakValueDictionary()
         self._rate_limited_until: dict[str, float] = {}
         self._stop = threading.Event()
 
@@ -77,11 +77,11 @@ class OperatorContext:
         """False only when the Kubernetes API says the claim's owner (that uid) is gone."""
         return self.objects.exists(owner.namespace, owner.name, owner.uid)
 
-    def object_lock(self, key: str) -> asyncio.Lock:
+    def object_lock(self, key: str) -> ObjectLock:
         """One run at a time per Reconcile inside this process (timer vs. change handlers)."""
         lock = self._locks.get(key)
         if lock is None:
-            lock = asyncio.Lock()
+            lock = ObjectLock()
             self._locks[key] = lock
         return lock
 

@@ -1,8 +1,9 @@
 """RunExecutor: one run of one Reconcile, start to finish, in a worker thread (the sync half of the operator).
 
 Order matters for "never lose an outcome, never apply twice": take the Reconcile's lock (so two
-operators or two triggers never run it at once), re-read the object (a run queued behind another
-applies the newest spec), write the task as running and name it in status, run the integration,
+operators or two triggers never run it at once), re-read the object if the run was queued behind
+another run of it (so it applies the newest spec), write the task as running and name it in status
+(that patch travels beside the run and has landed before the run returns), run the integration,
 and always write the finished record (deferred to an outbox if Valkey died, filled up or turned
 read-only meanwhile). The caller writes status and the Event from the returned record either way.
 """
@@ -46,12 +47,18 @@ class FreshObject:
     status: dict[str, Any]
 
 
+class Pending(Protocol):
+    def wait(self) -> None: ...
+
+
 class ObjectSource(Protocol):
     """The Reconcile as the API server has it now (reconciler_operator.objects in the operator)."""
 
     def read(self, ref: ReconcileRef) -> FreshObject | None: ...
 
-    def mark_running(self, ref: ReconcileRef, status: dict[str, Any], task_id: str, trigger: str) -> None: ...
+    def mark_running(
+        self, ref: ReconcileRef, status: dict[str, Any], task_id: str, trigger: str
+    ) -> Pending: ...
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,9 @@ class RunRequest:
     """When the run was asked for (epoch seconds): explicit runs read state newer than this."""
     uid: str = ""
     """The Reconcile's metadata.uid: who its claims name (none are taken without it)."""
+    queued: bool = True
+    """Did it wait behind another run of this Reconcile? Then `raw_spec` may be old by the time it
+    starts, and the object is re-read. (False only when known: the handler got the lock at once.)"""
 
 
 EXPLICIT_TRIGGERS = frozenset({"create", "update", "requested"})
@@ -148,7 +158,7 @@ class RunExecutor:
 
         with LockLease(self.store.cache, lock, request.task_id, self.settings.lock_ttl_seconds):
             raw_spec, status = request.raw_spec, request.status
-            fresh = self.objects.read(ref) if self.objects is not None else None
+            fresh = self.objects.read(ref) if self.objects is not None and request.queued else None
             if fresh is not None:
                 raw_spec, status = fresh.spec, fresh.status
                 ref = ref.model_copy(update={"generation": fresh.generation})
@@ -168,9 +178,14 @@ class RunExecutor:
                 self.store.save(record)
             except CacheUnavailable as exc:
                 return RunReport(None, exc)
+            marking = None
             if self.objects is not None and status is not None:
-                self.objects.mark_running(ref, status, record.task_id, request.trigger)
-            outcome = self._run(raw_spec, ref, record, self._fleet(request, raw_spec), request.uid)
+                marking = self.objects.mark_running(ref, status, record.task_id, request.trigger)
+            try:
+                outcome = self._run(raw_spec, ref, record, self._fleet(request, raw_spec), request.uid)
+            finally:
+                if marking is not None:
+                    marking.wait()  # landed before the caller writes the final status
             self._finish(record, outcome)
             self.store.save_or_defer(record)
             self.store.count_finished(record)

@@ -2,8 +2,10 @@
 
 Handlers are async and only do bookkeeping on the event loop; every run (Slack/GitLab calls, Secret
 reads, Valkey writes) goes to the bounded worker pool, so the loop stays responsive while all
-workers are busy. A new generation first gets `Ready=Unknown` (its own handler, applied before the
-run starts: Kopf's default lifecycle runs one handler per cycle and patches in between).
+workers are busy. A changed spec first gets `Ready=Unknown` (its own handler, applied before the
+run starts: Kopf's default lifecycle runs one handler per cycle and patches in between). A new
+Reconcile has no Ready to be stale: its run's "running" patch says Ready=Unknown, which spares
+every creation a Kopf cycle, two writes and the watch events they cause.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import importlib.util
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -90,10 +93,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await asyncio.get_running_loop().run_in_executor(None, context.close)
 
 
-# --- new generation: Ready=Unknown before anything else -------------------------------------------
+# --- changed spec: Ready=Unknown before anything else ---------------------------------------------
 
 
-@kopf.on.create(*RESOURCE, id="progressing", labels=SHARD)
 @kopf.on.update(*RESOURCE, field="spec", id="progressing-update", labels=SHARD)
 async def mark_progressing(
     body: kopf.Body, spec: kopf.Spec, status: kopf.Status, patch: kopf.Patch, **_: Any
@@ -206,9 +208,9 @@ async def _reconcile(
         status=dict(status),
         uid=str(meta.get("uid") or ""),
     )
-    async with context.object_lock(str(meta.get("uid") or ref.key)):
+    async with context.object_lock(str(meta.get("uid") or ref.key)) as queued:
         loop = asyncio.get_running_loop()
-        report = await loop.run_in_executor(context.pool, context.run, request)
+        report = await loop.run_in_executor(context.pool, context.run, replace(request, queued=queued))
 
     error = report.error
     if report.record is None and error is None:

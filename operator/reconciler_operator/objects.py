@@ -1,14 +1,18 @@
 """The Reconcile object itself, read and patched from a worker thread during a run (sync, httpx).
 
 Kopf writes status only when a handler returns; two things cannot wait that long: a run queued
-behind another must use the newest spec (so it re-reads the object once it holds the lock), and a
-pipeline must see which task is running while it runs (`status.taskId`, `Reconciling=True`).
+behind another run of the same Reconcile must use the newest spec (so it re-reads the object once
+it holds the lock; a run that waited for nobody has Kopf's newest body already, and reads nothing),
+and a pipeline must see which task is running while it runs (`status.taskId`, `Reconciling=True`;
+sent beside the run, not before it, and always landed before Kopf writes the final status).
 Both are best effort: when the API is not reachable the run goes on with what Kopf gave it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +28,54 @@ log = logging.getLogger(__name__)
 
 GROUP, VERSION, PLURAL = "reconciler.dev", "v1alpha1", "reconciles"
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
+RUNNING_PATCH_WAIT_SECONDS = 60.0
+"""Bound on waiting for the "running" status patch at a run's end (httpx's own timeouts end it sooner)."""
+
+
+class ObjectLock:
+    """One run at a time per Reconcile inside this process (timer vs. change handlers).
+
+    `async with lock as queued`: `queued` is True when another run of this Reconcile held or awaited
+    the lock first, so the body Kopf handed over may be older than the object by the time this run
+    starts: that run re-reads it. A run that waited for nobody has Kopf's newest body (Kopf handles
+    one object's events one after the other, so a newer spec gets its own run after this one)."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._users = 0
+
+    async def __aenter__(self) -> bool:
+        queued = self._users > 0
+        self._users += 1
+        try:
+            await self._lock.acquire()
+        except BaseException:
+            self._users -= 1
+            raise
+        return queued
+
+    async def __aexit__(self, *_: object) -> None:
+        self._lock.release()
+        self._users -= 1
+
+
+class RunningMark:
+    """The "running" status patch in flight beside the run; `wait()` before Kopf writes the final
+    status, so the older patch can never land after it."""
+
+    def __init__(self, send: Callable[[], None] | None = None) -> None:
+        self._thread = (
+            None if send is None else threading.Thread(target=send, name="mark-running", daemon=True)
+        )
+        if self._thread is not None:
+            self._thread.start()
+
+    def wait(self) -> None:
+        if self._thread is None:
+            return
+        self._thread.join(RUNNING_PATCH_WAIT_SECONDS)
+        if self._thread.is_alive():
+            log.warning("the running-status patch is still in flight after %ss", RUNNING_PATCH_WAIT_SECONDS)
 
 
 class ReconcileObjects:
@@ -71,8 +123,14 @@ class ReconcileObjects:
             return True
         return found is None or found == uid
 
-    def mark_running(self, ref: ReconcileRef, status: dict[str, Any], task_id: str, trigger: str) -> None:
-        """`status.taskId` names the run now, and `Reconciling=True` says so (best effort)."""
+    def mark_running(
+        self, ref: ReconcileRef, status: dict[str, Any], task_id: str, trigger: str
+    ) -> RunningMark:
+        """Start patching `status.taskId` (the run now) and `Reconciling=True` (best effort); the run
+        goes on meanwhile and waits for the returned mark only at its end."""
+        return RunningMark(lambda: self._patch_running(ref, status, task_id, trigger))
+
+    def _patch_running(self, ref: ReconcileRef, status: dict[str, Any], task_id: str, trigger: str) -> None:
         client = self._client()
         if client is None:
             return

@@ -104,12 +104,22 @@ def test_the_running_task_is_in_status_while_it_runs(world: World) -> None:
         task_id = running["status"]["taskId"]
         assert f"task {task_id} running" in condition(running, "Reconciling")["message"]
         assert condition(running, "Reconciling")["status"] == "True"
+        # A new Reconcile: the running patch also observes its generation (no handler did before).
+        assert (
+            condition(running, "Ready")["status"] == "Unknown"
+            and running["status"]["observedGeneration"] == 1
+        )
         record = world.record(task_id)
         assert record is not None and record.status.value == "running"  # still in progress
     finally:
         world.slack.latency = 0.0
     done = wait_ready(world.kube, NS, name)
     assert done["status"]["taskId"] == task_id
+    time.sleep(0.5)  # the running patch, sent beside the run, landed before the final status
+    after = world.kube.get_reconcile(NS, name)
+    assert (
+        condition(after, "Reconciling")["status"] == "False" and condition(after, "Ready")["status"] == "True"
+    )
     finished = world.record(task_id)
     assert finished is not None and finished.status.value == "success"
 

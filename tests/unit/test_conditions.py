@@ -198,3 +198,28 @@ def test_a_failed_run_leaves_drifted_as_it_was() -> None:
     drifted = finish({}, record(actions=2, dry_run=True))
     failed = by_type(finish(drifted, record([TaskError(reason="Unauthorized", message="no")]), now=T1))
     assert failed["Drifted"] == by_type(drifted)["Drifted"]
+
+
+def test_a_run_of_a_new_reconcile_says_ready_unknown_as_it_starts() -> None:
+    """No handler marks a new Reconcile progressing: its first run's "running" patch does."""
+    first = conditions.running({}, "t1", "create", generation=1, now=T0)
+    conds = by_type(first)
+    assert first["observedGeneration"] == 1 and first["taskId"] == "t1"
+    assert (conds["Ready"]["status"], conds["Ready"]["reason"]) == ("Unknown", "Progressing")
+    assert (conds["Reconciling"]["status"], conds["Reconciling"]["reason"]) == ("True", "Running")
+    assert conds["Stalled"]["status"] == "False"
+    assert all(c["observedGeneration"] == 1 for c in first["conditions"])
+    # A generation already observed keeps its Ready: an interval run is not a new generation.
+    done = conditions.finished(
+        {**first, "conditions": first["conditions"]},
+        record(),
+        permanent=False,
+        retry_in=None,
+        requested_at=None,
+        now=T1,
+    )
+    done["observedGeneration"] = 3
+    again = conditions.running(done, "t2", "interval", generation=3, now=T2)
+    assert "observedGeneration" not in again
+    assert by_type(again)["Ready"] == by_type(done)["Ready"]
+    assert by_type(again)["Reconciling"]["reason"] == "Running"
