@@ -164,10 +164,12 @@ class Settings(BaseSettings):
     fresh read would have refused. Users added to existing groups need no re-check: Slack refuses a
     deactivated user in the update itself, and the run then reports it as `UnknownUsers`."""
 
-    shared_read_coalesce_seconds: float = Field(default=0.0, ge=0, le=5)
-    """A worker about to fetch a shared read may wait this long first, so that runs asked for
-    meanwhile share its read. Off by default: runs queued behind busy workers already share reads
-    (their requests are older than the next read), and a pause would hold workers idle."""
+    shared_read_coalesce_seconds: float = Field(default=0.5, ge=0, le=5)
+    """How long after a run's request its shared user-group or channel read may start at the
+    earliest, so that runs requested at about the same time (a GitOps sync, or a script annotating
+    many Reconciles with `requested-at`) share one read instead of one per arrival. Only runs asked
+    for explicitly wait, and only the part of it not already spent queued for a worker: an explicit
+    run is up to this much slower, an interval run not at all. 0 turns gathering off."""
 
     shared_read_wait_seconds: float = Field(default=20.0, gt=0)
     """Longest a run waits for another worker's shared read before reading itself."""

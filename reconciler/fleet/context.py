@@ -37,7 +37,7 @@ class Fleet:
                 ttl_seconds=int(
                     max(settings.snapshot_max_age_seconds, settings.directory_refresh_seconds) * 2
                 ),
-                coalesce_seconds=settings.shared_read_coalesce_seconds,
+                gather_seconds=settings.shared_read_coalesce_seconds,
             ),
         )
 

@@ -6,6 +6,14 @@ after its `fresh_after` (the time it was requested): it uses the current one if 
 enough, else waits for the fetch in flight, else fetches itself while holding `{key}:lock`, so
 that runs asking at once share one fetch. Waiting is bounded: a leader that is late or died is
 replaced by the waiter after `wait_seconds`, and no wait outlasts the run's own deadline.
+
+Gathering (DataLoader-style batching), for reads asked with `gather=True`: a fetch for a run asked
+for explicitly starts no earlier than `gather_seconds` after that run's request. Runs requested in
+that window (a GitOps sync or a script annotating the whole fleet; requests reach the operator
+spread over a few hundred ms) then share one read, instead of one read per arrival during the
+previous fetch. A read's stamp is taken when its fetch really starts, after the pause, so every run
+it serves was requested before it. A run whose request is already older than the window (queued
+behind busy workers, an interval run) does not pause at all.
 """
 
 from __future__ import annotations
@@ -51,6 +59,15 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) 
 """
 
 
+def _start_of(holder: object) -> float:
+    """When the lock holder's fetch starts (its lock value is "token start"); 0 if unknown."""
+    raw = holder.decode() if isinstance(holder, bytes) else str(holder)
+    try:
+        return float(raw.split(" ")[1])
+    except (IndexError, ValueError):
+        return 0.0
+
+
 @dataclass(frozen=True)
 class ReadStamp:
     """One stored read: its version (names its hashes) and when its fetch started (epoch seconds)."""
@@ -74,16 +91,18 @@ class ReadStamp:
 
 class SharedReads:
     def __init__(
-        self, client: valkey.Valkey, *, wait_seconds: float, ttl_seconds: int, coalesce_seconds: float = 0.0
+        self, client: valkey.Valkey, *, wait_seconds: float, ttl_seconds: int, gather_seconds: float = 0.0
     ) -> None:
         self.client = client
         self._wait = wait_seconds
-        self._coalesce = coalesce_seconds
+        self._gather = gather_seconds
         self._ttl = ttl_seconds
         self._install = client.register_script(_INSTALL)
         self._release = client.register_script(_RELEASE)
         self.fetched = 0
         """Fetches this instance made itself (the rest were shared)."""
+        self.gathered = 0.0
+        """Seconds this instance paused before its fetches, gathering runs to share them."""
 
     def part(self, key: str, stamp: ReadStamp, name: str) -> str:
         """The Valkey key of one part (a hash) of the read `stamp`."""
@@ -101,44 +120,77 @@ class SharedReads:
         fresh_after: float,
         parts: Sequence[str],
         fetch: Callable[[ReadStamp], ReadStamp],
+        *,
+        gather: bool = False,
     ) -> ReadStamp:
         """A read of `key` that started at or after `fresh_after`; `fetch(stamp)` stores a new one's
         parts (hashes at `part(key, stamp, name)`) when no such read exists or is in flight, and
-        returns the stamp to install (the same, or an earlier start when it resumed a read)."""
+        returns the stamp to install (the same, or an earlier start when it resumed a read). With
+        `gather`, a fetch starts no earlier than `gather_seconds` after `fresh_after` (see above)."""
         run = run_deadline.current()
         deadline = time.monotonic() + min(self._wait, run.remaining())
+        lock = f"{key}:lock"
         try:
             while True:
                 stamp = self.current(key)
                 if stamp is not None and stamp.started >= fresh_after:
                     return stamp
-                mine = ReadStamp(uuid.uuid4().hex, time.time() + self._coalesce)
-                if self.client.set(f"{key}:lock", mine.to_json(), nx=True, px=int(self._wait * 1000)):
+                token = uuid.uuid4().hex
+                starts = self._start_time(fresh_after, run) if gather else time.time()
+                mine = f"{token} {starts}"
+                won, holder = self._take_lock(lock, mine, see_holder=gather)
+                if won:
                     # The leader before us may have installed its read just before releasing.
                     stamp = self.current(key)
                     if stamp is not None and stamp.started >= fresh_after:
-                        self._release(keys=[f"{key}:lock"], args=[mine.to_json()])
+                        self._release(keys=[lock], args=[mine])
                         return stamp
-                    # Runs asked for during this short pause share the read (it starts after them).
-                    time.sleep(min(self._coalesce, run.remaining()))
-                    return self._lead(key, mine, parts, fetch)
+                    self._pause_until(starts)
+                    # Stamped now, after the pause: every run asked for until now may share it.
+                    return self._lead(key, mine, ReadStamp(token, time.time()), parts, fetch)
                 if time.monotonic() > deadline:
                     run.check("waiting for another worker's shared read")
                     log.warning("shared read %s: the worker fetching it is late; reading myself", key)
-                    return self._lead(key, ReadStamp(mine.version, time.time()), parts, fetch, locked=False)
-                time.sleep(POLL_SECONDS)
+                    return self._lead(key, None, ReadStamp(token, time.time()), parts, fetch)
+                # A leader gathering runs fetches only at its start time: no need to poll before
+                # (bounded, should its clock be ahead of ours).
+                until_start = min(_start_of(holder) - time.time(), self._gather)
+                time.sleep(max(POLL_SECONDS, min(until_start, deadline - time.monotonic())))
         except _ERRORS as exc:
             raise CacheUnavailable(f"Valkey is unreachable (shared reads): {exc}") from None
+
+    def _take_lock(self, lock: str, mine: str, *, see_holder: bool) -> tuple[bool, object]:
+        """SET NX; for a gathering read, in the same round trip, the holder's value (its start)."""
+        if not see_holder:
+            return bool(self.client.set(lock, mine, nx=True, px=int(self._wait * 1000))), None
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(lock, mine, nx=True, px=int(self._wait * 1000))
+        pipe.get(lock)
+        won, holder = pipe.execute()  # type: ignore[no-untyped-call]
+        return bool(won), holder
+
+    def _start_time(self, fresh_after: float, run: run_deadline.Deadline) -> float:
+        """When a gathering fetch starts: `gather_seconds` after the request, never later than that
+        from now, nor past the run's deadline (a run queued longer than that starts at once)."""
+        now = time.time()
+        return now + max(0.0, min(fresh_after + self._gather - now, self._gather, run.remaining()))
+
+    def _pause_until(self, starts: float) -> None:
+        """Hold the lock (others asking meanwhile wait for this read) until `starts`."""
+        pause = starts - time.time()
+        if pause > 0:
+            time.sleep(pause)
+            self.gathered += pause
 
     def _lead(
         self,
         key: str,
+        lock: str | None,
         stamp: ReadStamp,
         parts: Sequence[str],
         fetch: Callable[[ReadStamp], ReadStamp],
-        *,
-        locked: bool = True,
     ) -> ReadStamp:
+        """Fetch and install `stamp`'s read; then release `lock` (our token), if we hold it."""
         try:
             self.fetched += 1
             done = fetch(stamp)
@@ -155,5 +207,5 @@ class SharedReads:
                 return newer if newer is not None else done
             return done
         finally:
-            if locked:
-                self._release(keys=[f"{key}:lock"], args=[stamp.to_json()])
+            if lock is not None:
+                self._release(keys=[f"{key}:lock"], args=[lock])

@@ -185,3 +185,88 @@ def test_waiting_for_a_shared_read_ends_with_the_runs_deadline(client: valkey.Va
     # Outside any run (unbounded), the waiter's own bound still applies and it then reads itself.
     short = SharedReads(client, wait_seconds=0.2, ttl_seconds=60)
     assert short.fresh(key, time.time(), (), fetch) == fetched[0]
+
+
+def staggered(requests: list[float], work: Callable[[int, float], None]) -> list[BaseException]:
+    """Thread i asks at `requests[i]` seconds after a common start (its request time is the moment it
+    asks, as a run's is when the operator sees the request)."""
+    start = time.monotonic() + 0.1
+
+    def one(i: int) -> None:
+        time.sleep(max(0.0, start + requests[i] - time.monotonic()))
+        work(i, time.time())
+
+    return in_threads(len(requests), one)
+
+
+def test_runs_requested_within_the_gather_window_share_one_read(client: valkey.Valkey) -> None:
+    """Runs asked for 0.3 s apart: without gathering, the second arrives after the first's short
+    fetch and needs a read of its own; with a 1 s window, one read serves both. Runs asked for
+    after that read started get a newer one (which again gathers): 4 runs, 2 reads. Every run is
+    served a read that started after its own request."""
+    requests = [0.0, 0.3, 1.5, 1.8]
+
+    def measure(gather_seconds: float) -> tuple[list[float], dict[int, tuple[float, ReadStamp]]]:
+        key = f"reconciler:test:{uuid.uuid4().hex}"
+        fetch_starts: list[float] = []
+        served: dict[int, tuple[float, ReadStamp]] = {}
+        lock = threading.Lock()
+
+        def fetch(stamp: ReadStamp) -> ReadStamp:
+            with lock:
+                fetch_starts.append(time.time())
+            time.sleep(0.05)  # usergroups.list: much shorter than the gaps between requests
+            return stamp
+
+        def work(i: int, asked: float) -> None:
+            reads = SharedReads(client, wait_seconds=10, ttl_seconds=60, gather_seconds=gather_seconds)
+            stamp = reads.fresh(key, asked, (), fetch, gather=True)
+            with lock:
+                served[i] = (asked, stamp)
+
+        assert staggered(requests, work) == []
+        return fetch_starts, served
+
+    alone, served_alone = measure(0.0)
+    gathered, served = measure(1.0)
+    assert len(alone) == 4
+    assert len(gathered) == 2
+    assert served[0][1] == served[1][1] and served[2][1] == served[3][1] != served[0][1]
+    for fetch_starts, runs in ((alone, served_alone), (gathered, served)):
+        for asked, stamp in runs.values():
+            assert stamp.started >= asked  # the freshness rule
+            # ...and the stamp does not claim a later start than its fetch really had.
+            assert any(stamp.started <= start < stamp.started + 0.5 for start in fetch_starts)
+
+
+def test_a_run_queued_past_the_window_and_an_interval_run_do_not_pause(client: valkey.Valkey) -> None:
+    reads = SharedReads(client, wait_seconds=10, ttl_seconds=60, gather_seconds=2.0)
+
+    def fetch(stamp: ReadStamp) -> ReadStamp:
+        return stamp
+
+    queued = time.time() - 3.0  # asked 3 s ago, waited for a worker since
+    assert (
+        reads.fresh(f"reconciler:test:{uuid.uuid4().hex}", queued, (), fetch, gather=True).started >= queued
+    )
+    interval = time.time() - 60.0  # may share a read up to a minute old
+    reads.fresh(f"reconciler:test:{uuid.uuid4().hex}", interval, (), fetch, gather=True)
+    # A read not asked to gather (a directory sweep, a GitLab lookup) never pauses either.
+    reads.fresh(f"reconciler:test:{uuid.uuid4().hex}", time.time(), (), fetch)
+    assert reads.fetched == 3
+    assert reads.gathered == 0.0
+
+
+def test_a_gather_cut_short_by_the_run_deadline_stamps_the_reads_real_start(client: valkey.Valkey) -> None:
+    reads = SharedReads(client, wait_seconds=10, ttl_seconds=60, gather_seconds=5.0)
+    fetch_starts: list[float] = []
+
+    def fetch(stamp: ReadStamp) -> ReadStamp:
+        fetch_starts.append(time.time())
+        return stamp
+
+    asked = time.time()
+    with run_deadline(0.3):
+        stamp = reads.fresh(f"reconciler:test:{uuid.uuid4().hex}", asked, (), fetch, gather=True)
+    assert 0 < reads.gathered <= 0.3
+    assert asked <= stamp.started <= fetch_starts[0]

@@ -3,6 +3,7 @@ and deactivated users. Real SlackClient, Slack test server and valkey-server; no
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import valkey
 from pydantic import SecretStr
 
 from reconciler.fleet import Fleet
+from reconciler.integrations.slack_usergroups.client import SlackClient
 from reconciler.models.spec import ReconcileSpec
 from reconciler.runner import RunOutcome, run_integration
 from reconciler.settings import Settings
@@ -41,7 +43,12 @@ def cache(valkey_server: ValkeyProcess) -> valkey.Valkey:
 
 
 def run(
-    slack: SlackTestServer, cache: valkey.Valkey, groups: list[dict[str, Any]], *, asked: float
+    slack: SlackTestServer,
+    cache: valkey.Valkey,
+    groups: list[dict[str, Any]],
+    *,
+    asked: float,
+    settings: Settings = SETTINGS,
 ) -> RunOutcome:
     spec = ReconcileSpec.model_validate(
         {
@@ -50,8 +57,8 @@ def run(
             "slackUsergroups": {"apiUrl": slack.api_url, "usergroups": groups},
         }
     )
-    fleet = Fleet.create(cache, SETTINGS, fresh_after=asked)
-    return run_integration(spec, SecretStr(TOKEN), SETTINGS, dry_run=False, fleet=fleet)
+    fleet = Fleet.create(cache, settings, fresh_after=asked)
+    return run_integration(spec, SecretStr(TOKEN), settings, dry_run=False, fleet=fleet)
 
 
 def group(handle: str, users: list[str], **extra: Any) -> dict[str, Any]:
@@ -126,3 +133,40 @@ def test_a_new_groups_stale_users_are_checked_before_it_is_created(
     assert outcome.applied == []
     with pytest.raises(KeyError):
         slack.usergroup("second")  # a fresh read would have refused it: nothing was created
+
+
+def test_a_fleet_asked_for_at_once_shares_one_read_that_still_sees_a_change_made_meanwhile(
+    slack: SlackTestServer, cache: valkey.Valkey
+) -> None:
+    """Four Reconciles asked for again 0.1 s apart (a script annotating them): one usergroups.list
+    for all four, started after the last request, so the change someone made in Slack just before
+    that request is seen and repaired, though the first run was asked for before it."""
+    squads = [f"squad{i}" for i in range(4)]
+    for handle in squads:
+        assert run(slack, cache, [group(handle, [ALICE, BOB])], asked=time.time()).ok
+    gather = Settings(**{**SETTINGS.model_dump(), "shared_read_coalesce_seconds": 1.0})
+    someone_else = SlackClient(SecretStr(TOKEN), slack.api_url, SETTINGS)
+    alice = someone_else.lookup_user(ALICE)
+    assert alice is not None
+    slack.reset_calls()
+    outcomes: dict[str, RunOutcome] = {}
+    start = time.monotonic() + 0.1
+
+    def ask(i: int) -> None:
+        time.sleep(max(0.0, start + 0.1 * i - time.monotonic()))
+        if i == 3:  # removed in Slack's UI, then the request
+            someone_else.set_users(slack.usergroup("squad3")["id"], (alice.id,))
+        squad = [group(squads[i], [ALICE, BOB])]
+        outcomes[squads[i]] = run(slack, cache, squad, asked=time.time(), settings=gather)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert slack.calls_to("usergroups.list") == 1
+    assert all(o.ok for o in outcomes.values())
+    assert [o.actions for o in (outcomes[s] for s in squads[:3])] == [[], [], []]
+    assert [a.type for a in outcomes["squad3"].applied] == ["add_users"]
+    assert len(slack.usergroup("squad3")["users"]) == 2

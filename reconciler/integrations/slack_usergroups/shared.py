@@ -86,7 +86,11 @@ class SlackWorkspaceCache:
         self._keys()
         for _ in range(3):
             stamp = self.fleet.reads.fresh(
-                self._groups_key, self.fleet.fresh_after, ("groups", "names"), self._fetch_groups
+                self._groups_key,
+                self.fleet.fresh_after,
+                ("groups", "names"),
+                self._fetch_groups,
+                gather=True,
             )
             groups_part = self.fleet.reads.part(self._groups_key, stamp, "groups")
             names_part = self.fleet.reads.part(self._groups_key, stamp, "names")
@@ -149,7 +153,11 @@ class SlackWorkspaceCache:
         self._keys()
         for _ in range(3):
             stamp = self.fleet.reads.fresh(
-                self._channels_key, self.fleet.fresh_after, ("names", "ids"), self._fetch_channels
+                self._channels_key,
+                self.fleet.fresh_after,
+                ("names", "ids"),
+                self._fetch_channels,
+                gather=True,
             )
             pipe = self.valkey.pipeline(transaction=False)
             pipe.hmget(self.fleet.reads.part(self._channels_key, stamp, "names"), [SENTINEL, *names])
