@@ -10,7 +10,13 @@ drifted members. `reconciler run -A` with 8 workers.
   (`usergroups.users.update`, one per group) / its limit x WINDOW.
 - Phase 2, nothing changed, every Reconcile asked to run again (`requested-at` on all of them at
   once, 16 PATCHes in flight, as a GitOps sync does):
-  total Slack calls for the whole fleet and 429 answers.
+  total Slack calls for the whole fleet and 429 answers. Each run must use a user-group read that
+  started after its own request; the requests reach the operator spread over a few hundred ms.
+  Without gathering, every request arriving after the previous read started needed one more
+  `usergroups.list` (1 to 6 per phase 2, depending on the machine's load); with the default
+  `RECONCILER_SHARED_READ_COALESCE_SECONDS` (0.5 s) the first read starts 0.5 s after the first
+  request and serves every run asked for until then. The directory (swept in phase 1), the team
+  id (`auth.test`, cached per token hash) and the channels (no spec names any) need no call.
 - The shared directory's Valkey memory for a 50,000-user workspace (a sweep into a fresh Valkey).
 """
 
