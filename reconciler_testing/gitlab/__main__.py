@@ -1,0 +1,7 @@
+"""`python -m reconciler_testing.gitlab`."""
+
+import sys
+
+from reconciler_testing.gitlab.cli import main
+
+sys.exit(main())
