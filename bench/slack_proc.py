@@ -1,4 +1,4 @@
-"""The Slack test server (reconciler_testing/slack.py) in a process of its own, with counters the
+"""The Slack test server (reconciler_testing.slack) in a process of its own, with counters the
 benchmarks read over HTTP: `python -m bench.slack_proc --latency 0.05 --seed-file seed.json`.
 
 Besides the Slack methods, it answers two benchmark-only methods (never logged as calls):
@@ -11,74 +11,36 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
-import threading
-import time
-from collections.abc import Mapping
+from email.message import Message
 from typing import Any
 
 from bench.common import serve_until_stopped
-from reconciler_testing import slack as slack_server
-from reconciler_testing.slack import SlackTestServer, _Reply
+from reconciler_testing.harness import Response, read_seed
+from reconciler_testing.slack import SlackTestServer
 
 
 class BenchSlackServer(SlackTestServer):
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._gauge = threading.Lock()
-        self._reset_counters()
-
-    def _reset_counters(self) -> None:
-        self._inflight = 0
-        self._max_inflight = 0
-        self._area = 0.0  # integral of in-flight calls over time
-        self._since = self._last = time.monotonic()
-        self._by_method: collections.Counter[str] = collections.Counter()
-        self._limited = 0
-
-    def _move(self, delta: int, method: str | None = None) -> None:
-        with self._gauge:
-            now = time.monotonic()
-            self._area += self._inflight * (now - self._last)
-            self._last = now
-            self._inflight += delta
-            self._max_inflight = max(self._max_inflight, self._inflight)
-            if method is not None:
-                self._by_method[method] += 1
+    """The Slack fake plus `bench.stats` / `bench.reset`, read from its public call log and gauge."""
 
     def stats(self) -> dict[str, Any]:
-        self._move(0)
-        with self._gauge:
-            elapsed = max(1e-9, self._last - self._since)
-            return {
-                "calls": sum(self._by_method.values()),
-                "by_method": dict(self._by_method),
-                "inflight": self._inflight,
-                "max_inflight": self._max_inflight,
-                "mean_inflight": self._area / elapsed,
-                "seconds": elapsed,
-                "usergroups": len(self._groups),
-                "rate_limited": self._limited,
-            }
+        calls = self.calls
+        return {
+            "calls": len(calls),
+            "by_method": dict(collections.Counter(c.method for c in calls)),
+            **self.in_flight.snapshot(),
+            "usergroups": len(self.usergroups()),
+            "rate_limited": sum(1 for c in calls if c.status == 429),
+        }
 
-    def handle(self, method: str, query: str, headers: Mapping[str, str], body: bytes) -> _Reply:
-        if method == "bench.stats":
-            return _Reply(200, {"ok": True, **self.stats()})
-        if method == "bench.reset":
-            with self._gauge:
-                inflight = self._inflight
-                self._reset_counters()
-                self._inflight = inflight
-            return _Reply(200, {"ok": True})
-        self._move(+1, method)
-        try:
-            reply = super().handle(method, query, headers, body)
-            if reply.status == 429:
-                with self._gauge:
-                    self._limited += 1
-            return reply
-        finally:
-            self._move(-1)
+    def serve(self, method: str, target: str, headers: Message, body: bytes) -> Response:
+        """The bench methods skip the latency and the in-flight gauge that they report on."""
+        if target.startswith("/api/bench.stats"):
+            return Response.json({"ok": True, **self.stats()})
+        if target.startswith("/api/bench.reset"):
+            self.reset_calls()
+            self.in_flight.reset()
+            return Response.json({"ok": True})
+        return super().serve(method, target, headers, body)
 
 
 def main() -> int:
@@ -90,12 +52,7 @@ def main() -> int:
     server = BenchSlackServer(latency=args.latency)
     server.page_limit_cap = 200
     server.enforce_tiers(args.tier_window)
-    if args.seed_file:
-        with open(args.seed_file, encoding="utf-8") as fh:
-            server.load_seed(json.load(fh))
-    # socketserver listens with a backlog of 5: 32 workers connecting at once would overflow it and
-    # see 1 s SYN retransmits, a test-server artefact that is not the reconciler's to pay for.
-    slack_server._HTTPServer.request_queue_size = 1024
+    server.load_seed(read_seed(args.seed_file))
     server.start()
     serve_until_stopped(server.api_url)
     server.stop()

@@ -51,11 +51,17 @@ class Response:
 
     @classmethod
     def json(
-        cls, body: object, status: int = 200, headers: Iterable[tuple[str, str]] = (), *, compact: bool = True
+        cls,
+        body: object,
+        status: int = 200,
+        headers: Iterable[tuple[str, str]] = (),
+        *,
+        compact: bool = True,
+        content_type: str = "application/json",
     ) -> Response:
         """A JSON answer; `compact` drops the blanks json.dumps puts after separators."""
         text = json.dumps(body, separators=(",", ":")) if compact else json.dumps(body)
-        return cls(status, text.encode(), [("Content-Type", "application/json"), *headers])
+        return cls(status, text.encode(), [("Content-Type", content_type), *headers])
 
 
 @dataclass

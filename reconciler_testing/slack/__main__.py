@@ -1,0 +1,7 @@
+"""`python -m reconciler_testing.slack`."""
+
+import sys
+
+from reconciler_testing.slack.cli import main
+
+sys.exit(main())
