@@ -22,6 +22,7 @@ import kopf
 
 from reconciler.claims import claims_status
 from reconciler.errors import ReconcileError
+from reconciler.integrations.registry import INTEGRATIONS
 from reconciler.models.spec import parse_duration
 from reconciler.models.task import ReconcileRef, new_task_id
 from reconciler.settings import get_settings
@@ -55,12 +56,19 @@ def _requested_at(meta: Mapping[str, Any]) -> str | None:
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config = get_settings()
-    context = await asyncio.get_running_loop().run_in_executor(None, OperatorContext.create, config)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, _warm_up_integrations)
+    context = await loop.run_in_executor(None, OperatorContext.create, config)
     configure_kopf(settings, config, context.pool)
     memo["context"] = context
     memo["loop_lag"] = asyncio.create_task(watch_loop_lag())
     context.start_background()
     observability.watch_leadership()
+
+
+def _warm_up_integrations() -> None:
+    for integration in INTEGRATIONS.values():
+        integration.warm_up()
 
 
 @kopf.on.event(*RESOURCE, id="condition-metrics", labels=SHARD)  # each shard exports its own

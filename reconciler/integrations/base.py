@@ -139,6 +139,10 @@ class Integration(ABC, Generic[SpecT]):
         """Build the service for one run; clients are created here and live for that run only.
         With a `fleet`, reads and the rate budget are shared with every run on the same account."""
 
+    def warm_up(self) -> None:
+        """Import now what `service` imports lazily (the CLI starts quicker without it): the operator
+        calls this at startup, so its first runs do not all wait on one import, holding the GIL."""
+
     @abstractmethod
     def needed_scopes(self, spec: SpecT, *, write: bool) -> frozenset[str]:
         """The token scopes a run of `spec` needs: to plan it, and with `write` also to apply it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -33,6 +34,9 @@ class GitlabMembers(Integration[GitlabMembersSpec]):
         from reconciler.integrations.gitlab_members.service import GitlabMembersService
 
         return GitlabMembersService.create(spec, token, settings, fleet)
+
+    def warm_up(self) -> None:
+        importlib.import_module("reconciler.integrations.gitlab_members.service")
 
     def needed_scopes(self, spec: GitlabMembersSpec, *, write: bool) -> frozenset[str]:
         """Member listings and user lookups need read_api; adding, changing and removing need api."""

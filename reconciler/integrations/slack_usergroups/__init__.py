@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -31,6 +32,9 @@ class SlackUsergroups(Integration[SlackUsergroupsSpec]):
         from reconciler.integrations.slack_usergroups.service import SlackUsergroupsService
 
         return SlackUsergroupsService.create(spec, token, settings, fleet)
+
+    def warm_up(self) -> None:
+        importlib.import_module("reconciler.integrations.slack_usergroups.service")
 
     def needed_scopes(self, spec: SlackUsergroupsSpec, *, write: bool) -> frozenset[str]:
         """usergroups.list always; users.list with e-mails when users are named (the spec names them
