@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     lock_ttl_seconds: int = Field(default=30, ge=3, le=3600)
     """A run renews its Reconcile's lock every third of this; a crashed run's lock frees after it."""
 
+    secret_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    """The operator reuses a Secret's token read by a run for the runs that start within this (a
+    rotated token or a removed credentials label applies that much later); 0 reads it every run."""
+
     peering_priority: int | None = Field(default=None, ge=0)
     """Kopf peering priority of this replica; the highest live one works, the rest stand by.
     Unset: a random one, because replicas of equal priority would all pause."""

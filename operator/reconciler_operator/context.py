@@ -23,6 +23,7 @@ from reconciler_operator.deletion import Deleter, DeleteReport, DeleteRequest
 from reconciler_operator.diffbase import SpecDigestDiffBaseStorage
 from reconciler_operator.executor import RunExecutor, RunReport, RunRequest
 from reconciler_operator.objects import ObjectLock, ReconcileObjects
+from reconciler_operator.token_cache import CachedTokens
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ class OperatorContext:
         self.secrets = secrets
         self.claims = claims
         self.objects = ReconcileObjects(secrets.http)
-        self.run_executor = RunExecutor(settings, store, secrets, self.objects, claims, self.owner_alive)
+        tokens = CachedTokens(secrets, settings.secret_cache_seconds)
+        self.run_executor = RunExecutor(settings, store, tokens, self.objects, claims, self.owner_alive)
         self.deleter = Deleter(settings, store, secrets, claims, self.owner_alive)
         self._locks: weakref.WeakValueDictionary[str, ObjectLock] = weakref.WeakValueDictionary()
         self._rate_limited_until: dict[str, float] = {}
