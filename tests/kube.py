@@ -10,6 +10,8 @@ its own event loop, so sync tests and subprocesses (the real `reconciler run`) c
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import copy
 import itertools
 import json
@@ -275,6 +277,35 @@ MAX_ANNOTATIONS_BYTES = 256 * 1024
 """The API server's limit on all of an object's annotations (keys and values) together."""
 MAX_OBJECT_BYTES = 1536 * 1024
 """etcd's default request limit (1.5 MiB): a larger object cannot be stored."""
+
+
+@attrs.define(kw_only=True)
+class CountingEmulator(ApiServerEmulator):
+    """For benchmarks: counts requests by action and resource, and forgets each once answered.
+
+    kmock keeps every request it served (for test assertions) and scans that log once per candidate
+    reaction, so each request costs O(requests so far) and after a few thousand the emulator, not
+    the operator, saturates a core. Dropping answered requests keeps the cost flat; the answers are
+    the same. `counts` is keyed like "create reconciles" or "patch reconciles/status".
+    """
+
+    counts: collections.Counter[str] = attrs.field(factory=collections.Counter, init=False)
+
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        kind = str(request.resource.plural if request.resource is not None else "other")
+        action = str(getattr(request.action, "name", request.action)).lower()
+        self.counts[f"{action} {kind}{'/' + request.subresource if request.subresource else ''}"] += 1
+        try:
+            return await super()._handle(request)
+        finally:
+            log = self._requests
+            for index in range(len(log) - 1, -1, -1):
+                if log[index] is request:
+                    del log[index]
+                    break
+            for payload in self._payloads:
+                with contextlib.suppress(AttributeError):
+                    payload._requests.clear()
 
 
 def _size_error(obj: dict[str, Any]) -> aiohttp.web.Response | None:
