@@ -15,6 +15,7 @@ from email.utils import formatdate
 from typing import Any, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from reconciler_testing import harness
 from reconciler_testing.gitlab.api import (
     API_PREFIX,
     WRITE_METHODS,
@@ -27,15 +28,6 @@ from reconciler_testing.gitlab.api import (
 from reconciler_testing.gitlab.paging import Page
 from reconciler_testing.gitlab.routes import GitLabRoutes
 from reconciler_testing.gitlab.state import User
-from reconciler_testing.harness import (
-    CallLog,
-    Fault,
-    FaultQueue,
-    HTTPFake,
-    RequestHandler,
-    Response,
-    SlidingWindows,
-)
 
 # Rack::Attack answer text: Gitlab::Throttle::DEFAULT_RATE_LIMITING_RESPONSE_TEXT plus a newline.
 _RATE_LIMIT_TEXT = b"Retry later\n"
@@ -70,7 +62,7 @@ class Call:
     """When the answer was ready (time.monotonic())."""
 
 
-def _fault_response(fault: Fault) -> Response:
+def _fault_response(fault: harness.Fault) -> harness.Response:
     if fault.raw is not None:
         return fault.raw_response()
     if fault.status == 429:
@@ -85,25 +77,25 @@ def _fault_response(fault: Fault) -> Response:
             ("RateLimit-Reset", str(reset)),
             ("RateLimit-ResetTime", formatdate(reset, usegmt=True)),
         ]
-        return Response(429, _RATE_LIMIT_TEXT, headers)
+        return harness.Response(429, _RATE_LIMIT_TEXT, headers)
     reason = _REASONS.get(fault.status, "Error")
-    return Response.json({"message": f"{fault.status} {reason}"}, status=fault.status)
+    return harness.Response.json({"message": f"{fault.status} {reason}"}, status=fault.status)
 
 
-class _GitLabHandler(RequestHandler):
+class _GitLabHandler(harness.RequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "nginx"
     sys_version = ""
 
-    do_GET = RequestHandler.dispatch
-    do_HEAD = RequestHandler.dispatch
-    do_POST = RequestHandler.dispatch
-    do_PUT = RequestHandler.dispatch
-    do_PATCH = RequestHandler.dispatch
-    do_DELETE = RequestHandler.dispatch
+    do_GET = harness.RequestHandler.dispatch
+    do_HEAD = harness.RequestHandler.dispatch
+    do_POST = harness.RequestHandler.dispatch
+    do_PUT = harness.RequestHandler.dispatch
+    do_PATCH = harness.RequestHandler.dispatch
+    do_DELETE = harness.RequestHandler.dispatch
 
 
-class GitLabTestServer(GitLabRoutes, HTTPFake):
+class GitLabTestServer(GitLabRoutes, harness.HTTPFake):
     """In-memory GitLab on 127.0.0.1 that the real python-gitlab client can talk to.
 
     State is changed through the helper methods (``add_user`` ...) or through the API itself, and
@@ -116,10 +108,10 @@ class GitLabTestServer(GitLabRoutes, HTTPFake):
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, latency: float = 0.0) -> None:
         GitLabRoutes.__init__(self)
-        HTTPFake.__init__(self, host, port, latency=latency)
-        self._calls: CallLog[Call] = CallLog()
-        self._faults = FaultQueue()
-        self._windows = SlidingWindows()
+        harness.HTTPFake.__init__(self, host, port, latency=latency)
+        self._calls: harness.CallLog[Call] = harness.CallLog()
+        self._faults = harness.FaultQueue()
+        self._windows = harness.SlidingWindows()
         self.errors: list[str] = []
         """Tracebacks of handler crashes (answered as 500), so tests can fail loudly on server bugs."""
         self.drip_seconds = 0.0
@@ -161,13 +153,13 @@ class GitLabTestServer(GitLabRoutes, HTTPFake):
         self, times: int, retry_after: int = 1, method: str | None = None, *, path_prefix: str | None = None
     ) -> None:
         """Answer the next ``times`` matching requests with GitLab's Rack::Attack 429."""
-        self._add_fault(Fault(times, 429, retry_after), method, path_prefix)
+        self._add_fault(harness.Fault(times, 429, retry_after), method, path_prefix)
 
     def fail(
         self, times: int, status: int = 500, method: str | None = None, *, path_prefix: str | None = None
     ) -> None:
         """Answer the next ``times`` matching requests with a server error."""
-        self._add_fault(Fault(times, status), method, path_prefix)
+        self._add_fault(harness.Fault(times, status), method, path_prefix)
 
     def answer_raw(
         self,
@@ -182,10 +174,10 @@ class GitLabTestServer(GitLabRoutes, HTTPFake):
     ) -> None:
         """Answer the next ``times`` matching requests with ``body`` as is: what a proxy in front of
         GitLab sends (an HTML page), or a body cut off mid-way (``truncated``)."""
-        fault = Fault(times, status, raw=body, content_type=content_type, truncated=truncated)
+        fault = harness.Fault(times, status, raw=body, content_type=content_type, truncated=truncated)
         self._add_fault(fault, method, path_prefix)
 
-    def _add_fault(self, fault: Fault, method: str | None, path_prefix: str | None) -> None:
+    def _add_fault(self, fault: harness.Fault, method: str | None, path_prefix: str | None) -> None:
         fault.method = method.upper() if method is not None else None
         fault.path_prefix = full_prefix(path_prefix) if path_prefix is not None else None
         self._faults.add(fault)
@@ -196,12 +188,12 @@ class GitLabTestServer(GitLabRoutes, HTTPFake):
 
     # ------------------------------------------------------------------ request handling
 
-    def respond(self, method: str, target: str, headers: Message, body: bytes) -> Response:
+    def respond(self, method: str, target: str, headers: Message, body: bytes) -> harness.Response:
         response = self.handle(method, target, headers, body)
         response.drip = self.drip_seconds
         return response
 
-    def handle(self, method: str, target: str, headers: Message, body: bytes) -> Response:
+    def handle(self, method: str, target: str, headers: Message, body: bytes) -> harness.Response:
         """Answer one HTTP request (no latency, no drip); called from the handler threads."""
         split = urlsplit(target)
         raw_path = split.path
@@ -211,11 +203,11 @@ class GitLabTestServer(GitLabRoutes, HTTPFake):
             body_params = self._parse_body(headers, body)
             response = self._route(method, raw_path, query_pairs, body_params, headers)
         except ApiError as err:
-            response = Response.json(err.body, err.status, err.headers)
+            response = harness.Response.json(err.body, err.status, err.headers)
         except Exception:
             with self._lock:
                 self.errors.append(traceback.format_exc())
-            response = Response.json({"message": "500 Internal Server Error"}, status=500)
+            response = harness.Response.json({"message": "500 Internal Server Error"}, status=500)
         with self._lock:
             found = self._find_token({**pairs_to_params(query_pairs), **body_params}, headers)
             user = self._users[found.user_id].username if found and found.user_id in self._users else None
@@ -248,7 +240,7 @@ class GitLabTestServer(GitLabRoutes, HTTPFake):
 
     def _route(
         self, method: str, raw_path: str, query_pairs: list[tuple[str, str]], body: Json, headers: Message
-    ) -> Response:
+    ) -> harness.Response:
         fault = self._faults.take(method, raw_path)
         if fault is not None:
             return _fault_response(fault)
@@ -273,7 +265,7 @@ class GitLabTestServer(GitLabRoutes, HTTPFake):
             page = Page(raw_path, query_pairs, headers, self.url, self.endless_pages)
             return handler(verb, user, params, page)
 
-    def _throttle(self, user: User) -> Response | None:
+    def _throttle(self, user: User) -> harness.Response | None:
         """`user_rate_limit`: a 429 with Retry-After once the user made `limit` calls in the window."""
         if self.user_rate_limit is None:
             return None
@@ -282,4 +274,4 @@ class GitLabTestServer(GitLabRoutes, HTTPFake):
         if not wait:
             return None
         self.rate_limited += 1
-        return _fault_response(Fault(1, 429, wait))
+        return _fault_response(harness.Fault(1, 429, wait))

@@ -11,39 +11,31 @@ from email.message import Message
 import httpx
 import pytest
 
+from reconciler_testing import harness
 from reconciler_testing.gitlab import GitLabTestServer
-from reconciler_testing.harness import (
-    CallLog,
-    Fault,
-    FaultQueue,
-    HTTPFake,
-    RequestHandler,
-    Response,
-    SlidingWindows,
-)
 from reconciler_testing.slack import SlackTestServer
 
 
-class _EchoHandler(RequestHandler):
-    do_GET = RequestHandler.dispatch
+class _EchoHandler(harness.RequestHandler):
+    do_GET = harness.RequestHandler.dispatch
 
 
-class _EchoFake(HTTPFake):
+class _EchoFake(harness.HTTPFake):
     """Answers `{"path": ...}`, or what `next_response` says; blocks while `gate` is clear."""
 
     handler_class = _EchoHandler
 
     def __init__(self) -> None:
         super().__init__()
-        self.next_response: Response | None = None
+        self.next_response: harness.Response | None = None
         self.gate = threading.Event()
         self.gate.set()
 
-    def respond(self, method: str, target: str, headers: Message, body: bytes) -> Response:
+    def respond(self, method: str, target: str, headers: Message, body: bytes) -> harness.Response:
         self.gate.wait(5)
         if self.next_response is not None:
             return self.next_response
-        return Response.json({"path": target})
+        return harness.Response.json({"path": target})
 
 
 def test_the_fake_serves_on_a_free_port_and_releases_it() -> None:
@@ -60,7 +52,7 @@ def test_the_fake_serves_on_a_free_port_and_releases_it() -> None:
 
 def test_a_dripped_body_arrives_whole_and_slowly() -> None:
     with _EchoFake() as fake:
-        fake.next_response = Response(200, b"0123456789", drip=0.02)
+        fake.next_response = harness.Response(200, b"0123456789", drip=0.02)
         started = time.monotonic()
         assert httpx.get(fake.origin).content == b"0123456789"
         assert time.monotonic() - started >= 0.15
@@ -68,7 +60,7 @@ def test_a_dripped_body_arrives_whole_and_slowly() -> None:
 
 def test_a_truncated_body_declares_more_than_it_sends() -> None:
     with _EchoFake() as fake:
-        fake.next_response = Response(200, b"<html>", truncated=True)
+        fake.next_response = harness.Response(200, b"<html>", truncated=True)
         conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=5)
         conn.request("GET", "/")
         answer = conn.getresponse()
@@ -99,9 +91,9 @@ def test_the_in_flight_gauge_sees_concurrent_requests() -> None:
 
 
 def test_faults_are_taken_in_order_and_used_up() -> None:
-    faults = FaultQueue()
-    faults.add(Fault(1, 429, retry_after=3, method="GET", path_prefix="/api/v4/groups"))
-    faults.add(Fault(2, 503))
+    faults = harness.FaultQueue()
+    faults.add(harness.Fault(1, 429, retry_after=3, method="GET", path_prefix="/api/v4/groups"))
+    faults.add(harness.Fault(2, 503))
     statuses = [
         fault.status if fault is not None else None
         for fault in (
@@ -113,11 +105,11 @@ def test_faults_are_taken_in_order_and_used_up() -> None:
     ]
     assert statuses == [503, 503, 429, None]
     with pytest.raises(ValueError, match=">= 0"):
-        faults.add(Fault(-1, 500))
+        faults.add(harness.Fault(-1, 500))
 
 
 def test_sliding_windows_admit_up_to_the_limit_per_key() -> None:
-    windows = SlidingWindows()
+    windows = harness.SlidingWindows()
     assert [windows.admit("a", 2, 60) for _ in range(3)] == [0, 0, 60]
     assert windows.admit("b", 2, 60) == 0
     windows.clear()
@@ -128,7 +120,7 @@ def test_sliding_windows_admit_up_to_the_limit_per_key() -> None:
 
 
 def test_the_call_log_is_read_as_copies() -> None:
-    log: CallLog[int] = CallLog()
+    log: harness.CallLog[int] = harness.CallLog()
     for value in (1, 2, 3):
         log.append(value)
     snapshot = log.snapshot()
