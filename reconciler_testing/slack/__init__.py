@@ -23,7 +23,8 @@ the first line printed on stdout is the ``api_url``.
 
 from __future__ import annotations
 
+from reconciler_testing.slack.cli import main
 from reconciler_testing.slack.server import Call, SlackTestServer
 from reconciler_testing.slack.state import DEFAULT_SCOPES, TEAM_ID, TIERS, WRITE_METHODS
 
-__all__ = ["DEFAULT_SCOPES", "TEAM_ID", "TIERS", "WRITE_METHODS", "Call", "SlackTestServer"]
+__all__ = ["DEFAULT_SCOPES", "TEAM_ID", "TIERS", "WRITE_METHODS", "Call", "SlackTestServer", "main"]
