@@ -80,12 +80,25 @@ def _load_crd(path: str | None) -> dict[str, Any]:
     (crd,) = load_yaml_text(text)
     if not isinstance(crd, dict):
         raise ValueError(f"{path or PACKAGE_CRD} is not a CustomResourceDefinition")
+    if path is None and not _knows_every_integration(crd):
+        from reconciler import crdgen
+
+        return crdgen.crd()
     return crd
 
 
+def _knows_every_integration(crd: Mapping[str, Any]) -> bool:
+    """Whether the packaged CRD (made for the built-ins) has every installed integration's block."""
+    from reconciler.integrations.registry import INTEGRATIONS
+
+    spec = openapi_schema(crd)["properties"]["spec"]["properties"]
+    return set(spec["integration"]["enum"]) == set(INTEGRATIONS)
+
+
 def load_crd(path: Path | str | None = None) -> dict[str, Any]:
-    """The CustomResourceDefinition: the package's copy, or the one at `path` (a fresh copy each time,
-    so callers may modify it)."""
+    """The CustomResourceDefinition: the package's copy (generated from the models when plug-in
+    integrations are installed, which that copy does not know), or the one at `path` (a fresh copy
+    each time, so callers may modify it)."""
     return copy.deepcopy(_load_crd(None if path is None else str(path)))
 
 

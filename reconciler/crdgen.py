@@ -239,10 +239,15 @@ def render() -> str:
 
 
 def main() -> None:
+    """`make crd`; `python -m reconciler.crdgen -` prints the CRD instead, with every installed
+    integration's block (plug-ins included): `... - | kubectl apply -f -`."""
     problems = structural_problems(openapi_schema())
     if problems:
         sys.exit("the models do not make a structural schema:\n" + "\n".join(problems))
     text = render()
+    if sys.argv[1:] == ["-"]:
+        sys.stdout.write(text)
+        return
     for path in COPIES:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import SecretStr, ValidationError
+from pydantic.alias_generators import to_camel
 
 from reconciler.claims import Claim, ClaimState, conflict_error
 from reconciler.deadline import run_deadline
@@ -64,10 +65,8 @@ def describe_validation_error(exc: ValidationError) -> str:
 def target_url(spec: ReconcileSpec) -> tuple[str, str]:
     """The external service's URL a spec names, and that field's path for messages."""
     integration = INTEGRATIONS[spec.integration]
-    block = spec.integration_spec
-    name = "api_url" if hasattr(block, "api_url") else "url"
-    camel = "apiUrl" if name == "api_url" else "url"
-    return str(getattr(block, name)), f"spec.{integration.spec_field}.{camel}"
+    field = integration.url_field
+    return str(getattr(spec.integration_spec, field)), f"spec.{integration.spec_field}.{to_camel(field)}"
 
 
 def check_hosts(spec: ReconcileSpec, settings: Settings) -> None:

@@ -1,8 +1,10 @@
-"""Reconcile manifests for tests (e2e, CLI, benchmarks): one place that knows the CR's shape."""
+"""Reconcile manifests for tests (e2e, CLI, benchmarks): the shape comes from `Integration.manifest`."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from reconciler.integrations.registry import INTEGRATIONS
 
 
 def slack_reconcile(
@@ -13,17 +15,8 @@ def slack_reconcile(
     secret: str = "slack-bot",  # noqa: S107 - a Secret name
     **spec: Any,
 ) -> dict[str, Any]:
-    return {
-        "apiVersion": "reconciler.dev/v1alpha1",
-        "kind": "Reconcile",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "integration": "slack-usergroups",
-            "credentials": {"secretRef": {"name": secret}},
-            "slackUsergroups": {"apiUrl": api_url, "usergroups": usergroups},
-            **spec,
-        },
-    }
+    block = {"apiUrl": api_url, "usergroups": usergroups}
+    return INTEGRATIONS["slack-usergroups"].manifest(name, namespace, block, secret, **spec)
 
 
 def gitlab_reconcile(
@@ -35,14 +28,5 @@ def gitlab_reconcile(
     secret: str = "gitlab-bot",  # noqa: S107
     **spec: Any,
 ) -> dict[str, Any]:
-    return {
-        "apiVersion": "reconciler.dev/v1alpha1",
-        "kind": "Reconcile",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "integration": "gitlab-members",
-            "credentials": {"secretRef": {"name": secret}},
-            "gitlabMembers": {"url": url, "groups": groups, "projects": projects or []},
-            **spec,
-        },
-    }
+    block = {"url": url, "groups": groups, "projects": projects or []}
+    return INTEGRATIONS["gitlab-members"].manifest(name, namespace, block, secret, **spec)

@@ -13,6 +13,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from reconciler.integrations.registry import INTEGRATIONS
 from reconciler.logs import redact, setup_logging
 from reconciler.settings import Settings
 
@@ -23,8 +24,13 @@ EXIT_UNFINISHED = 3
 
 STDIN = "-"
 
-CLIENT_LOGGERS = ("reconciler", "slack_sdk", "gitlab", "httpx")
-"""Loggers `--verbose` turns to DEBUG (the root handler redacts tokens)."""
+SHARED_LOGGERS = ("reconciler", "httpx")
+"""Loggers `--verbose` turns to DEBUG (the root handler redacts tokens), with each integration's
+client-library loggers (`Integration.loggers`)."""
+
+
+def client_loggers() -> tuple[str, ...]:
+    return (*SHARED_LOGGERS, *(name for i in INTEGRATIONS.values() for name in i.loggers))
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
@@ -44,7 +50,7 @@ def stdout_is_tty() -> bool:
 def configure_logging(verbose: bool) -> None:
     """Warnings only; `--verbose`: DEBUG for the client layer. Tokens are redacted either way."""
     setup_logging("WARNING")
-    for name in CLIENT_LOGGERS:
+    for name in client_loggers():
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.NOTSET)
 
 

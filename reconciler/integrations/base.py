@@ -110,6 +110,8 @@ class Integration(ABC, Generic[SpecT]):
     example: ClassVar[Mapping[str, Any]]
     """A small valid spec block (camelCase, as in a manifest): the generic tests build Reconciles
     from it, and it shows the block's shape."""
+    url_field: ClassVar[str] = "url"
+    """The spec block's field holding the service's URL (checked against RECONCILER_ALLOWED_HOSTS)."""
     token_patterns: ClassVar[tuple[str, ...]] = ()
     """Regular expressions of the service's token formats: masked in every log line, even a token
     that was never read from a Secret (reconciler/logs.py)."""

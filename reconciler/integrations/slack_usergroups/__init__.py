@@ -23,6 +23,7 @@ class SlackUsergroups(Integration[SlackUsergroupsSpec]):
         "apiUrl": "https://slack.com/api/",
         "usergroups": [{"handle": "sre-oncall", "name": "SRE On-call", "users": ["alice@example.com"]}],
     }
+    url_field: ClassVar[str] = "api_url"
     token_patterns: ClassVar[tuple[str, ...]] = (r"xox[abposr]-[A-Za-z0-9-]+", r"xapp-[A-Za-z0-9-]+")
     loggers: ClassVar[tuple[str, ...]] = ("slack_sdk",)
 
