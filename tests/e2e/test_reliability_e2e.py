@@ -228,6 +228,20 @@ def test_a_run_queued_behind_a_slow_one_uses_the_newest_spec(world: World) -> No
     assert queued is not None and queued.reconcile.generation == 2, (queued, obj["status"])
 
 
+def test_an_interval_added_later_starts_interval_runs(world: World) -> None:
+    """A Reconcile without an interval has no timer (Kopf's `when`); one added later gets one."""
+    name, _ = apply_group(world.kube, world.slack.api_url, NS, "later", ["ann@example.com"])
+    first = wait_ready(world.kube, NS, name)["status"]["taskId"]
+    world.kube.patch_reconcile(NS, name, {"spec": {"interval": "1s"}})
+    deadline = time.monotonic() + 30
+    triggers: list[str] = []
+    while "interval" not in triggers:
+        assert time.monotonic() < deadline, f"no interval run after the interval was set: {triggers}"
+        time.sleep(0.3)
+        history = world.store.history(NS, name)
+        triggers = [r.trigger for t in history[: history.index(first)] if (r := world.record(t)) is not None]
+
+
 def test_an_overflowing_interval_is_invalid_spec(world: World) -> None:
     """The emulator has no CEL, so the value reaches the operator as it would from an old CRD."""
     name, handle = apply_group(

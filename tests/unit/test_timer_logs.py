@@ -53,3 +53,21 @@ def test_timer_success_is_debug_when_debugging(collected: Collect) -> None:
     assert [(r.levelname, r.getMessage()) for r in collected.records] == [
         ("DEBUG", "Timer 'interval' succeeded.")
     ]
+
+
+def test_only_reconciles_with_an_interval_or_a_conflict_to_retry_have_a_timer() -> None:
+    import kopf
+
+    from reconciler_operator.handlers import _has_timer_work
+
+    def status(stalled: str, reason: str) -> kopf.Status:
+        return kopf.Status(
+            {"status": {"conditions": [{"type": "Stalled", "status": stalled, "reason": reason}]}}
+        )
+
+    none = kopf.Status({})
+    assert _has_timer_work(spec=kopf.Spec({"spec": {"interval": "5m"}}), status=none)
+    assert not _has_timer_work(spec=kopf.Spec({"spec": {}}), status=none)
+    assert _has_timer_work(spec=kopf.Spec({"spec": {}}), status=status("True", "Conflict"))
+    assert not _has_timer_work(spec=kopf.Spec({"spec": {}}), status=status("False", "Conflict"))
+    assert not _has_timer_work(spec=kopf.Spec({"spec": {}}), status=status("True", "InvalidSpec"))
