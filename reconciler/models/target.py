@@ -20,23 +20,6 @@ class Target:
     """What a person reads: `Slack user group @oncall (workspace T0123)`."""
 
 
-def slack_usergroup_target(team_id: str, handle: str) -> Target:
-    return Target(
-        key=f"slack:{team_id}:usergroup:{handle.lower()}",
-        name=handle,
-        label=f"Slack user group @{handle} (workspace {team_id})",
-    )
-
-
-def gitlab_target(url: str, kind: str, path: str) -> Target:
-    """GitLab paths are case-insensitive and one instance has many spellings of its URL."""
-    return Target(
-        key=f"gitlab:{normalize_base_url(url)}:{kind}:{path.strip('/').casefold()}",
-        name=f"{kind}:{path}",
-        label=f"GitLab {kind} {path} ({normalize_base_url(url)})",
-    )
-
-
 def normalize_base_url(url: str) -> str:
     """`HTTPS://GitLab.example.com:443/` -> `https://gitlab.example.com`: one key per instance."""
     parts = urlsplit(url.strip())

@@ -17,8 +17,8 @@ import pytest
 from reconciler.cache import ValkeyCache
 from reconciler.claims import ClaimOwner, claim_key
 from reconciler.cli import plan_apply as cli_module
+from reconciler.integrations.slack_usergroups.models import slack_usergroup_target
 from reconciler.models.base import ActionRecord
-from reconciler.models.target import slack_usergroup_target
 from reconciler.models.task import ReconcileRef, TaskError, TaskRecord, TaskStatus, utcnow
 from reconciler_testing.gitlab import DEVELOPER, MAINTAINER, OWNER, GitLabTestServer
 from reconciler_testing.slack import TEAM_ID, SlackTestServer

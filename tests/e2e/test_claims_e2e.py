@@ -14,7 +14,7 @@ import pytest
 import valkey
 
 from reconciler.claims import ClaimOwner, claim_key
-from reconciler.models.target import slack_usergroup_target
+from reconciler.integrations.slack_usergroups.models import slack_usergroup_target
 from reconciler_testing.gitlab import DEVELOPER, OWNER, GitLabTestServer
 from reconciler_testing.slack import TEAM_ID, WRITE_METHODS, SlackTestServer
 from tests.e2e.conftest import Process, start_operator

@@ -27,8 +27,10 @@ from reconciler.claims import (
     peek_owners,
 )
 from reconciler.errors import TransientError
+from reconciler.integrations.gitlab_members.models import gitlab_target
+from reconciler.integrations.slack_usergroups.models import slack_usergroup_target
 from reconciler.models.spec import ReconcileSpec
-from reconciler.models.target import Target, gitlab_target, normalize_base_url, slack_usergroup_target
+from reconciler.models.target import Target, normalize_base_url
 from reconciler.runner import run_integration
 from reconciler.settings import Settings
 from reconciler_testing.slack import TEAM_ID, SlackTestServer

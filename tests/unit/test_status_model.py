@@ -10,9 +10,10 @@ from pydantic import ValidationError
 
 from reconciler.claims import ClaimOwner, ClaimState, claims_status
 from reconciler.errors import ReconcileError
+from reconciler.integrations.gitlab_members.models import gitlab_target
+from reconciler.integrations.slack_usergroups.models import slack_usergroup_target
 from reconciler.models.base import ActionRecord
 from reconciler.models.status import ReconcileStatus
-from reconciler.models.target import gitlab_target, slack_usergroup_target
 from reconciler.models.task import ReconcileRef, TaskError, TaskRecord, TaskStatus
 from reconciler_operator import conditions
 from tests import crd_validation as crdv

@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field, HttpUrl, WithJsonSchema, model_validator
 from pydantic.config import JsonDict
 
 from reconciler.models.base import Action, Observed, SpecModel, reject_duplicates
+from reconciler.models.target import Target, normalize_base_url
 
 PATH_PATTERN = r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z0-9_.-]*)*$"
 USERNAME_PATTERN = r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$"
@@ -149,6 +150,15 @@ class GitlabState(Observed):
     users: dict[str, GitlabUser | None] = Field(default_factory=dict)
     """Looked-up users by case-folded username (None: no such user). Only desired usernames that are
     not direct members of a listed group/project are looked up; the others are known from the lists."""
+
+
+def gitlab_target(url: str, kind: str, path: str) -> Target:
+    """GitLab paths are case-insensitive and one instance has many spellings of its URL."""
+    return Target(
+        key=f"gitlab:{normalize_base_url(url)}:{kind}:{path.strip('/').casefold()}",
+        name=f"{kind}:{path}",
+        label=f"GitLab {kind} {path} ({normalize_base_url(url)})",
+    )
 
 
 # --- actions --------------------------------------------------------------------------------------

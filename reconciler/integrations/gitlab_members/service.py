@@ -24,10 +24,11 @@ from reconciler.integrations.gitlab_members.models import (
     RemoveMember,
     SourceKind,
     UpdateMember,
+    gitlab_target,
 )
 from reconciler.integrations.gitlab_members.shared import GitlabInstanceCache
 from reconciler.models.base import Action
-from reconciler.models.target import Target, gitlab_target
+from reconciler.models.target import Target
 from reconciler.settings import Settings
 
 log = logging.getLogger(__name__)

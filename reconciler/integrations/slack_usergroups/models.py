@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, HttpUrl, model_validator
 
 from reconciler.models.base import Action, Observed, SpecModel, reject_duplicates
+from reconciler.models.target import Target
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 HANDLE_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
@@ -110,6 +111,14 @@ class SlackState(Observed):
     users: tuple[SlackUser, ...] = ()
     channels: dict[str, str] = Field(default_factory=dict)
     """Channel name -> id."""
+
+
+def slack_usergroup_target(team_id: str, handle: str) -> Target:
+    return Target(
+        key=f"slack:{team_id}:usergroup:{handle.lower()}",
+        name=handle,
+        label=f"Slack user group @{handle} (workspace {team_id})",
+    )
 
 
 # --- actions --------------------------------------------------------------------------------------

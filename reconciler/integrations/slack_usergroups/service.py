@@ -25,10 +25,11 @@ from reconciler.integrations.slack_usergroups.models import (
     SlackUsergroupsSpec,
     SlackUsergroupState,
     UpdateUsergroup,
+    slack_usergroup_target,
 )
 from reconciler.integrations.slack_usergroups.shared import SlackWorkspaceCache
 from reconciler.models.base import Action
-from reconciler.models.target import Target, slack_usergroup_target
+from reconciler.models.target import Target
 from reconciler.settings import Settings
 
 log = logging.getLogger(__name__)
