@@ -247,3 +247,13 @@ def test_a_failed_write_drops_the_listing(gitlab: GitLabTestServer, cache: valke
     retried = run(gitlab, cache, "acme/one", ["alice"], asked=asked, dry_run=False)
     assert retried.ok and listings(gitlab, "acme/one") == 1
     assert set(gitlab.members("group", "acme/one")) == {"alice"}
+
+
+def test_the_token_scopes_are_read_once_for_every_writing_run_of_the_token(
+    gitlab: GitLabTestServer, cache: valkey.Valkey
+) -> None:
+    asked = time.time()
+    for group in GROUPS[:3]:
+        outcome = run(gitlab, cache, group, ["alice"], asked=asked, dry_run=False)
+        assert outcome.ok and len(outcome.applied) == 1
+    assert gitlab.calls_matching("GET", "/personal_access_tokens/self") == 1

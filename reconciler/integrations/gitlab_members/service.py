@@ -129,6 +129,11 @@ class GitlabMembersService(IntegrationService):
         return f"GitLab user {self.client.current_user().username} at {self.client.url}"
 
     def granted_scopes(self) -> frozenset[str] | None:
+        if self.shared is not None:
+            try:
+                return self.shared.token_scopes()
+            except CACHE_ERRORS:
+                self._go_alone()
         return self.client.token_scopes()
 
     def after_apply(self, action: Action, error: ReconcileError | None) -> None:

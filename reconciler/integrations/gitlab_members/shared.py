@@ -36,7 +36,7 @@ SENTINEL = "\x00"
 """A field in every stored hash, so a read can tell an expired version from an empty one."""
 _MEMBERS = TypeAdapter(list[GitlabMemberState])
 NOT_FOUND = "null"
-"""A listing of a group or project GitLab does not show."""
+"""Stored for a group or project GitLab does not show, or a token whose scopes it does not describe."""
 
 
 def _encode(user: GitlabUser | None, username: str, read_at: float) -> str:
@@ -92,6 +92,27 @@ class GitlabInstanceCache:
                 self.client.adopt_user(user)
                 return user
         return self.client.current_user()
+
+    def token_scopes(self) -> frozenset[str] | None:
+        """The token's scopes (`GET /personal_access_tokens/self`), shared by the runs of this token
+        for `directory_refresh_seconds`: an access token's scopes are fixed when it is created."""
+        key = self.fleet.key(self.client.token_account(), "scopes")
+        fresh_after = time.time() - self.fleet.settings.directory_refresh_seconds
+
+        def fetch(stamp: ReadStamp) -> ReadStamp:
+            scopes = self.client.token_scopes()
+            value = NOT_FOUND if scopes is None else json.dumps(sorted(scopes))
+            self.valkey.hset(self.fleet.reads.part(key, stamp, "scopes"), mapping={SENTINEL: value})
+            return stamp
+
+        for _ in range(3):
+            stamp = self.fleet.reads.fresh(key, fresh_after, ("scopes",), fetch)
+            raw = cast(str | None, self.valkey.hget(self.fleet.reads.part(key, stamp, "scopes"), SENTINEL))
+            if raw == NOT_FOUND:
+                return None
+            if raw:
+                return frozenset(str(scope) for scope in json.loads(raw))
+        return self.client.token_scopes()
 
     # --- member listings ---------------------------------------------------------------------------
 
