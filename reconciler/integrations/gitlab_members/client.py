@@ -205,6 +205,9 @@ class GitlabClient:
             # The next run of this token draws even its GET /user from the user's budget.
             with contextlib.suppress(*CACHE_ERRORS):
                 self._fleet.client.set(self._token_user_key(), str(user.id), ex=TOKEN_USER_TTL_SECONDS)
+            self.adopt_user(user)
+            # That GET /user was drawn from the token's budget; GitLab counted it against the user's.
+            self._take_budget()
         self.adopt_user(user)
         return user
 
