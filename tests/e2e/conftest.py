@@ -20,7 +20,15 @@ from reconciler_testing.slack import SlackTestServer
 from tests.kube import KubeApi
 from tests.valkey_server import ValkeyProcess, free_port
 
-NAMESPACES = ("team-sre", "team-platform", "team-other", "team-fleet-a", "team-fleet-b")
+NAMESPACES = (
+    "team-sre",
+    "team-platform",
+    "team-other",
+    "team-fleet-a",
+    "team-fleet-b",
+    "team-gitlab-fleet-a",
+    "team-gitlab-fleet-b",
+)
 
 
 @dataclass
