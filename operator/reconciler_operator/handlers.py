@@ -204,6 +204,18 @@ def _stalled_on_conflict(status: kopf.Status) -> bool:
     return stalled.get("status") == "True" and stalled.get("reason") == "Conflict"
 
 
+def _request_time(started: datetime | None) -> float:
+    """When the run was asked for: a retry keeps its handler's first start (Kopf's `started`), so
+    that it may use the shared reads its earlier tries made after the request (and its own writes
+    through them) instead of reading everything again."""
+    now = datetime.now(UTC)
+    if started is None:
+        return now.timestamp()
+    if started.tzinfo is None:  # Kopf keeps naive UTC times in its progress annotations
+        started = started.replace(tzinfo=UTC)
+    return min(started, now).timestamp()
+
+
 async def _reconcile(
     trigger: str,
     *,
@@ -213,6 +225,7 @@ async def _reconcile(
     patch: kopf.Patch,
     memo: kopf.Memo,
     retry: int = 0,
+    started: datetime | None = None,
     raise_transient: bool = True,
     **_: Any,
 ) -> None:
@@ -232,6 +245,7 @@ async def _reconcile(
         task_id=new_task_id(),
         status=dict(status),
         uid=str(meta.get("uid") or ""),
+        requested=_request_time(started),
     )
     async with context.object_lock(str(meta.get("uid") or ref.key)) as queued:
         loop = asyncio.get_running_loop()
