@@ -149,7 +149,12 @@ class Settings(BaseSettings):
     their own, often 7,200 an hour)."""
 
     gitlab_rate_window_seconds: float = Field(default=60.0, gt=0)
-    """Window of `gitlab_rate_limit`."""
+    """Window of `gitlab_rate_limit` and `gitlab_member_delete_limit`."""
+
+    gitlab_member_delete_limit: int = Field(default=60, ge=1)
+    """Member removals one GitLab user may make per group or project per
+    `gitlab_rate_window_seconds`, shared like `gitlab_rate_limit` (GitLab's Members API rate limit:
+    60 a minute by default since GitLab 16.9)."""
 
     snapshot_max_age_seconds: float = Field(default=60.0, gt=0)
     """How old a shared read (user groups, channels, members) may be for a run nobody asked for

@@ -116,3 +116,30 @@ def test_the_test_server_throttles_each_user(gitlab: GitLabTestServer) -> None:
         client.find_user("alice")
     assert gitlab.rate_limited == 1
     assert caught.value.retry_after is not None and 25 <= caught.value.retry_after <= 30
+
+
+def test_member_removals_also_draw_from_the_per_group_budget(
+    gitlab: GitLabTestServer, valkey_server: ValkeyProcess
+) -> None:
+    """GitLab's Members API limit: removals per group (or project) and user, on top of the user's."""
+    for i in range(3):
+        gitlab.add_user(f"leaver{i}")
+    gitlab.add_group("acme")
+    gitlab.add_group("other")
+    for group in ("acme", "other"):
+        for i in range(3):
+            gitlab.add_member("group", group, f"leaver{i}", 30)
+    limits = {
+        "gitlab_member_delete_limit": 2,
+        "gitlab_rate_window_seconds": 30.0,
+        "rate_limit_inline_wait_seconds": 0.5,
+    }
+    client = GitlabClient(gitlab.url, SecretStr(TOKEN), Settings(), fleet(valkey_server, **limits))
+    client.current_user()
+    for i in range(2):
+        client.remove_member("group", "acme", gitlab.user_id(f"leaver{i}"), f"leaver{i}")
+    with pytest.raises(RateLimited):
+        client.remove_member("group", "acme", gitlab.user_id("leaver2"), "leaver2")
+    client.remove_member("group", "other", gitlab.user_id("leaver0"), "leaver0")  # another group's budget
+    assert set(gitlab.members("group", "acme")) == {"leaver2"}
+    assert gitlab.calls_matching("DELETE", "/groups") == 3

@@ -229,8 +229,9 @@ class GitlabClient:
             return self.token_account()
         return f"gitlab:{urlsplit(self.url).netloc}:user:{self._user_id}"
 
-    def _take_budget(self) -> None:
-        """One request from the budget every run of this GitLab user shares (all replicas)."""
+    def _take_budget(self, what: str | None = None, limit: int | None = None) -> None:
+        """One request from the budget every run of this GitLab user shares (all replicas); with
+        `what`, from that narrower budget of the user instead (a per-endpoint limit)."""
         if self._fleet is None:
             return
         settings = self._fleet.settings
@@ -239,8 +240,9 @@ class GitlabClient:
                 cached = self._fleet.client.get(self._token_user_key())
                 if isinstance(cached, str) and cached.isdigit():
                     self._user_id = int(cached)
+            key = self.account() if what is None else f"{self.account()}:{what}"
             self._fleet.budget.acquire(
-                self.account(), settings.gitlab_rate_limit, settings.gitlab_rate_window_seconds, "GitLab"
+                key, limit or settings.gitlab_rate_limit, settings.gitlab_rate_window_seconds, "GitLab"
             )
         except CACHE_ERRORS:
             log.warning("Valkey is unreachable: this run calls GitLab without the shared rate budget")
@@ -332,6 +334,10 @@ class GitlabClient:
         remove the user from every subgroup and project below it. Already gone counts as done."""
         url = f"{_source_url(kind, path)}/members/{user_id}"
         query = {"skip_subresources": "true"} if kind == "group" else {}
+        if self._fleet is not None:  # GitLab also limits removals per group or project and user
+            self._take_budget(
+                f"delete-member:{kind}:{path.casefold()}", self._fleet.settings.gitlab_member_delete_limit
+            )
         try:
             self._call(
                 f"remove {username} from {kind} {path}",
