@@ -257,3 +257,34 @@ def test_the_token_scopes_are_read_once_for_every_writing_run_of_the_token(
         outcome = run(gitlab, cache, group, ["alice"], asked=asked, dry_run=False)
         assert outcome.ok and len(outcome.applied) == 1
     assert gitlab.calls_matching("GET", "/personal_access_tokens/self") == 1
+
+
+def test_a_rate_limited_write_is_not_written_through_and_keeps_the_listing(
+    gitlab: GitLabTestServer, cache: valkey.Valkey
+) -> None:
+    settings = Settings(rate_limit_retries=0, rate_limit_inline_wait_seconds=0.5, transient_retries=0)
+    members: list[dict[str, Any]] = [{"username": u, "accessLevel": "developer"} for u in ("alice", "bob")]
+    spec = ReconcileSpec.model_validate(
+        {
+            "integration": "gitlab-members",
+            "credentials": {"secretRef": {"name": "gitlab-token"}},
+            "gitlabMembers": {"url": gitlab.url, "groups": [{"path": "acme/one", "members": members}]},
+        }
+    )
+    asked = time.time()
+
+    def apply() -> RunOutcome:
+        fleet = Fleet.create(cache, settings, fresh_after=asked)
+        return run_integration(spec, SecretStr(TOKEN), settings, dry_run=False, fleet=fleet)
+
+    gitlab.rate_limit(1, retry_after=1, method="POST")  # the first add: 429, Retry-After 1 s
+    first = apply()
+    assert first.error is not None and first.error.reason == "RateLimited"
+    assert gitlab.members("group", "acme/one") == {}
+    time.sleep(1.2)
+    gitlab.reset_calls()
+    # The retry (same request) plans on the same listing: both adds still to do, no new listing.
+    retried = apply()
+    assert retried.ok and len(retried.applied) == 2
+    assert set(gitlab.members("group", "acme/one")) == {"alice", "bob"}
+    assert listings(gitlab, "acme/one") == 0

@@ -137,7 +137,10 @@ class GitlabMembersService(IntegrationService):
         return self.client.token_scopes()
 
     def after_apply(self, action: Action, error: ReconcileError | None) -> None:
-        self._write_through(action, failed=error is not None and not isinstance(error, RateLimited))
+        if error is None:
+            self._write_through(action)
+        elif not isinstance(error, RateLimited):  # rate limited: never sent, the listing stays right
+            self._forget(action)
 
     def _observe(self, kind: SourceKind, membership: GitlabMembership) -> GitlabSourceState | None:
         members: list[GitlabMemberState] | None = None
@@ -153,27 +156,31 @@ class GitlabMembersService(IntegrationService):
         self._observed[(kind, membership.path)] = {m.id: m for m in members}
         return GitlabSourceState(kind=kind, path=membership.path, members=tuple(members))
 
-    def _write_through(self, action: Action, *, failed: bool = False) -> None:
-        """Our own change into the shared listing, so that no stale listing hides it. A write that
-        failed or whose outcome is unknown drops the listing instead (a rate-limited one was never
-        sent: the listing stays right)."""
+    def _write_through(self, action: Action) -> None:
+        """Our own change into the shared listing, so that no listing read before it hides it."""
+        if self.shared is None or not isinstance(action, AddMember | UpdateMember | RemoveMember):
+            return
+        member: GitlabMemberState | None = None
+        if not isinstance(action, RemoveMember):
+            old = self._observed.get((action.kind, action.target), {}).get(action.user_id)
+            member = GitlabMemberState(
+                id=action.user_id,
+                username=action.username,
+                state=old.state if old else "active",
+                access_level=action.access_level,
+                expires_at=action.expires_at,
+            )
+        try:
+            self.shared.record_write(action.kind, action.target, action.user_id, member)
+        except CACHE_ERRORS:
+            self._go_alone()
+
+    def _forget(self, action: Action) -> None:
+        """A write failed or its outcome is unknown: the next run lists that group or project again."""
         if self.shared is None or not isinstance(action, AddMember | UpdateMember | RemoveMember):
             return
         try:
-            if failed:
-                self.shared.forget(action.kind, action.target)
-                return
-            member: GitlabMemberState | None = None
-            if not isinstance(action, RemoveMember):
-                old = self._observed.get((action.kind, action.target), {}).get(action.user_id)
-                member = GitlabMemberState(
-                    id=action.user_id,
-                    username=action.username,
-                    state=old.state if old else "active",
-                    access_level=action.access_level,
-                    expires_at=action.expires_at,
-                )
-            self.shared.record_write(action.kind, action.target, action.user_id, member)
+            self.shared.forget(action.kind, action.target)
         except CACHE_ERRORS:
             self._go_alone()
 
