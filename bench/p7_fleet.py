@@ -294,10 +294,7 @@ def run(cfg: Config) -> ScenarioResult:
     gitlab_metrics, gitlab_params = p7_gitlab.metrics(cfg)
     result.metrics.extend(gitlab_metrics)
     result.params.update(gitlab_params)
-    result.notes.append(
-        "GitLab half: in process (worker threads running run_integration, as the operator's workers "
-        "do), not through the operator; see bench/p7_gitlab.py."
-    )
+    result.notes.append(p7_gitlab.NOTE)
     return result
 
 

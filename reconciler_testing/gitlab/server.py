@@ -121,8 +121,11 @@ class GitLabTestServer(GitLabRoutes, harness.HTTPFake):
         self.user_rate_limit: tuple[int, float] | None = None
         """(limit, window seconds): GitLab's throttle_authenticated_api, per user, a sliding window
         (GitLab's 2000 per minute, shortened for tests and benchmarks). None: no limit."""
+        self.member_delete_limit: tuple[int, float] | None = None
+        """(limit, window seconds): GitLab's Members API limit on removals, per group or project and
+        user (60 a minute by default since GitLab 16.9), shortened alike. None: no limit."""
         self.rate_limited = 0
-        """429 answers given by `user_rate_limit`."""
+        """429 answers given by `user_rate_limit` and `member_delete_limit`."""
 
     @property
     def url(self) -> str:
@@ -259,11 +262,22 @@ class GitLabTestServer(GitLabRoutes, harness.HTTPFake):
         params.update(body)
         with self._lock:
             user = self._authenticate(method, parts, params, headers)
-            throttled = self._throttle(user)
+            throttled = self._throttle(user) or self._throttle_removal(user, verb, parts)
             if throttled is not None:
                 return throttled
             page = Page(raw_path, query_pairs, headers, self.url, self.endless_pages)
             return handler(verb, user, params, page)
+
+    def _throttle_removal(self, user: User, verb: str, parts: list[str]) -> harness.Response | None:
+        """`member_delete_limit`: DELETE /:kind/:id/members/:user_id, per group or project and user."""
+        if self.member_delete_limit is None or verb != "DELETE" or len(parts) != 4 or parts[2] != "members":
+            return None
+        limit, window = self.member_delete_limit
+        wait = self._windows.admit(("delete-member", user.id, parts[0], parts[1]), limit, window)
+        if not wait:
+            return None
+        self.rate_limited += 1
+        return _fault_response(harness.Fault(1, 429, wait))
 
     def _throttle(self, user: User) -> harness.Response | None:
         """`user_rate_limit`: a 429 with Retry-After once the user made `limit` calls in the window."""

@@ -143,3 +143,19 @@ def test_member_removals_also_draw_from_the_per_group_budget(
     client.remove_member("group", "other", gitlab.user_id("leaver0"), "leaver0")  # another group's budget
     assert set(gitlab.members("group", "acme")) == {"leaver2"}
     assert gitlab.calls_matching("DELETE", "/groups") == 3
+
+
+def test_the_test_server_limits_removals_per_group_and_user(gitlab: GitLabTestServer) -> None:
+    gitlab.member_delete_limit = (1, 30.0)
+    gitlab.add_group("acme")
+    gitlab.add_group("other")
+    for group in ("acme", "other"):
+        gitlab.add_member("group", group, "alice", 30)
+    gitlab.add_user("bob")
+    gitlab.add_member("group", "acme", "bob", 30)
+    client = GitlabClient(gitlab.url, SecretStr(TOKEN), Settings(rate_limit_retries=0))
+    client.remove_member("group", "acme", gitlab.user_id("alice"), "alice")
+    client.remove_member("group", "other", gitlab.user_id("alice"), "alice")  # another group: its own limit
+    with pytest.raises(RateLimited):
+        client.remove_member("group", "acme", gitlab.user_id("bob"), "bob")
+    assert gitlab.rate_limited == 1 and set(gitlab.members("group", "acme")) == {"bob"}
