@@ -49,7 +49,9 @@ def operators(
     env = {
         **base_env,
         "RECONCILER_GITLAB_RATE_LIMIT": str(LIMIT),
-        "RECONCILER_GITLAB_RATE_WINDOW_SECONDS": str(WINDOW),
+        # 10% longer than the server's: on GitLab's real minute the budget's 2% margin is 1.2 s of
+        # slack for a call's way from the budget to the server; on 2 s, a loaded machine needs more.
+        "RECONCILER_GITLAB_RATE_WINDOW_SECONDS": str(WINDOW * 1.1),
         "RECONCILER_MAX_WORKERS": "4",
     }
     processes = []
@@ -122,7 +124,7 @@ def test_a_fleet_on_one_gitlab_user_shares_reads_and_budget_across_two_operators
             found = {u: m["access_level"] for u, m in instance.members("group", group["path"]).items()}
             assert found == wanted
     calls = _count(instance)
-    assert calls["429"] == 0
+    assert calls["429"] == 0, [(c.method, c.path) for c in instance.calls if c.status == 429]
     assert calls["write"] == FLEET * (PER_GROUP + 3)
     assert calls["listing"] == 2 * FLEET
     wanted_lookups = {m["username"] for _, _, groups in fleet for m in groups[0]["members"]}
@@ -131,7 +133,7 @@ def test_a_fleet_on_one_gitlab_user_shares_reads_and_budget_across_two_operators
     # (A run asked for after a username's lookup started looks it up again: its own freshness.)
     assert set(looked_up) == wanted_lookups
     assert sum(looked_up.values()) < FLEET * (PER_GROUP + 1)  # what runs looking up alone would make
-    assert calls["/user"] <= 2
+    assert calls["/user"] < FLEET
     assert calls["/personal_access_tokens/self"] == 1
 
     # Nothing changed, all asked for again at once: every run lists its own groups after its
