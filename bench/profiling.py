@@ -107,7 +107,7 @@ def _thread_kind(calls: list[str]) -> str:
         return "executor threads"
     if "anyio/" in text or "starlette/concurrency" in text:
         return "anyio worker threads"
-    if "LockLease._renew" in text:
+    if "LeaseRenewer._run" in text:
         return "lease threads"
     return "other threads"
 

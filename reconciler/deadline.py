@@ -33,7 +33,7 @@ class Deadline:
         self.ends_at = time.monotonic() + seconds
         self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
         self._lock = threading.Lock()
-        self._timer: threading.Timer | None = None
+        self._watched = False
         self._cut = False
 
     @property
@@ -70,21 +70,19 @@ class Deadline:
         with self._lock:
             if not self._cut:
                 self._sockets.add(sock)
-                if self._timer is None:
-                    self._timer = threading.Timer(self.remaining(), self._cut_all)
-                    self._timer.daemon = True
-                    self._timer.name = "run-deadline"
-                    self._timer.start()
+                if not self._watched:
+                    self._watched = True
+                    WATCH.add(self)
                 return
         _shutdown(sock)
 
     def close(self) -> None:
         """The run is over: stop the timer (sockets stay as they are)."""
         with self._lock:
-            timer, self._timer = self._timer, None
+            watched, self._watched = self._watched, False
             self._sockets = weakref.WeakSet()
-        if timer is not None:
-            timer.cancel()
+        if watched:
+            WATCH.discard(self)
 
     def _cut_all(self) -> None:
         with self._lock:
@@ -96,6 +94,44 @@ class Deadline:
             )
         for sock in sockets:
             _shutdown(sock)
+
+
+class DeadlineWatch:
+    """One thread cuts the sockets of every run whose deadline passes (a timer thread per run cost a
+    GIL hand-off to start while the operator's event loop was busy)."""
+
+    def __init__(self) -> None:
+        self._deadlines: set[Deadline] = set()
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, deadline: Deadline) -> None:
+        with self._changed:
+            self._deadlines.add(deadline)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="run-deadlines", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def discard(self, deadline: Deadline) -> None:
+        with self._changed:
+            self._deadlines.discard(deadline)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                now = time.monotonic()
+                passed = [d for d in self._deadlines if d.ends_at <= now]
+                self._deadlines.difference_update(passed)
+                if not passed:
+                    earliest = min((d.ends_at for d in self._deadlines), default=now + 60)
+                    self._changed.wait(max(0.005, earliest - now))
+                    continue
+            for deadline in passed:
+                deadline._cut_all()
+
+
+WATCH = DeadlineWatch()
 
 
 def _shutdown(sock: socket.socket) -> None:

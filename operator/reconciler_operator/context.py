@@ -156,6 +156,7 @@ class OperatorContext:
         self._stop.set()
         self.store.flush()
         self.secrets.close()
+        self.objects.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 

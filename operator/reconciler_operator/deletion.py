@@ -21,7 +21,8 @@ from reconciler.models.task import ReconcileRef
 from reconciler.runner import parse_spec, run_teardown
 from reconciler.settings import Settings
 from reconciler.tasks import TaskStore, lock_key
-from reconciler_operator.executor import LockLease, TokenSource
+from reconciler_operator.executor import TokenSource
+from reconciler_operator.leases import LockLease
 
 log = logging.getLogger(__name__)
 

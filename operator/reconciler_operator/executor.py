@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pydantic import SecretStr
 
-from reconciler.cache.base import CacheBackend, CacheCorrupt
+from reconciler.cache.base import CacheCorrupt
 from reconciler.cache.valkey import ValkeyCache
 from reconciler.claims import Claimer, ClaimOwner, ClaimState, ClaimStore, OwnerAlive
 from reconciler.errors import CacheUnavailable, ReconcileError, TransientError
@@ -30,6 +29,7 @@ from reconciler.models.task import ReconcileRef, TaskError, TaskRecord, TaskStat
 from reconciler.runner import RunOutcome, check_hosts, parse_spec, run_integration
 from reconciler.settings import Settings
 from reconciler.tasks import TaskStore, lock_key
+from reconciler_operator.leases import LockLease
 
 log = logging.getLogger(__name__)
 
@@ -91,35 +91,6 @@ class RunReport:
     error: ReconcileError | None
     claims: list[ClaimState] | None = None
     """Who owns each target, when the run got as far as claiming them."""
-
-
-class LockLease:
-    """Holds a Reconcile's lock for a run and renews it from a thread until released."""
-
-    def __init__(self, cache: CacheBackend, name: str, owner: str, ttl_seconds: int) -> None:
-        self.cache, self.name, self.owner, self.ttl = cache, name, owner, ttl_seconds
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew, name=f"lease-{owner[:8]}", daemon=True)
-
-    def __enter__(self) -> LockLease:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        try:
-            self.cache.release_lock(self.name, self.owner)
-        except CacheUnavailable:
-            log.warning("could not release %s (cache down); it expires in %ss", self.name, self.ttl)
-
-    def _renew(self) -> None:
-        while not self._stop.wait(self.ttl / 3):
-            try:
-                if not self.cache.extend_lock(self.name, self.owner, self.ttl):
-                    log.warning("lost the lock %s while running", self.name)
-            except CacheUnavailable:
-                pass
 
 
 class RunExecutor:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 GROUP, VERSION, PLURAL = "reconciler.dev", "v1alpha1", "reconciles"
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 RUNNING_PATCH_WAIT_SECONDS = 60.0
+MARK_THREADS = 4
 """Bound on waiting for the "running" status patch at a run's end (httpx's own timeouts end it sooner)."""
 
 
@@ -63,24 +64,23 @@ class RunningMark:
     """The "running" status patch in flight beside the run; `wait()` before Kopf writes the final
     status, so the older patch can never land after it."""
 
-    def __init__(self, send: Callable[[], None] | None = None) -> None:
-        self._thread = (
-            None if send is None else threading.Thread(target=send, name="mark-running", daemon=True)
-        )
-        if self._thread is not None:
-            self._thread.start()
+    def __init__(self, sending: Future[None] | None = None) -> None:
+        self._sending = sending
 
     def wait(self) -> None:
-        if self._thread is None:
+        if self._sending is None:
             return
-        self._thread.join(RUNNING_PATCH_WAIT_SECONDS)
-        if self._thread.is_alive():
+        try:
+            self._sending.result(RUNNING_PATCH_WAIT_SECONDS)
+        except TimeoutError:
             log.warning("the running-status patch is still in flight after %ss", RUNNING_PATCH_WAIT_SECONDS)
 
 
 class ReconcileObjects:
     def __init__(self, client: Callable[[], httpx.Client | None]) -> None:
         self._client = client
+        # Long-lived threads: starting one per run waited for a GIL hand-off while Kopf was busy.
+        self._marks = ThreadPoolExecutor(max_workers=MARK_THREADS, thread_name_prefix="mark-running")
 
     def read(self, ref: ReconcileRef) -> FreshObject | None:
         """The newest spec and generation; None when unknown (not logged in, API down, deleted)."""
@@ -128,7 +128,10 @@ class ReconcileObjects:
     ) -> RunningMark:
         """Start patching `status.taskId` (the run now) and `Reconciling=True` (best effort); the run
         goes on meanwhile and waits for the returned mark only at its end."""
-        return RunningMark(lambda: self._patch_running(ref, status, task_id, trigger))
+        return RunningMark(self._marks.submit(self._patch_running, ref, status, task_id, trigger))
+
+    def close(self) -> None:
+        self._marks.shutdown(wait=False, cancel_futures=True)
 
     def _patch_running(self, ref: ReconcileRef, status: dict[str, Any], task_id: str, trigger: str) -> None:
         client = self._client()

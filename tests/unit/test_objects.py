@@ -80,8 +80,8 @@ def test_the_running_patch_travels_beside_the_run_and_has_landed_when_waited_for
     body = builders.slack_reconcile("beside", NS, "http://127.0.0.1:9", [{"handle": "h", "users": []}])
     created = held_kube.create_reconcile(body)
     client = httpx.Client(base_url=held_kube.url, timeout=15)
+    objects = ReconcileObjects(lambda: client)
     try:
-        objects = ReconcileObjects(lambda: client)
         ref = ReconcileRef(namespace=NS, name="beside", generation=int(created["metadata"]["generation"]))
         mark = objects.mark_running(ref, {}, "task-1", "create")  # returns while the PATCH is held
         assert "taskId" not in (held_kube.get_reconcile(NS, "beside").get("status") or {})
@@ -89,6 +89,7 @@ def test_the_running_patch_travels_beside_the_run_and_has_landed_when_waited_for
         mark.wait()
         marked = held_kube.get_reconcile(NS, "beside")
     finally:
+        objects.close()
         client.close()
     assert marked["status"]["taskId"] == "task-1"
     assert condition(marked, "Reconciling")["reason"] == "Running"

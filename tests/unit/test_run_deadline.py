@@ -268,3 +268,27 @@ def test_gitlab_deadline_holds_across_retries_of_a_slow_server(gitlab: GitLabTes
     outcome, took = run_gitlab(gitlab, FAST.model_copy(update={"transient_retries": 10}))
     assert outcome.error is not None and outcome.error.reason == "Timeout", outcome.error
     assert took < 6  # eleven attempts of 1 s each would take over 11 s
+
+
+def test_one_thread_watches_every_runs_deadline() -> None:
+    """Each run's deadline is watched by one shared thread, not a timer thread per run."""
+    pairs = [socket.socketpair() for _ in range(6)]
+    try:
+        with deadline.run_deadline(30) as long_one:
+            for a, _ in pairs[:3]:
+                long_one.guard(a)
+            with deadline.run_deadline(0.2) as short_one:
+                for a, _ in pairs[3:]:
+                    short_one.guard(a)
+                assert sum(t.name == "run-deadlines" for t in threading.enumerate()) == 1
+                time.sleep(0.5)
+                assert all(a.recv(1) == b"" for a, _ in pairs[3:])  # shut down: reads end at once
+            for a, _ in pairs[:3]:
+                a.setblocking(False)
+                with pytest.raises(BlockingIOError):
+                    a.recv(1)  # the long run's sockets are untouched
+        assert long_one not in deadline.WATCH._deadlines and short_one not in deadline.WATCH._deadlines
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
