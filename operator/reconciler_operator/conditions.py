@@ -1,20 +1,27 @@
 """Status and conditions, as kstatus, Flux, Argo CD and `kubectl wait` read them. Pure functions.
 
-`lastTransitionTime` moves only when a condition's status changes; every condition carries the
-generation it describes.
+Every patch is built as a ReconcileStatus (the model the CRD's status schema is generated from), so a
+field the API server would prune or reject cannot be written; it is sent as the model's JSON, with only
+the fields set. `lastTransitionTime` moves only when a condition's status changes; every condition
+carries the generation it describes.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
-from reconciler.errors import ReconcileError
+from pydantic import ValidationError
+
 from reconciler.models.base import ActionRecord
-from reconciler.models.task import TaskRecord
+from reconciler.models.status import Condition, ReconcileStatus, RunSummary, TargetClaim
+from reconciler.models.task import TaskError, TaskRecord
+
+log = logging.getLogger(__name__)
 
 READY, RECONCILING, STALLED, DRIFTED = "Ready", "Reconciling", "Stalled", "Drifted"
 ORDER = (READY, RECONCILING, STALLED, DRIFTED)
@@ -29,50 +36,55 @@ MAX_TARGET_CHARS = 256
 MAX_MESSAGE_CHARS = 4096
 """A condition's message is cut to this (metav1.Condition allows 32768; three of those is 96 KiB)."""
 
-Condition = dict[str, Any]
+ConditionStatus = Literal["True", "False", "Unknown"]
+Update = tuple[str, ConditionStatus, str, str]
+"""(type, status, reason, message) of one condition to set."""
+
+
+def patch_of(status: ReconcileStatus) -> dict[str, Any]:
+    """The merge patch that writes `status`: its JSON form, only the fields set."""
+    return status.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
 def set_conditions(
     current: Sequence[Mapping[str, Any]],
-    updates: Sequence[tuple[str, str, str, str]],
+    updates: Sequence[Update],
     *,
     generation: int,
     now: str,
 ) -> list[Condition]:
     """Apply (type, status, reason, message) updates; keep conditions of other types untouched."""
-    by_type: dict[str, Condition] = {str(c.get("type")): dict(c) for c in current if c.get("type")}
+    previous = {str(c.get("type")): c for c in current if c.get("type")}
+    by_type: dict[str, Condition] = {}
+    for type_, condition in previous.items():
+        try:
+            by_type[type_] = Condition.model_validate(condition)
+        except ValidationError:  # the API server would refuse the whole patch with it
+            log.warning("dropping the %s condition: it is not a valid condition", type_)
     for type_, status, reason, message in updates:
-        old = by_type.get(type_)
-        changed = old is None or old.get("status") != status or not old.get("lastTransitionTime")
-        by_type[type_] = {
-            "type": type_,
-            "status": status,
-            "reason": reason,
-            "message": _cut(message, MAX_MESSAGE_CHARS),
-            "observedGeneration": generation,
-            "lastTransitionTime": now if changed else old["lastTransitionTime"],  # type: ignore[index]
-        }
-    return sorted(
-        by_type.values(), key=lambda c: (ORDER.index(c["type"]) if c["type"] in ORDER else 99, c["type"])
-    )
+        old = previous.get(type_) or {}
+        changed = old.get("status") != status or not old.get("lastTransitionTime")
+        by_type[type_] = Condition(
+            type=type_,
+            status=status,
+            reason=reason,
+            message=_cut(message, MAX_MESSAGE_CHARS),
+            observed_generation=generation,
+            last_transition_time=now if changed else old["lastTransitionTime"],
+        )
+    return sorted(by_type.values(), key=lambda c: (ORDER.index(c.type) if c.type in ORDER else 99, c.type))
 
 
 def progressing(status: Mapping[str, Any], *, generation: int, now: str) -> dict[str, Any]:
     """A new generation is seen: Ready=Unknown at once so nobody reads a stale True."""
     message = f"Reconciling generation {generation}"
-    return {
-        "observedGeneration": generation,
-        "conditions": set_conditions(
-            status.get("conditions") or [],
-            [
-                (READY, "Unknown", "Progressing", message),
-                (RECONCILING, "True", "Progressing", message),
-                (STALLED, "False", "Progressing", message),
-            ],
-            generation=generation,
-            now=now,
-        ),
-    }
+    updates: list[Update] = [
+        (READY, "Unknown", "Progressing", message),
+        (RECONCILING, "True", "Progressing", message),
+        (STALLED, "False", "Progressing", message),
+    ]
+    conditions = set_conditions(status.get("conditions") or [], updates, generation=generation, now=now)
+    return patch_of(ReconcileStatus(observed_generation=generation, conditions=conditions))
 
 
 def running(
@@ -83,60 +95,59 @@ def running(
     A generation not yet observed (a new Reconcile: no handler marks it progressing first) is
     observed now, Ready=Unknown, as `progressing` would have said."""
     message = f"task {task_id} running, trigger {trigger}"
-    patch: dict[str, Any] = {"taskId": task_id}
-    updates = [(RECONCILING, "True", "Running", message)]
+    updates: list[Update] = [(RECONCILING, "True", "Running", message)]
+    new = ReconcileStatus(task_id=task_id)
     if status.get("observedGeneration") != generation:
-        patch["observedGeneration"] = generation
+        new.observed_generation = generation
         seen = f"Reconciling generation {generation}"
         updates = [(READY, "Unknown", "Progressing", seen), *updates, (STALLED, "False", "Progressing", seen)]
-    patch["conditions"] = set_conditions(
-        status.get("conditions") or [], updates, generation=generation, now=now
-    )
-    return patch
+    new.conditions = set_conditions(status.get("conditions") or [], updates, generation=generation, now=now)
+    return patch_of(new)
 
 
 def suspended(status: Mapping[str, Any], *, generation: int, now: str) -> dict[str, Any]:
     message = "spec.suspend is true: no runs until it is false"
     ready = next((c for c in status.get("conditions") or [] if c.get("type") == READY), None)
-    ready_status = str(ready.get("status")) if ready else "Unknown"
-    return {
-        "observedGeneration": generation,
-        "conditions": set_conditions(
-            status.get("conditions") or [],
-            [
-                (READY, ready_status, "Suspended", message),
-                (RECONCILING, "False", "Suspended", message),
-                (STALLED, "False", "Suspended", message),
-            ],
-            generation=generation,
-            now=now,
-        ),
-    }
+    ready_status: ConditionStatus = (
+        ready["status"] if ready and ready.get("status") in ("True", "False") else "Unknown"
+    )
+    updates: list[Update] = [
+        (READY, ready_status, "Suspended", message),
+        (RECONCILING, "False", "Suspended", message),
+        (STALLED, "False", "Suspended", message),
+    ]
+    conditions = set_conditions(status.get("conditions") or [], updates, generation=generation, now=now)
+    return patch_of(ReconcileStatus(observed_generation=generation, conditions=conditions))
 
 
 def finished(
     status: Mapping[str, Any],
     record: TaskRecord,
     *,
-    permanent: bool,
     retry_in: float | None,
     requested_at: str | None,
     now: str,
+    claims: Sequence[Mapping[str, object]] | None = None,
 ) -> dict[str, Any]:
-    """The status after a run: what was planned and done, and the conditions that say so."""
+    """The status after a run: what was planned and done, and the conditions that say so. A failed
+    run is Stalled when its error is permanent, else Reconciling until the retry in `retry_in` s."""
     generation = record.reconcile.generation
     planned = len(record.actions)
-    patch: dict[str, Any] = {
-        "observedGeneration": generation,
-        "taskId": record.task_id,
-        "lastRunTime": now,
-        "summary": {"planned": planned, "applied": record.applied, "failed": record.failed},
-        "actions": action_records(record.actions, record.task_id),
-    }
+    new = ReconcileStatus(
+        observed_generation=generation,
+        task_id=record.task_id,
+        last_run_time=_time(now),
+        summary=RunSummary(planned=planned, applied=record.applied, failed=record.failed),
+        actions=action_records(record.actions, record.task_id),
+    )
     if requested_at is not None:
-        patch["lastHandledRequestedAt"] = requested_at
-    if not record.errors:
-        patch["lastSuccessTime"] = now
+        new.last_handled_requested_at = requested_at
+    if claims is not None:
+        new.claims = [TargetClaim.model_validate(claim) for claim in claims]
+    error = record.error
+    updates: list[Update]
+    if error is None:
+        new.last_success_time = _time(now)
         reason, message = _success(record, planned)
         updates = [
             (READY, "True", reason, message),
@@ -145,9 +156,8 @@ def finished(
             _drifted(record, planned),
         ]
     else:
-        error = record.errors[0]
         message = f"{error.message} (task {record.task_id})"
-        if permanent:
+        if error.permanent:
             updates = [
                 (READY, "False", error.reason, message),
                 (RECONCILING, "False", error.reason, message),
@@ -162,18 +172,20 @@ def finished(
                 (RECONCILING, "True", retrying, message + when),
                 (STALLED, "False", error.reason, message),
             ]
-    patch["conditions"] = set_conditions(
-        status.get("conditions") or [], updates, generation=generation, now=now
-    )
-    return patch
+    new.conditions = set_conditions(status.get("conditions") or [], updates, generation=generation, now=now)
+    return patch_of(new)
 
 
 def _next_try(retry_in: float | None, now: str) -> str:
     """`; next try at 2026-11-23T08:15:00Z (in 900s)`: when the rescheduled run starts."""
     if retry_in is None:
         return ""
-    start = datetime.fromisoformat(now.replace("Z", "+00:00")) + timedelta(seconds=retry_in)
+    start = _time(now) + timedelta(seconds=retry_in)
     return f"; next try at {start.strftime('%Y-%m-%dT%H:%M:%SZ')} (retrying in {retry_in:.0f}s)"
+
+
+def _time(timestamp: str) -> datetime:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
 
 
 def _success(record: TaskRecord, planned: int) -> tuple[str, str]:
@@ -185,7 +197,7 @@ def _success(record: TaskRecord, planned: int) -> tuple[str, str]:
     return "Succeeded", f"Applied {record.applied} action(s){suffix}"
 
 
-def _drifted(record: TaskRecord, planned: int) -> tuple[str, str, str, str]:
+def _drifted(record: TaskRecord, planned: int) -> Update:
     """After a successful run: does the external state still differ from the spec?"""
     suffix = f" (task {record.task_id})"
     if record.dry_run and planned:
@@ -198,17 +210,17 @@ def _drifted(record: TaskRecord, planned: int) -> tuple[str, str, str, str]:
     return (DRIFTED, "False", "UpToDate", f"Everything planned was applied{suffix}")
 
 
-def action_records(actions: Sequence[ActionRecord], task_id: str = "") -> list[dict[str, str]]:
+def action_records(actions: Sequence[ActionRecord], task_id: str = "") -> list[ActionRecord]:
     """At most MAX_STATUS_ACTIONS actions with bounded details: `a, b and 998 more in task T`."""
     records = [
-        {
-            "type": _cut(a.type, MAX_TARGET_CHARS),
-            "target": _cut(a.target, MAX_TARGET_CHARS),
-            "detail": short_detail(a.detail, task_id),
-        }
+        ActionRecord(
+            type=_cut(a.type, MAX_TARGET_CHARS),
+            target=_cut(a.target, MAX_TARGET_CHARS),
+            detail=short_detail(a.detail, task_id),
+        )
         for a in actions[:MAX_STATUS_ACTIONS]
     ]
-    while records and len(json.dumps(records)) > STATUS_BUDGET_BYTES // 2:
+    while records and len(json.dumps([r.model_dump() for r in records])) > STATUS_BUDGET_BYTES // 2:
         records.pop()  # cannot happen with the limits above; a guard for future fields
     return records
 
@@ -237,20 +249,14 @@ def _cut(text: str, limit: int) -> str:
 
 
 def not_started(
-    status: Mapping[str, Any], error: ReconcileError, *, generation: int, retry_in: float, now: str
+    status: Mapping[str, Any], error: TaskError, *, generation: int, retry_in: float, now: str
 ) -> dict[str, Any]:
     """A run could not start (cache down, run in progress): nothing happened, a retry is scheduled."""
     message = f"{error.message}; retrying in {retry_in:.0f}s"
-    return {
-        "observedGeneration": generation,
-        "conditions": set_conditions(
-            status.get("conditions") or [],
-            [
-                (READY, "False", error.reason, message),
-                (RECONCILING, "True", "ProgressingWithRetry", message),
-                (STALLED, "False", error.reason, message),
-            ],
-            generation=generation,
-            now=now,
-        ),
-    }
+    updates: list[Update] = [
+        (READY, "False", error.reason, message),
+        (RECONCILING, "True", "ProgressingWithRetry", message),
+        (STALLED, "False", error.reason, message),
+    ]
+    conditions = set_conditions(status.get("conditions") or [], updates, generation=generation, now=now)
+    return patch_of(ReconcileStatus(observed_generation=generation, conditions=conditions))

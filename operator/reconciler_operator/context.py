@@ -9,13 +9,14 @@ import threading
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 import kopf
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from reconciler.cache import connect_cache
 from reconciler.claims import ClaimOwner, ClaimStore
-from reconciler.errors import CacheUnavailable, ReconcileError
+from reconciler.errors import CacheUnavailable
 from reconciler.settings import Settings
 from reconciler.tasks import TaskStore
 from reconciler_operator.credentials import SecretReader
@@ -46,6 +47,16 @@ CACHE_MEMORY = Gauge("reconciler_operator_cache_memory_bytes", "Memory Valkey us
 CACHE_KEYS = Gauge("reconciler_operator_cache_keys", "Keys in the operator's Valkey database (DBSIZE)")
 CACHE_USAGE_EVERY = 15.0
 """Seconds between two reads of the cache's memory and key count."""
+
+
+class Retryable(Protocol):
+    """An error to schedule the next try for: a run's TaskError, or a deletion's ReconcileError."""
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def retry_after(self) -> float | None: ...
 
 
 class OperatorContext:
@@ -115,7 +126,7 @@ class OperatorContext:
         finally:
             BUSY_WORKERS.dec()
 
-    def backoff(self, retry: int, error: ReconcileError | None) -> float:
+    def backoff(self, retry: int, error: Retryable | None) -> float:
         """Exponential backoff from `backoff_base_seconds`, at least the service's Retry-After.
 
         A rate limit is rescheduled for exactly when the service said (capped): waiting is not failing,

@@ -83,14 +83,20 @@ EXPLICIT_TRIGGERS = frozenset({"create", "update", "requested"})
 resume runs may use shared reads up to `snapshot_max_age_seconds` old."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunReport:
-    record: TaskRecord | None
-    """None when the run could not even start (cache down, lock busy) or was not needed (the newest
-    spec is suspended): nothing was done."""
-    error: ReconcileError | None
+    """What `RunExecutor.execute` hands back: the finished record (its `error` says why it failed), or
+    why the run did not start; neither when it was not needed (the newest spec is suspended)."""
+
+    record: TaskRecord | None = None
+    not_started: TaskError | None = None
+    """Why the run could not even start (cache down, lock busy): nothing was done."""
     claims: list[ClaimState] | None = None
     """Who owns each target, when the run got as far as claiming them."""
+
+    @property
+    def error(self) -> TaskError | None:
+        return self.record.error if self.record is not None else self.not_started
 
 
 class RunExecutor:
@@ -118,14 +124,12 @@ class RunExecutor:
         try:
             self.store.flush()
             if not self.store.cache.acquire_lock(lock, request.task_id, self.settings.lock_ttl_seconds):
-                return RunReport(
-                    None,
-                    TransientError(
-                        "RunInProgress", "another run of this Reconcile is in progress; retrying after it"
-                    ),
+                busy = TransientError(
+                    "RunInProgress", "another run of this Reconcile is in progress; retrying after it"
                 )
+                return RunReport(not_started=TaskError.from_error(busy))
         except CacheUnavailable as exc:
-            return RunReport(None, exc)
+            return RunReport(not_started=TaskError.from_error(exc))
 
         with LockLease(self.store.cache, lock, request.task_id, self.settings.lock_ttl_seconds):
             raw_spec, status = request.raw_spec, request.status
@@ -134,7 +138,7 @@ class RunExecutor:
                 raw_spec, status = fresh.spec, fresh.status
                 ref = ref.model_copy(update={"generation": fresh.generation})
             if raw_spec.get("suspend"):
-                return RunReport(None, None)
+                return RunReport()
             record = TaskRecord(
                 task_id=request.task_id,
                 reconcile=ref,
@@ -148,7 +152,7 @@ class RunExecutor:
                 self._close_interrupted(ref)
                 self.store.save(record)
             except CacheUnavailable as exc:
-                return RunReport(None, exc)
+                return RunReport(not_started=TaskError.from_error(exc))
             marking = None
             if self.objects is not None and status is not None:
                 marking = self.objects.mark_running(ref, status, record.task_id, request.trigger)
@@ -167,9 +171,9 @@ class RunExecutor:
             ref.name,
             request.trigger,
             record.status.value,
-            f": {outcome.error.reason}" if outcome.error else "",
+            f": {record.error.reason}" if record.error else "",
         )
-        return RunReport(record, outcome.error, outcome.claims)
+        return RunReport(record, claims=outcome.claims)
 
     def _run(
         self, raw_spec: dict[str, Any], ref: ReconcileRef, record: TaskRecord, fleet: Fleet | None, uid: str
@@ -182,10 +186,9 @@ class RunExecutor:
             return RunOutcome(error=exc, dry_run=record.dry_run)
 
         def planned(actions: list[Action]) -> None:
-            if not actions or spec.dry_run:
-                return  # the finished record follows at once: one write fewer
-            record.actions = [a.to_record() for a in actions]
-            self.store.save_or_defer(record)
+            record.actions = [a.to_record() for a in actions]  # the one conversion of the plan
+            if actions and not spec.dry_run:  # else the finished record follows at once: one write fewer
+                self.store.save_or_defer(record)
 
         return run_integration(
             spec,
@@ -219,14 +222,12 @@ class RunExecutor:
 
     @staticmethod
     def _finish(record: TaskRecord, outcome: RunOutcome) -> None:
-        record.actions = [a.to_record() for a in outcome.actions]
+        """The outcome into the record (its plan is already there, from `planned`)."""
         record.applied = len(outcome.applied)
         record.failed = 1 if outcome.failed_action is not None else 0
         if outcome.error is not None:
             failed = outcome.failed_action.to_record() if outcome.failed_action else None
-            record.errors = [
-                TaskError(reason=outcome.error.reason, message=outcome.error.message, action=failed)
-            ]
+            record.errors = [TaskError.from_error(outcome.error, failed)]
         record.status = TaskStatus.FAILED if outcome.error else TaskStatus.SUCCESS
         record.finished_at = utcnow()
 

@@ -21,10 +21,9 @@ from typing import Any
 import kopf
 
 from reconciler.claims import claims_status
-from reconciler.errors import ReconcileError
 from reconciler.integrations.registry import INTEGRATIONS
 from reconciler.models.spec import parse_duration
-from reconciler.models.task import ReconcileRef, new_task_id
+from reconciler.models.task import ReconcileRef, TaskRecord, new_task_id
 from reconciler.settings import get_settings
 from reconciler_operator import conditions, observability
 from reconciler_operator.context import OperatorContext, configure_kopf, watch_loop_lag
@@ -251,12 +250,11 @@ async def _reconcile(
         loop = asyncio.get_running_loop()
         report = await loop.run_in_executor(context.pool, context.run, replace(request, queued=queued))
 
-    error = report.error
-    if report.record is None and error is None:
-        return  # the newest spec is suspended: nothing to do (its own update handler says so)
-    if report.record is None:
+    record, error = report.record, report.error
+    if record is None:
+        if error is None:
+            return  # the newest spec is suspended: nothing to do (its own update handler says so)
         # The run could not start (cache down, lock busy): nothing was done; say so and retry.
-        assert error is not None
         delay = context.backoff(retry, error)
         patch.status.update(
             conditions.not_started(status, error, generation=generation, retry_in=delay, now=_now())
@@ -268,27 +266,19 @@ async def _reconcile(
             raise kopf.TemporaryError(error.message, delay=delay)
         return
 
-    record = report.record
-    permanent = error is not None and error.permanent
-    retry_in = context.backoff(retry, error) if error is not None and not permanent else None
+    retry_in = context.backoff(retry, error) if error is not None and not error.permanent else None
     if error is not None and error.reason == "RateLimited" and retry_in is not None:
         context.hold_rate_limited(str(meta.get("uid") or ref.key), retry_in)
+    claims = claims_status(report.claims) if report.claims is not None else None
     patch.status.update(
         conditions.finished(
-            status,
-            record,
-            permanent=permanent,
-            retry_in=retry_in,
-            requested_at=_requested_at(meta),
-            now=_now(),
+            status, record, retry_in=retry_in, requested_at=_requested_at(meta), now=_now(), claims=claims
         )
     )
-    if report.claims is not None:
-        patch.status["claims"] = claims_status(report.claims)
     context.count_run(record.integration, record.status.value)
     if error is not None:
         observability.RUN_ERRORS.labels(record.integration or "unknown", error.reason).inc()
-    _post_event(body, record.task_id, error, len(record.actions), record.applied, record.dry_run)
+    _post_event(body, record)
     if error is not None and retry_in is not None and raise_transient:
         raise kopf.TemporaryError(f"{error.reason}: {error.message}", delay=retry_in)
 
@@ -333,15 +323,17 @@ def _post_delete_event(body: kopf.Body, report: DeleteReport, final: bool) -> No
     kopf.event(body, type="Warning", reason="DeletionFailed", message="; ".join(parts))
 
 
-def _post_event(
-    body: kopf.Body, task_id: str, error: ReconcileError | None, planned: int, applied: int, dry_run: bool
-) -> None:
+def _post_event(body: kopf.Body, record: TaskRecord) -> None:
+    error = record.error
     if error is None:
+        planned = len(record.actions)
         what = (
             f"planned {planned} action(s), dry run"
-            if dry_run
-            else f"applied {applied} of {planned} action(s)"
+            if record.dry_run
+            else f"applied {record.applied} of {planned} action(s)"
         )
-        kopf.event(body, type="Normal", reason="Succeeded", message=f"Task {task_id}: {what}")
+        kopf.event(body, type="Normal", reason="Succeeded", message=f"Task {record.task_id}: {what}")
     else:
-        kopf.event(body, type="Warning", reason=error.reason, message=f"Task {task_id}: {error.message}")
+        kopf.event(
+            body, type="Warning", reason=error.reason, message=f"Task {record.task_id}: {error.message}"
+        )

@@ -1,8 +1,8 @@
 """The Reconcile's status as the operator writes it: the CRD's status schema is generated from it.
 
-The operator builds status patches as dicts (operator/reconciler_operator/conditions.py);
-tests/unit/test_status_model.py checks that every patch it builds is a valid ReconcileStatus, so a field
-the operator writes cannot be missing here (and pruned by the API server).
+The operator builds every status patch as this model (operator/reconciler_operator/conditions.py) and
+sends its JSON, so a field it writes cannot be missing here (and pruned by the API server);
+tests/unit/test_status_model.py checks the patches against the generated schema too.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from reconciler.errors import ReconcileError
 from reconciler.models.base import ActionRecord
 
 TASK_ID_PATTERN = r"^[0-9a-f]{32}$"
@@ -37,13 +38,32 @@ class ReconcileRef(BaseModel):
 
 
 class TaskError(BaseModel):
-    """Why a run failed: a condition reason (`UnknownUsers`, ...) and a message a person can act on."""
+    """Why a run failed: a condition reason (`UnknownUsers`, ...) and a message a person can act on.
+
+    The one form a run's error takes after the run: the record, the status conditions, the Event and
+    the retry schedule all read it (a ReconcileError is converted once, by `from_error`).
+    """
 
     model_config = ConfigDict(frozen=True)
 
     reason: str
     message: str
     action: ActionRecord | None = None
+    """The action that failed, when applying one did."""
+    permanent: bool = False
+    """True when retrying cannot fix it (bad spec, unknown users, rejected token): Stalled, no retry."""
+    retry_after: float | None = None
+    """Seconds the service asked us to wait before the next try (a rate limit), if it said."""
+
+    @classmethod
+    def from_error(cls, error: ReconcileError, action: ActionRecord | None = None) -> TaskError:
+        return cls(
+            reason=error.reason,
+            message=error.message,
+            action=action,
+            permanent=error.permanent,
+            retry_after=error.retry_after,
+        )
 
 
 def new_task_id() -> str:
@@ -72,3 +92,8 @@ class TaskRecord(BaseModel):
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+
+    @property
+    def error(self) -> TaskError | None:
+        """Why the run failed (the first error); None when it succeeded."""
+        return self.errors[0] if self.errors else None

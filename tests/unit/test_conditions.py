@@ -40,13 +40,12 @@ def test_new_generation_is_unknown_at_once() -> None:
 
 
 def test_transition_time_moves_only_when_status_changes() -> None:
-    first = conditions.finished({}, record(), permanent=False, retry_in=None, requested_at=None, now=T0)
-    again = conditions.finished(first, record(), permanent=False, retry_in=None, requested_at=None, now=T1)
+    first = conditions.finished({}, record(), retry_in=None, requested_at=None, now=T0)
+    again = conditions.finished(first, record(), retry_in=None, requested_at=None, now=T1)
     assert by_type(again)["Ready"]["lastTransitionTime"] == T0
     failed = conditions.finished(
         again,
-        record([TaskError(reason="UnknownUsers", message="who?")]),
-        permanent=True,
+        record([TaskError(reason="UnknownUsers", message="who?", permanent=True)]),
         retry_in=None,
         requested_at=None,
         now=T2,
@@ -56,10 +55,8 @@ def test_transition_time_moves_only_when_status_changes() -> None:
 
 
 def test_permanent_failure_stalls_and_transient_keeps_reconciling() -> None:
-    err = [TaskError(reason="UnknownUsers", message="no Slack user has the e-mail x@y.z")]
-    stalled = by_type(
-        conditions.finished({}, record(err), permanent=True, retry_in=None, requested_at=None, now=T0)
-    )
+    err = [TaskError(reason="UnknownUsers", message="no Slack user has the e-mail x@y.z", permanent=True)]
+    stalled = by_type(conditions.finished({}, record(err), retry_in=None, requested_at=None, now=T0))
     assert (stalled["Ready"]["status"], stalled["Stalled"]["status"], stalled["Reconciling"]["status"]) == (
         "False",
         "True",
@@ -67,9 +64,7 @@ def test_permanent_failure_stalls_and_transient_keeps_reconciling() -> None:
     )
     assert stalled["Ready"]["reason"] == "UnknownUsers" and "x@y.z" in str(stalled["Ready"]["message"])
     down = [TaskError(reason="SlackUnavailable", message="Slack answered HTTP 503")]
-    retrying = by_type(
-        conditions.finished({}, record(down), permanent=False, retry_in=8, requested_at=None, now=T0)
-    )
+    retrying = by_type(conditions.finished({}, record(down), retry_in=8, requested_at=None, now=T0))
     assert (
         retrying["Ready"]["status"],
         retrying["Stalled"]["status"],
@@ -82,9 +77,7 @@ def test_permanent_failure_stalls_and_transient_keeps_reconciling() -> None:
 
 def test_rate_limited_is_reconciling_with_the_time_of_the_next_try() -> None:
     busy = [TaskError(reason="RateLimited", message="Slack asked to wait 900s")]
-    waiting = by_type(
-        conditions.finished({}, record(busy), permanent=False, retry_in=900, requested_at=None, now=T0)
-    )
+    waiting = by_type(conditions.finished({}, record(busy), retry_in=900, requested_at=None, now=T0))
     assert (waiting["Reconciling"]["status"], waiting["Reconciling"]["reason"]) == ("True", "RateLimited")
     assert "next try at 2026-11-23T08:15:00Z" in str(waiting["Reconciling"]["message"])
     assert (waiting["Ready"]["status"], waiting["Ready"]["reason"]) == ("False", "RateLimited")
@@ -92,9 +85,7 @@ def test_rate_limited_is_reconciling_with_the_time_of_the_next_try() -> None:
 
 
 def test_status_fields_and_actions_capped_at_50() -> None:
-    status = conditions.finished(
-        {}, record(actions=120), permanent=False, retry_in=None, requested_at="r1", now=T0
-    )
+    status = conditions.finished({}, record(actions=120), retry_in=None, requested_at="r1", now=T0)
     assert len(status["actions"]) == 50
     assert status["summary"] == {"planned": 120, "applied": 120, "failed": 0}
     assert status["lastHandledRequestedAt"] == "r1" and status["lastSuccessTime"] == T0
@@ -103,8 +94,7 @@ def test_status_fields_and_actions_capped_at_50() -> None:
     )
     failed = conditions.finished(
         {},
-        record([TaskError(reason="X", message="y")]),
-        permanent=True,
+        record([TaskError(reason="X", message="y", permanent=True)]),
         retry_in=None,
         requested_at=None,
         now=T0,
@@ -114,21 +104,19 @@ def test_status_fields_and_actions_capped_at_50() -> None:
 
 def test_reasons_for_success_dry_run_and_no_change() -> None:
     assert (
-        by_type(
-            conditions.finished(
-                {}, record(dry_run=True), permanent=False, retry_in=None, requested_at=None, now=T0
-            )
-        )["Ready"]["reason"]
+        by_type(conditions.finished({}, record(dry_run=True), retry_in=None, requested_at=None, now=T0))[
+            "Ready"
+        ]["reason"]
         == "DryRun"
     )
-    quiet = by_type(
-        conditions.finished({}, record(actions=0), permanent=False, retry_in=None, requested_at=None, now=T0)
-    )["Ready"]
+    quiet = by_type(conditions.finished({}, record(actions=0), retry_in=None, requested_at=None, now=T0))[
+        "Ready"
+    ]
     assert quiet["reason"] == "Succeeded" and "nothing to change" in str(quiet["message"])
 
 
 def test_suspended_keeps_ready_status_and_says_why() -> None:
-    ready = conditions.finished({}, record(), permanent=False, retry_in=None, requested_at=None, now=T0)
+    ready = conditions.finished({}, record(), retry_in=None, requested_at=None, now=T0)
     suspended = by_type(conditions.suspended(ready, generation=4, now=T1))
     assert suspended["Ready"]["status"] == "True" and suspended["Ready"]["reason"] == "Suspended"
     assert suspended["Ready"]["lastTransitionTime"] == T0
@@ -136,10 +124,19 @@ def test_suspended_keeps_ready_status_and_says_why() -> None:
 
 
 def test_other_condition_types_are_kept() -> None:
+    custom = {"type": "Custom", "status": "True", "reason": "Mine", "message": "", "lastTransitionTime": T0}
+    status = conditions.progressing({"conditions": [custom]}, generation=1, now=T1)
+    assert [c["type"] for c in status["conditions"]] == ["Ready", "Reconciling", "Stalled", "Custom"]
+    assert status["conditions"][-1] == custom  # untouched
+
+
+def test_a_condition_the_api_server_would_refuse_is_not_written_back() -> None:
+    """The CRD requires reason, message and lastTransitionTime: a patch carrying a condition without
+    them would be refused as a whole, and the run's status lost."""
     status = conditions.progressing(
         {"conditions": [{"type": "Custom", "status": "True"}]}, generation=1, now=T0
     )
-    assert [c["type"] for c in status["conditions"]] == ["Ready", "Reconciling", "Stalled", "Custom"]
+    assert [c["type"] for c in status["conditions"]] == ["Ready", "Reconciling", "Stalled"]
 
 
 def test_status_stays_under_its_budget_however_large_the_plan() -> None:
@@ -151,10 +148,10 @@ def test_status_stays_under_its_budget_however_large_the_plan() -> None:
         actions=[
             ActionRecord(type="add_users", target="g" * 2000, detail=", ".join(emails)) for _ in range(200)
         ],
-        errors=[TaskError(reason="SlackError", message="m" * 100_000)],
+        errors=[TaskError(reason="SlackError", message="m" * 100_000, permanent=True)],
     )
     before = {"conditions": conditions.progressing({}, generation=3, now=T0)["conditions"]}
-    status = conditions.finished(before, big, permanent=True, retry_in=None, requested_at="r" * 200, now=T1)
+    status = conditions.finished(before, big, retry_in=None, requested_at="r" * 200, now=T1)
     status = {**status, **conditions.running(status, big.task_id, "interval", generation=3, now=T2)}
     assert len(json.dumps(status).encode()) < conditions.STATUS_BUDGET_BYTES
     first = status["actions"][0]
@@ -167,7 +164,7 @@ def test_status_stays_under_its_budget_however_large_the_plan() -> None:
 
 
 def finish(status: dict[str, object], rec: TaskRecord, now: str = T0) -> dict[str, object]:
-    return conditions.finished(status, rec, permanent=True, retry_in=None, requested_at=None, now=now)
+    return conditions.finished(status, rec, retry_in=None, requested_at=None, now=now)
 
 
 def test_a_dry_run_with_changes_is_drifted_and_still_ready() -> None:
@@ -196,7 +193,9 @@ def test_an_applied_run_is_not_drifted() -> None:
 
 def test_a_failed_run_leaves_drifted_as_it_was() -> None:
     drifted = finish({}, record(actions=2, dry_run=True))
-    failed = by_type(finish(drifted, record([TaskError(reason="Unauthorized", message="no")]), now=T1))
+    failed = by_type(
+        finish(drifted, record([TaskError(reason="Unauthorized", message="no", permanent=True)]), now=T1)
+    )
     assert failed["Drifted"] == by_type(drifted)["Drifted"]
 
 

@@ -63,9 +63,12 @@ def worst_status(obj: dict[str, Any]) -> dict[str, Any]:
     )
     before = conditions.progressing({}, generation=2**40, now="2026-11-29T00:00:00Z")
     status = conditions.finished(
-        before, record, permanent=False, retry_in=600.0, requested_at="r" * 1000, now="2026-11-29T00:00:00Z"
+        before, record, retry_in=600.0, requested_at="r" * 1000, now="2026-11-29T00:00:00Z"
     )
-    return {**status, **conditions.running(status, record.task_id, "requested", generation=2, now="x")}
+    return {
+        **status,
+        **conditions.running(status, record.task_id, "requested", generation=2, now="2026-11-29T00:00:01Z"),
+    }
 
 
 def kopf_annotations(obj: dict[str, Any]) -> dict[str, str]:

@@ -9,7 +9,6 @@ import pytest
 from pydantic import ValidationError
 
 from reconciler.claims import ClaimOwner, ClaimState, claims_status
-from reconciler.errors import ReconcileError
 from reconciler.integrations.gitlab_members.models import gitlab_target
 from reconciler.integrations.slack_usergroups.models import slack_usergroup_target
 from reconciler.models.base import ActionRecord
@@ -42,24 +41,23 @@ def _record(errors: list[TaskError], dry_run: bool) -> TaskRecord:
 def _statuses() -> list[dict[str, Any]]:
     """A Reconcile's life: every patch of reconciler_operator.conditions, merged as the API server does."""
     status: dict[str, Any] = {}
-    failure = [TaskError(reason="UnknownUsers", message="no such user")]
+    failure = [TaskError(reason="UnknownUsers", message="no such user", permanent=True)]
+    retrying = [TaskError(reason="SlackUnavailable", message="Slack answered HTTP 503")]
     patches = [
         lambda s: conditions.progressing(s, generation=3, now=NOW),
         lambda s: conditions.running(s, "0" * 32, "create", generation=3, now=NOW),
+        lambda s: conditions.finished(s, _record([], True), retry_in=None, requested_at="now", now=NOW),
         lambda s: conditions.finished(
-            s, _record([], True), permanent=False, retry_in=None, requested_at="now", now=NOW
+            s, _record(failure, False), retry_in=None, requested_at=None, now=LATER
         ),
-        lambda s: conditions.finished(
-            s, _record(failure, False), permanent=True, retry_in=None, requested_at=None, now=LATER
-        ),
-        lambda s: conditions.finished(
-            s, _record(failure, False), permanent=False, retry_in=30, requested_at=None, now=LATER
-        ),
+        lambda s: conditions.finished(s, _record(retrying, False), retry_in=30, requested_at=None, now=LATER),
         lambda s: conditions.not_started(
-            s, ReconcileError("RunInProgress", "busy"), generation=3, retry_in=5, now=LATER
+            s, TaskError(reason="RunInProgress", message="busy"), generation=3, retry_in=5, now=LATER
         ),
         lambda s: conditions.suspended(s, generation=4, now=LATER),
-        lambda s: {"claims": claims_status(CLAIMS)},  # as reconciler_operator.handlers adds them
+        lambda s: conditions.finished(
+            s, _record([], False), retry_in=None, requested_at=None, now=LATER, claims=claims_status(CLAIMS)
+        ),
     ]
     seen = []
     for patch in patches:
