@@ -212,7 +212,6 @@ def test_a_run_of_a_new_reconcile_says_ready_unknown_as_it_starts() -> None:
     done = conditions.finished(
         {**first, "conditions": first["conditions"]},
         record(),
-        permanent=False,
         retry_in=None,
         requested_at=None,
         now=T1,

@@ -41,6 +41,11 @@ class Tokens:
         return SecretStr(TOKEN)
 
 
+class Landed:
+    def wait(self) -> None:
+        """The patch below is recorded at once."""
+
+
 class Objects:
     """The Reconcile as the API server has it (`fresh`, None: unknown), and the `taskId` patches."""
 
@@ -54,9 +59,10 @@ class Objects:
         self.reads.append(ref)
         return self.fresh
 
-    def mark_running(self, ref: ReconcileRef, status: dict[str, Any], task_id: str, trigger: str) -> None:
+    def mark_running(self, ref: ReconcileRef, status: dict[str, Any], task_id: str, trigger: str) -> Landed:
         stored = self.store.get(task_id)
         self.running.append((task_id, trigger, stored.status if stored else None))
+        return Landed()
 
 
 @pytest.fixture
