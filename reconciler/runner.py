@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import SecretStr, ValidationError
@@ -17,7 +16,7 @@ from reconciler.claims import Claim, ClaimState, conflict_error
 from reconciler.deadline import run_deadline
 from reconciler.errors import InvalidSpec, MissingScope, ReconcileError, TransientError
 from reconciler.fleet import Fleet
-from reconciler.integrations.base import Integration, IntegrationService
+from reconciler.integrations.base import Integration, IntegrationService, RunOutcome
 from reconciler.integrations.registry import INTEGRATIONS
 from reconciler.models.base import Action
 from reconciler.models.spec import ReconcileSpec
@@ -25,23 +24,6 @@ from reconciler.settings import Settings
 from reconciler.tenancy import HostPolicy
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RunOutcome:
-    """What one run planned and did. `error` is None on success."""
-
-    actions: list[Action] = field(default_factory=list)
-    applied: list[Action] = field(default_factory=list)
-    failed_action: Action | None = None
-    error: ReconcileError | None = None
-    dry_run: bool = False
-    claims: list[ClaimState] | None = None
-    """Who owns each target, when the run claimed (or peeked at) them; None when it did not get that far."""
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 def parse_spec(raw: object) -> ReconcileSpec:
@@ -124,9 +106,7 @@ def _run_integration(
             on_planned(outcome.actions)
         if not dry_run and outcome.actions:
             check_scopes(integration, spec, service)
-            result = service.apply(outcome.actions)
-            outcome.applied, outcome.failed_action = result.applied, result.failed
-            outcome.error = result.error
+            service.apply(outcome)
         if conflicts and outcome.error is None:
             done = "planned" if dry_run else "applied"
             others = (
@@ -180,9 +160,7 @@ def _run_teardown(spec: ReconcileSpec, token: SecretStr, settings: Settings, *, 
         outcome.actions = service.plan_teardown()
         if outcome.actions:
             check_scopes(integration, spec, service)
-            result = service.apply(outcome.actions)
-            outcome.applied, outcome.failed_action = result.applied, result.failed
-            outcome.error = result.error
+            service.apply(outcome)
     except ReconcileError as exc:
         outcome.error = exc
     except Exception as exc:

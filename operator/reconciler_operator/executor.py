@@ -23,10 +23,11 @@ from reconciler.cache.valkey import ValkeyCache
 from reconciler.claims import Claimer, ClaimOwner, ClaimState, ClaimStore, OwnerAlive
 from reconciler.errors import CacheUnavailable, ReconcileError, TransientError
 from reconciler.fleet import Fleet
+from reconciler.integrations.base import RunOutcome
 from reconciler.models.base import Action
 from reconciler.models.spec import SecretRef, parse_duration
 from reconciler.models.task import ReconcileRef, TaskError, TaskRecord, TaskStatus, utcnow
-from reconciler.runner import RunOutcome, check_hosts, parse_spec, run_integration
+from reconciler.runner import check_hosts, parse_spec, run_integration
 from reconciler.settings import Settings
 from reconciler.tasks import TaskStore, lock_key
 from reconciler_operator.leases import LockLease

@@ -37,9 +37,10 @@ from reconciler.cli.output import (
 )
 from reconciler.cli.tokens import DEFAULT_TOKEN_ENV, TokenSource, token_source
 from reconciler.errors import ReconcileError
+from reconciler.integrations.base import RunOutcome
 from reconciler.models.base import Action
 from reconciler.models.spec import ReconcileSpec
-from reconciler.runner import RunOutcome, run_integration
+from reconciler.runner import run_integration
 from reconciler.settings import Settings
 
 

@@ -8,9 +8,9 @@ timing and the task record belong to the shared runner and the operator, never t
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import SecretStr
 
@@ -20,20 +20,34 @@ from reconciler.models.base import Action, SpecModel
 from reconciler.models.target import Target
 from reconciler.settings import Settings
 
+if TYPE_CHECKING:
+    from reconciler.claims import ClaimState
+
 SpecT = TypeVar("SpecT", bound=SpecModel)
 
 
 @dataclass
-class ApplyResult:
-    """What apply did: actions done in order, and the error that stopped it, if any.
+class RunOutcome:
+    """What one run planned and did (`error` None on success): the one result of the run path. The
+    shared runner fills in the plan and the claims, `IntegrationService.apply` what was applied and what
+    stopped it; the operator turns it into the task record, status and Event, the CLI into its report.
 
     Apply stops at the first failure: later actions may depend on earlier ones, and the next run
     re-plans from the service's real state, so nothing is ever applied twice.
     """
 
+    actions: list[Action] = field(default_factory=list)
+    """The plan."""
     applied: list[Action] = field(default_factory=list)
-    failed: Action | None = None
+    failed_action: Action | None = None
     error: ReconcileError | None = None
+    dry_run: bool = False
+    claims: list[ClaimState] | None = None
+    """Who owns each target, when the run claimed (or peeked at) them; None when it did not get that far."""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
 
 class IntegrationService(ABC):
@@ -47,19 +61,18 @@ class IntegrationService(ABC):
         nothing is written unless the whole plan is valid.
         """
 
-    def apply(self, actions: Sequence[Action]) -> ApplyResult:
-        """Perform `actions` (from `plan()`) in order, one `apply_one` each, up to the first failure."""
-        result = ApplyResult()
-        for action in actions:
+    def apply(self, outcome: RunOutcome) -> None:
+        """Perform `outcome.actions` (from `plan()`) in order, one `apply_one` each, up to the first
+        failure; each success goes into `outcome.applied`, the failure into `failed_action` and `error`."""
+        for action in outcome.actions:
             try:
                 self.apply_one(action)
             except ReconcileError as exc:
-                result.failed, result.error = action, exc
+                outcome.failed_action, outcome.error = action, exc
                 self.after_apply(action, exc)
-                return result
-            result.applied.append(action)
+                return
+            outcome.applied.append(action)
             self.after_apply(action, None)
-        return result
 
     @abstractmethod
     def apply_one(self, action: Action) -> None:

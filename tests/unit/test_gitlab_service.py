@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from reconciler.integrations.base import RunOutcome
 from reconciler.models.base import Action
 from reconciler.models.spec import ReconcileSpec
-from reconciler.runner import RunOutcome, run_integration
+from reconciler.runner import run_integration
 from reconciler.settings import Settings
 from reconciler_testing.gitlab import DEVELOPER, MAINTAINER, OWNER, REPORTER, GitLabTestServer
 

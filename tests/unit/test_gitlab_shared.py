@@ -14,8 +14,9 @@ import valkey
 from pydantic import SecretStr
 
 from reconciler.fleet import Fleet
+from reconciler.integrations.base import RunOutcome
 from reconciler.models.spec import ReconcileSpec
-from reconciler.runner import RunOutcome, run_integration
+from reconciler.runner import run_integration
 from reconciler.settings import Settings
 from reconciler_testing.gitlab import DEVELOPER, MAINTAINER, OWNER, REPORTER, GitLabTestServer
 from tests.valkey_server import ValkeyProcess

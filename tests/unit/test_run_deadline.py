@@ -18,9 +18,10 @@ from pydantic import SecretStr
 
 from reconciler import deadline
 from reconciler.errors import RateLimited, Timeout
+from reconciler.integrations.base import RunOutcome
 from reconciler.integrations.transport import inline_wait, retry_after_seconds
 from reconciler.models.spec import ReconcileSpec
-from reconciler.runner import RunOutcome, run_integration
+from reconciler.runner import run_integration
 from reconciler.settings import Settings
 from reconciler_testing.gitlab import GitLabTestServer
 from reconciler_testing.slack import SlackTestServer

@@ -119,7 +119,7 @@ def test_a_run_goes_from_running_to_success_and_frees_the_lock(
     record = report.record
     assert record is not None and report.error is None and report.not_started is None
     assert record.status is TaskStatus.SUCCESS and record.trigger == "create" and record.reconcile == ref
-    assert PLAN == [a.type for a in record.actions] and record.applied == 2 and record.failed == 0
+    assert [a.type for a in record.actions] == PLAN and record.applied == 2 and record.failed == 0
     assert record.started_at is not None and record.finished_at is not None
     assert slack.usergroup("oncall")["name"] == "On-call"
     # Status named the task while it ran, once the running record was in Valkey.
@@ -260,7 +260,7 @@ def test_a_dry_run_records_its_plan_and_writes_nothing(
     report = run(RunExecutor(settings, store, Tokens()), ref, spec(slack, dryRun=True))
     record = report.record
     assert record is not None and record.status is TaskStatus.SUCCESS and record.dry_run
-    assert PLAN == [a.type for a in record.actions] and record.applied == 0
+    assert [a.type for a in record.actions] == PLAN and record.applied == 0
     assert slack.write_calls() == [] and store.get(record.task_id) == record
 
 

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from reconciler.integrations.base import RunOutcome
 from reconciler.integrations.slack_usergroups.client import SlackClient
 from reconciler.models.spec import ReconcileSpec
-from reconciler.runner import RunOutcome, run_integration
+from reconciler.runner import run_integration
 from reconciler.settings import Settings
 from reconciler_testing.slack import DEFAULT_SCOPES, TEAM_ID, SlackTestServer
 

@@ -14,9 +14,10 @@ import valkey
 from pydantic import SecretStr
 
 from reconciler.fleet import Fleet
+from reconciler.integrations.base import RunOutcome
 from reconciler.integrations.slack_usergroups.client import SlackClient
 from reconciler.models.spec import ReconcileSpec
-from reconciler.runner import RunOutcome, run_integration
+from reconciler.runner import run_integration
 from reconciler.settings import Settings
 from reconciler_testing.slack import SlackTestServer
 from tests.valkey_server import ValkeyProcess

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 
 from pydantic import SecretStr
 
 from reconciler.errors import PermanentError, ReconcileError
 from reconciler.fleet import CACHE_ERRORS, Fleet
-from reconciler.integrations.base import ApplyResult, IntegrationService
+from reconciler.integrations.base import IntegrationService, RunOutcome
 from reconciler.integrations.common import name_list
 from reconciler.integrations.slack_usergroups import planner
 from reconciler.integrations.slack_usergroups.client import SlackClient
@@ -137,9 +137,9 @@ class SlackUsergroupsService(IntegrationService):
         self._states = {g.handle: g for g in groups if g.handle in set(handles)}
         return list(planner.plan_teardown(handles, groups))
 
-    def apply(self, actions: Sequence[Action]) -> ApplyResult:
+    def apply(self, outcome: RunOutcome) -> None:
         self._users_set = set()
-        return super().apply(actions)
+        super().apply(outcome)
 
     def after_apply(self, action: Action, error: ReconcileError | None) -> None:
         if error is None:
