@@ -1,4 +1,4 @@
-"""The one entry point that runs a Reconcile's integration: used by the operator and the CLI alike.
+"""run_integration / run_teardown: plan, claim and apply one Reconcile's spec (operator and CLI alike).
 
 Sync (README, "Design": services are sync); the operator calls it from its bounded worker pool.
 """

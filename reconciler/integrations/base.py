@@ -1,8 +1,9 @@
 """The small interface every integration implements.
 
 An integration only observes and applies (as a Crossplane provider does): `plan()` reads the
-external service and returns typed actions, `apply()` performs them. Conditions, events, retries,
-timing and the task record belong to the shared runner and the operator, never to an integration.
+external service and returns typed actions, `apply()` performs them into the run's RunOutcome.
+Conditions, events, retries, timing and the task record belong to the shared runner and the operator,
+never to an integration.
 """
 
 from __future__ import annotations
