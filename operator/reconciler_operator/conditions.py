@@ -56,7 +56,10 @@ def set_conditions(
     """Apply (type, status, reason, message) updates; keep conditions of other types untouched."""
     previous = {str(c.get("type")): c for c in current if c.get("type")}
     by_type: dict[str, Condition] = {}
+    updated = {update[0] for update in updates}
     for type_, condition in previous.items():
+        if type_ in updated:
+            continue
         try:
             by_type[type_] = Condition.model_validate(condition)
         except ValidationError:  # the API server would refuse the whole patch with it
