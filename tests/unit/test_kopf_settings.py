@@ -160,3 +160,20 @@ def test_the_diff_base_is_built_as_kopf_builds_it_without_copying_the_body() -> 
     essence = storage.build(body=body, extra_fields=watched)
     body["spec"]["interval"] = "6m"  # the essence holds no reference into the body
     assert storage.build(body=body, extra_fields=watched) != essence
+
+
+def test_no_handler_watches_a_field_outside_spec_and_metadata() -> None:
+    """Kopf adds every handler's `field` to the diff base: a status field there would make each
+    status patch an essence change (one more write of the diff base per run) and leave the fast
+    build above. The handlers watch spec and annotations only."""
+    from reconciler_operator import handlers
+
+    registry = kopf.get_default_registry()
+    resource = kopf.Resource(handlers.GROUP, handlers.VERSION, handlers.PLURAL)
+    fields = (
+        registry._watching.get_extra_fields(resource=resource)
+        | registry._changing.get_extra_fields(resource=resource)
+        | registry._spawning.get_extra_fields(resource=resource)
+    )
+    assert fields  # the spec and the requested-at annotations
+    assert {field[0] for field in fields} <= {"spec", "metadata"}, fields
