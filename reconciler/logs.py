@@ -6,7 +6,9 @@ import base64
 import functools
 import logging
 import re
+import sys
 import threading
+from typing import TextIO
 
 BEARER_PATTERN = r"Bearer\s+\S+"
 
@@ -55,8 +57,25 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to `sys.stderr` as it is when a record comes, not as it was at set-up: a command run
+    in-process (a test runner, an embedding tool) swaps stderr and closes its copy afterwards, and a
+    handler holding that copy fails on every later record ("--- Logging error ---")."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        """`setStream` and the base __init__ set it; there is nothing to keep."""
+
+
 def setup_logging(level: str) -> None:
-    handler = logging.StreamHandler()
+    handler = StderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()

@@ -3,7 +3,6 @@ Typer app through `CliRunner`, and a real `reconciler api` sidecar on the sessio
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import subprocess
@@ -46,18 +45,6 @@ def cli_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECONCILER_HTTP_TIMEOUT_SECONDS", "5")
     monkeypatch.setenv("RECONCILER_TRANSIENT_RETRIES", "0")
     monkeypatch.setenv("RECONCILER_RATE_LIMIT_RETRIES", "1")
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """The commands set up logging on the runner's captured stderr; put things back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    for name in ("reconciler", "slack_sdk", "gitlab", "httpx"):
-        logging.getLogger(name).setLevel(logging.NOTSET)
 
 
 CliRun = Callable[..., Result]
