@@ -70,7 +70,7 @@ class OperatorContext:
         self.store = store
         self.secrets = secrets
         self.claims = claims
-        self.objects = ReconcileObjects(secrets.http)
+        self.objects = ReconcileObjects(secrets.http, mark_threads=settings.max_workers)
         tokens = CachedTokens(secrets, settings.secret_cache_seconds)
         self.run_executor = RunExecutor(settings, store, tokens, self.objects, claims, self.owner_alive)
         self.deleter = Deleter(settings, store, secrets, claims, self.owner_alive)

@@ -49,7 +49,12 @@ class FreshObject:
 
 
 class Pending(Protocol):
+    """The running-status patch in flight."""
+
     def wait(self) -> None: ...
+
+    async def landed(self) -> None:
+        """Wait on the event loop (the handler's way: the worker is free by then)."""
 
 
 class ObjectSource(Protocol):
@@ -94,6 +99,9 @@ class RunReport:
     """Why the run could not even start (cache down, lock busy): nothing was done."""
     claims: list[ClaimState] | None = None
     """Who owns each target, when the run got as far as claiming them."""
+    running_mark: Pending | None = None
+    """The running-status patch, maybe still in flight: the caller awaits it before it writes the
+    final status (so the older patch never lands last), and the worker is free meanwhile."""
 
     @property
     def error(self) -> TaskError | None:
@@ -159,9 +167,10 @@ class RunExecutor:
                 marking = self.objects.mark_running(ref, status, record.task_id, request.trigger)
             try:
                 outcome = self._run(raw_spec, ref, record, self._fleet(request, raw_spec), request.uid)
-            finally:
+            except BaseException:
                 if marking is not None:
-                    marking.wait()  # landed before the caller writes the final status
+                    marking.wait()  # landed before whatever the caller writes next
+                raise
             self._finish(record, outcome)
             self.store.save_or_defer(record)
             self.store.count_finished(record)
@@ -174,7 +183,7 @@ class RunExecutor:
             record.status.value,
             f": {record.error.reason}" if record.error else "",
         )
-        return RunReport(record, claims=outcome.claims)
+        return RunReport(record, claims=outcome.claims, running_mark=marking)
 
     def _run(
         self, raw_spec: dict[str, Any], ref: ReconcileRef, record: TaskRecord, fleet: Fleet | None, uid: str

@@ -249,6 +249,8 @@ async def _reconcile(
     async with context.object_lock(str(meta.get("uid") or ref.key)) as queued:
         loop = asyncio.get_running_loop()
         report = await loop.run_in_executor(context.pool, context.run, replace(request, queued=queued))
+        if report.running_mark is not None:
+            await report.running_mark.landed()  # before Kopf writes the final status
 
     record, error = report.record, report.error
     if record is None:

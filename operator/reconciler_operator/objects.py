@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 GROUP, VERSION, PLURAL = "reconciler.dev", "v1alpha1", "reconciles"
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 RUNNING_PATCH_WAIT_SECONDS = 60.0
-MARK_THREADS = 4
 """Bound on waiting for the "running" status patch at a run's end (httpx's own timeouts end it sooner)."""
 
 
@@ -75,12 +74,21 @@ class RunningMark:
         except TimeoutError:
             log.warning("the running-status patch is still in flight after %ss", RUNNING_PATCH_WAIT_SECONDS)
 
+    async def landed(self) -> None:
+        if self._sending is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(self._sending), RUNNING_PATCH_WAIT_SECONDS)
+        except TimeoutError:
+            log.warning("the running-status patch is still in flight after %ss", RUNNING_PATCH_WAIT_SECONDS)
+
 
 class ReconcileObjects:
-    def __init__(self, client: Callable[[], httpx.Client | None]) -> None:
+    def __init__(self, client: Callable[[], httpx.Client | None], mark_threads: int = 4) -> None:
         self._client = client
-        # Long-lived threads: starting one per run waited for a GIL hand-off while Kopf was busy.
-        self._marks = ThreadPoolExecutor(max_workers=MARK_THREADS, thread_name_prefix="mark-running")
+        # Long-lived threads (starting one per run waited for a GIL hand-off while Kopf was busy),
+        # as many as runs at once (the operator's workers), so no mark waits behind another.
+        self._marks = ThreadPoolExecutor(max_workers=mark_threads, thread_name_prefix="mark-running")
 
     def read(self, ref: ReconcileRef) -> FreshObject | None:
         """The newest spec and generation; None when unknown (not logged in, API down, deleted)."""

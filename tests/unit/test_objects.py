@@ -88,9 +88,16 @@ def test_the_running_patch_travels_beside_the_run_and_has_landed_when_waited_for
         HeldStatusPatches.release.set()
         mark.wait()
         marked = held_kube.get_reconcile(NS, "beside")
+        # The handler's way: awaited on the event loop once the worker is free.
+        asyncio.run(objects.mark_running(ref, marked["status"], "task-2", "requested").landed())
+        again = held_kube.get_reconcile(NS, "beside")
     finally:
         objects.close()
         client.close()
     assert marked["status"]["taskId"] == "task-1"
     assert condition(marked, "Reconciling")["reason"] == "Running"
     assert condition(marked, "Ready")["status"] == "Unknown"  # a new Reconcile: generation observed now
+    assert (
+        again["status"]["taskId"] == "task-2"
+        and "trigger requested" in condition(again, "Reconciling")["message"]
+    )

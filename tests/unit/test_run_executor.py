@@ -45,6 +45,9 @@ class Landed:
     def wait(self) -> None:
         """The patch below is recorded at once."""
 
+    async def landed(self) -> None:
+        """The same, for the handler."""
+
 
 class Objects:
     """The Reconcile as the API server has it (`fresh`, None: unknown), and the `taskId` patches."""
