@@ -6,7 +6,9 @@ Every read follows one freshness rule: a run uses a read that *started* at or af
 `fresh_after` (the time of its request for a run asked for explicitly, else now minus
 `snapshot_max_age_seconds`), so a run asked for explicitly never plans on state older than its
 request, and may share a read started after it. Reads are single-flight (`SharedReads`): runs
-wanting one at once share one GitLab call.
+wanting one at once share one GitLab call. The token's user and the username lookups, which many
+Reconciles want, gather: their read starts `shared_read_coalesce_seconds` after the request, so
+that a fleet asked for at once shares them (a group's listing is wanted by its own runs only).
 
 - Member listings: our own adds, level changes and removals are written through to an overlay
   that wins over any listing started before them, so a stale listing never hides our own change.
@@ -85,7 +87,7 @@ class GitlabInstanceCache:
             return stamp
 
         for _ in range(3):
-            stamp = self.fleet.reads.fresh(key, self.fleet.fresh_after, ("user",), fetch)
+            stamp = self.fleet.reads.fresh(key, self.fleet.fresh_after, ("user",), fetch, gather=True)
             raw = self.valkey.hget(self.fleet.reads.part(key, stamp, "user"), SENTINEL)
             if raw:
                 user = GitlabUser.model_validate_json(cast(str, raw))
@@ -196,7 +198,7 @@ class GitlabInstanceCache:
             pipe.execute()  # type: ignore[no-untyped-call]
             return stamp
 
-        self.fleet.reads.fresh(f"{key}:{folded}", self.fleet.fresh_after, (), fetch)
+        self.fleet.reads.fresh(f"{key}:{folded}", self.fleet.fresh_after, (), fetch, gather=True)
         entry = _decode(cast(str | None, self.valkey.hget(key, folded)), self.fleet.fresh_after)
         if entry is None:  # evicted or overwritten by an older answer meanwhile: ask ourselves
             return (self.client.find_user(username),)
