@@ -175,8 +175,9 @@ class Settings(BaseSettings):
 
     shared_read_coalesce_seconds: float = Field(default=0.5, ge=0, le=5)
     """How long after a run's request its shared user-group or channel read (GitLab: the token's
-    user and username lookups) may start at the earliest, so that runs requested at about the same time (a GitOps sync, or a script annotating
-    many Reconciles with `requested-at`) share one read instead of one per arrival. Only runs asked
+    user and username lookups) may start at the earliest, so that runs requested at about the same
+    time (a GitOps sync, or a script annotating many Reconciles with `requested-at`) share one read
+    instead of one per arrival. Only runs asked
     for explicitly wait, and only the part of it not already spent queued for a worker: an explicit
     run is up to this much slower, an interval run not at all. 0 turns gathering off."""
 
