@@ -35,6 +35,7 @@ class World(Protocol):
     """One integration's fake service, seen through a spec block that manages one target's members."""
 
     secret: str
+    token: str
 
     def block(self, members: Sequence[str]) -> dict[str, Any]: ...
 
@@ -46,9 +47,9 @@ class World(Protocol):
 class SlackWorld:
     def __init__(self, kube: KubeApi, slack: SlackTestServer) -> None:
         self.slack, self.handle = slack, unique("generic")
-        token, self.secret = f"xoxb-plugins-{self.handle}", f"plugins-{self.handle}"
-        slack.add_token(token)
-        kube.create_secret(NS, self.secret, {"token": token})
+        self.token, self.secret = f"xoxb-plugins-{self.handle}", f"plugins-{self.handle}"
+        slack.add_token(self.token)
+        kube.create_secret(NS, self.secret, {"token": self.token})
         self.emails = {m: f"{m}-{self.handle}@example.com" for m in ("m1", "m2", "m3")}
         self.ids = {slack.add_user(email): m for m, email in self.emails.items()}
 
@@ -71,15 +72,15 @@ class GitlabWorld:
     def __init__(self, kube: KubeApi, gitlab: GitLabTestServer) -> None:
         suffix = next(_names)
         self.gitlab, self.path = gitlab, f"plugins/generic-{suffix}"
-        bot, token = f"plugins-bot-{suffix}", f"glpat-plugins-{suffix}"
+        bot, self.token = f"plugins-bot-{suffix}", f"glpat-plugins-{suffix}"
         self.users = {m: f"{m}-plugins-{suffix}" for m in ("m1", "m2", "m3")}
         for username in (bot, *self.users.values()):
             gitlab.add_user(username)
-        gitlab.add_token(token, username=bot)
+        gitlab.add_token(self.token, username=bot)
         gitlab.add_group(self.path)
         gitlab.add_member("group", self.path, bot, OWNER)
         self.secret = f"plugins-gitlab-{suffix}"
-        kube.create_secret(NS, self.secret, {"token": token})
+        kube.create_secret(NS, self.secret, {"token": self.token})
 
     def block(self, members: Sequence[str]) -> dict[str, Any]:
         listed = [{"username": self.users[m], "accessLevel": "developer"} for m in members]
@@ -97,8 +98,8 @@ class EchoWorld:
     secret = "plugins-echo"
 
     def __init__(self, kube: KubeApi, echo: EchoServer) -> None:
-        self.echo = echo
-        kube.create_secret(NS, self.secret, {"token": echo.token})
+        self.echo, self.token = echo, echo.token
+        kube.create_secret(NS, self.secret, {"token": self.token})
 
     def block(self, members: Sequence[str]) -> dict[str, Any]:
         return {"url": self.echo.url, "items": list(members)}
@@ -191,6 +192,7 @@ def test_create_change_delete(
     kube.delete_reconcile(NS, name)
     wait_gone(kube, name)
     assert world.torn_down()
+    assert world.token not in plugin_operator.log()  # the operator logs at DEBUG
 
 
 def wait_gone(kube: KubeApi, name: str, timeout: float = 30) -> None:
