@@ -7,8 +7,6 @@ about 50 MB of memory for one GET.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import threading
 from urllib.parse import quote
 
@@ -16,13 +14,15 @@ import httpx
 import kopf
 from pydantic import SecretStr
 
+from reconciler.credentials import token_from_secret
 from reconciler.errors import CredentialsNotFound, Forbidden, TransientError
-from reconciler.logs import register_secret
 from reconciler.models.spec import SecretRef
 from reconciler.tenancy import check_credentials_label
 
 
 class SecretReader:
+    """The operator's TokenSource: each read is one GET of the Secret, on Kopf's current login."""
+
     def __init__(self, timeout_seconds: float = 15.0) -> None:
         self._timeout = timeout_seconds
         self._client: httpx.Client | None = None
@@ -79,24 +79,8 @@ class SecretReader:
             )
         try:
             secret = response.json()
-            labels, data = (secret.get("metadata") or {}).get("labels"), secret.get("data") or {}
+            labels = (secret.get("metadata") or {}).get("labels")
         except (ValueError, AttributeError):
             raise TransientError("KubernetesUnavailable", f"reading {where} gave no Secret") from None
         check_credentials_label(labels, where)  # before its data is even decoded
-        return _decode(data, ref, where)
-
-
-def _decode(data: dict[str, str], ref: SecretRef, where: str) -> SecretStr:
-    if ref.key not in data:
-        keys = ", ".join(sorted(data)) or "none"
-        raise CredentialsNotFound(
-            f"{where} has no key {ref.key!r} (it has: {keys}); set spec.credentials.secretRef.key"
-        )
-    try:
-        token = base64.b64decode(data[ref.key], validate=True).decode("utf-8").strip()
-    except (binascii.Error, UnicodeDecodeError):
-        raise CredentialsNotFound(f"{where} key {ref.key!r} is not valid base64-encoded UTF-8 text") from None
-    if not token:
-        raise CredentialsNotFound(f"{where} key {ref.key!r} is empty")
-    register_secret(token)
-    return SecretStr(token)
+        return token_from_secret(secret, ref, where)

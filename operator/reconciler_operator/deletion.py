@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.claims import Claimer, ClaimOwner, ClaimStore, OwnerAlive
+from reconciler.credentials import TokenSource
 from reconciler.errors import CacheUnavailable, ReconcileError, TransientError
 from reconciler.models.base import ActionRecord
 from reconciler.models.task import ReconcileRef
 from reconciler.runner import parse_spec, run_teardown
 from reconciler.settings import Settings
 from reconciler.tasks import TaskStore, lock_key
-from reconciler_operator.executor import TokenSource
 from reconciler_operator.leases import LockLease
 
 log = logging.getLogger(__name__)

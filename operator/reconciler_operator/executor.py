@@ -16,16 +16,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pydantic import SecretStr
-
 from reconciler.cache.base import CacheCorrupt
 from reconciler.cache.valkey import ValkeyCache
 from reconciler.claims import Claimer, ClaimOwner, ClaimState, ClaimStore, OwnerAlive
+from reconciler.credentials import TokenSource
 from reconciler.errors import CacheUnavailable, ReconcileError, TransientError
 from reconciler.fleet import Fleet
 from reconciler.integrations.base import RunOutcome
 from reconciler.models.base import Action
-from reconciler.models.spec import SecretRef, parse_duration
+from reconciler.models.spec import parse_duration
 from reconciler.models.task import ReconcileRef, TaskError, TaskRecord, TaskStatus, utcnow
 from reconciler.runner import check_hosts, parse_spec, run_integration
 from reconciler.settings import Settings
@@ -33,10 +32,6 @@ from reconciler.tasks import TaskStore, lock_key
 from reconciler_operator.leases import LockLease
 
 log = logging.getLogger(__name__)
-
-
-class TokenSource(Protocol):
-    def read_token(self, namespace: str, ref: SecretRef) -> SecretStr: ...
 
 
 @dataclass(frozen=True)

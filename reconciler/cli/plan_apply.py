@@ -35,7 +35,8 @@ from reconciler.cli.output import (
     results_json,
     results_markdown,
 )
-from reconciler.cli.tokens import DEFAULT_TOKEN_ENV, TokenSource, token_source
+from reconciler.cli.tokens import DEFAULT_TOKEN_ENV, token_source
+from reconciler.credentials import TokenSource
 from reconciler.errors import ReconcileError
 from reconciler.integrations.base import RunOutcome
 from reconciler.models.base import Action
@@ -98,7 +99,7 @@ def prepare(
     prepared = Prepared(manifest, result)
     try:
         spec = spec_from_manifest(doc, crd_doc)
-        token = tokens.token_for(result.namespace, spec.credentials.secret_ref)
+        token = tokens.read_token(result.namespace, spec.credentials.secret_ref)
     except ReconcileError as exc:
         result.error = _error_info(exc)
         return prepared

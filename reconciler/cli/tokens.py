@@ -3,30 +3,19 @@ Secret manifest."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import SecretStr
 
 from reconciler.cli.common import fail
 from reconciler.cli.manifests import metadata_of, read_documents
+from reconciler.credentials import TokenSource, accept_token, token_from_secret
 from reconciler.errors import CredentialsNotFound
-from reconciler.logs import register_secret
 from reconciler.models.spec import SecretRef
 
 DEFAULT_TOKEN_ENV = "RECONCILER_TOKEN"  # noqa: S105 - the name of a variable, not a token
-
-
-class TokenSource(Protocol):
-    def token_for(self, namespace: str, ref: SecretRef) -> SecretStr: ...
-
-
-def _accept_token(value: str) -> SecretStr:
-    register_secret(value)
-    return SecretStr(value)
 
 
 @dataclass(frozen=True)
@@ -35,14 +24,14 @@ class EnvToken:
 
     variable: str
 
-    def token_for(self, namespace: str, ref: SecretRef) -> SecretStr:
+    def read_token(self, namespace: str, ref: SecretRef) -> SecretStr:
         value = os.environ.get(self.variable, "").strip()
         if not value:
             raise CredentialsNotFound(
                 f"environment variable {self.variable} is not set or empty; export the token of Secret "
                 f"{namespace}/{ref.name} (key {ref.key!r}) there, or pass --secret-file"
             )
-        return _accept_token(value)
+        return accept_token(value)
 
 
 @dataclass(frozen=True)
@@ -59,13 +48,8 @@ class SecretFile:
             fail(f"{path} holds no Secret manifest (kind: Secret)")
         return cls(path, secrets)
 
-    def token_for(self, namespace: str, ref: SecretRef) -> SecretStr:
-        secret = self._find(namespace, ref)
-        where = f"Secret {ref.name} in {self.path}"
-        token = _secret_value(secret, ref.key, where).strip()
-        if not token:
-            raise CredentialsNotFound(f"{where} key {ref.key!r} is empty")
-        return _accept_token(token)
+    def read_token(self, namespace: str, ref: SecretRef) -> SecretStr:
+        return token_from_secret(self._find(namespace, ref), ref, f"Secret {ref.name} in {self.path}")
 
     def _find(self, namespace: str, ref: SecretRef) -> dict[str, Any]:
         named = [s for s in self.secrets if metadata_of(s).get("name") == ref.name]
@@ -82,26 +66,6 @@ class SecretFile:
             f"Secret {ref.name!r} in {self.path} is in namespace {metadata_of(named[0]).get('namespace')!r}, "
             f"not in the Reconcile's namespace {namespace!r}"
         )
-
-
-def _secret_value(secret: dict[str, Any], key: str, where: str) -> str:
-    """`stringData[key]` (it wins, as on the API server) or the decoded `data[key]`."""
-    string_data, data = secret.get("stringData") or {}, secret.get("data") or {}
-    if not isinstance(string_data, dict) or not isinstance(data, dict):
-        raise CredentialsNotFound(f"{where}: data and stringData must be maps")
-    if key in string_data:
-        return str(string_data[key])
-    if key not in data:
-        keys = ", ".join(sorted({str(k) for k in (*string_data, *data)})) or "none"
-        raise CredentialsNotFound(
-            f"{where} has no key {key!r} (it has: {keys}); set spec.credentials.secretRef.key"
-        )
-    try:
-        return base64.b64decode("".join(str(data[key]).split()), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise CredentialsNotFound(
-            f"{where} key {key!r} is not valid base64-encoded UTF-8 text (put plain text under stringData)"
-        ) from None
 
 
 def token_source(token_env: str, secret_file: str | None) -> TokenSource:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -13,12 +11,13 @@ import yaml
 from pydantic import SecretStr
 
 from reconciler import crd
+from reconciler.credentials import token_from_secret
 from reconciler.doctor import Check, Status
 from reconciler.doctor.kube import Kube, KubeUnavailable, login
-from reconciler.errors import ReconcileError
+from reconciler.errors import CredentialsNotFound, ReconcileError
 from reconciler.integrations.registry import INTEGRATIONS
-from reconciler.logs import redact, register_secret
-from reconciler.models.spec import ReconcileSpec
+from reconciler.logs import redact
+from reconciler.models.spec import ReconcileSpec, SecretRef
 from reconciler.runner import check_hosts, parse_spec, target_url
 from reconciler.settings import Settings
 from reconciler.tenancy import check_credentials_label
@@ -263,10 +262,9 @@ def check_secret(kube: Kube, namespace: str, spec: ReconcileSpec) -> Generator[C
         )
         yield Check("secret-allowed", Status.SKIP, "skipped: no Secret")
         return None
-    data = answer.body.get("data") or {}
-    token = _decode(data.get(ref.key))
+    token = _token(answer.body, ref)
     if token is None:
-        keys = ", ".join(sorted(data)) or "none"
+        keys = ", ".join(sorted(answer.body.get("data") or {})) or "none"
         yield Check("secret", Status.FAIL, f"{where} has no usable key {ref.key!r} (it has: {keys})")
     else:
         yield Check("secret", Status.OK, f"{where} exists and has a value under key {ref.key!r}")
@@ -279,17 +277,11 @@ def check_secret(kube: Kube, namespace: str, spec: ReconcileSpec) -> Generator[C
     return token
 
 
-def _decode(raw: object) -> SecretStr | None:
-    if not isinstance(raw, str):
-        return None
+def _token(secret: dict[str, Any], ref: SecretRef) -> SecretStr | None:
     try:
-        value = base64.b64decode(raw, validate=True).decode("utf-8").strip()
-    except (binascii.Error, UnicodeDecodeError):
+        return token_from_secret(secret, ref, "the Secret")
+    except CredentialsNotFound:
         return None
-    if not value:
-        return None
-    register_secret(value)
-    return SecretStr(value)
 
 
 def check_token(spec: ReconcileSpec, token: SecretStr, settings: Settings) -> Iterator[Check]:
