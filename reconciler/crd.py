@@ -283,9 +283,9 @@ def manifest_schema(crd: Mapping[str, Any], version: str) -> dict[str, Any]:
     return schema
 
 
-def validate_manifest(doc: Mapping[str, Any], crd: Mapping[str, Any] | None = None) -> list[FieldError]:
-    """Validate a Reconcile manifest as `kubectl apply` against a cluster with this CRD would, CEL rules
-    aside. An empty list means the API server would accept the object (CEL permitting)."""
+def manifest_errors(doc: Mapping[str, Any], crd: Mapping[str, Any] | None = None) -> list[FieldError]:
+    """The schema errors `kubectl apply` of this Reconcile manifest would meet on a cluster with this CRD,
+    CEL rules aside. An empty list means the API server would accept the object (CEL permitting)."""
     crd = crd if crd is not None else load_crd()
     versions = [v["name"] for v in crd["spec"]["versions"]]
     version = str(doc.get("apiVersion", "")).rpartition("/")[2]

@@ -146,7 +146,7 @@ def validate_reconcile(
     """Validate a Reconcile manifest as `kubectl apply` against a cluster with this CRD would: the
     runtime's validation, then the CEL rules on the defaulted object. Empty: the API server accepts it."""
     schema, body = runtime.openapi_schema(crd or runtime.load_crd(CRD_PATH)), runtime.manifest_body(doc)
-    return runtime.validate_manifest(body, crd) + cel_errors(apply_defaults(body, schema), schema, "", engine)
+    return runtime.manifest_errors(body, crd) + cel_errors(apply_defaults(body, schema), schema, "", engine)
 
 
 def validate_status(status: Mapping[str, Any], crd: Mapping[str, Any] | None = None) -> list[FieldError]:

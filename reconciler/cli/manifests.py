@@ -81,7 +81,7 @@ def spec_from_manifest(doc: dict[str, Any], crd_doc: dict[str, Any]) -> Reconcil
     """The manifest's spec, checked first as `kubectl apply` would (the CRD's schema, in the API server's
     words and field paths), then as the operator would (the spec model, which also enforces the CRD's CEL
     rules). Raises InvalidSpec."""
-    errors = crd.validate_manifest(doc, crd_doc)
+    errors = crd.manifest_errors(doc, crd_doc)
     if errors:
         raise InvalidSpec(crd.describe(errors))
     return parse_spec(doc.get("spec"))
