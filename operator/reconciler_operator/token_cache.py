@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 from pydantic import SecretStr
 
+from reconciler.credentials import TokenSource
 from reconciler.models.spec import SecretRef
-from reconciler_operator.executor import TokenSource
 
 
 class CachedTokens:
