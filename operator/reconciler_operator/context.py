@@ -21,7 +21,7 @@ from reconciler.settings import Settings
 from reconciler.tasks import TaskStore
 from reconciler_operator.credentials import SecretReader
 from reconciler_operator.deletion import Deleter, DeleteReport, DeleteRequest
-from reconciler_operator.diffbase import SpecDigestDiffBaseStorage
+from reconciler_operator.diffbase import SpecDigestDiffBaseStorage, UnmarkedProgressStorage
 from reconciler_operator.executor import RunExecutor, RunReport, RunRequest
 from reconciler_operator.objects import ObjectLock, ReconcileObjects
 from reconciler_operator.token_cache import CachedTokens
@@ -181,7 +181,7 @@ async def watch_loop_lag(interval: float = 0.05) -> None:
 
 
 def configure_kopf(settings: kopf.OperatorSettings, config: Settings, pool: ThreadPoolExecutor) -> None:
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+    settings.persistence.progress_storage = UnmarkedProgressStorage(prefix=KOPF_PREFIX)
     settings.persistence.diffbase_storage = SpecDigestDiffBaseStorage(
         prefix=KOPF_PREFIX, key="last-handled-configuration", watched_annotations=WATCHED_ANNOTATIONS
     )

@@ -623,6 +623,7 @@ SAMPLE_STATUS: dict[str, Any] = {
     "lastRunTime": "2026-11-23T08:00:00Z",
     "lastSuccessTime": "2026-11-23T08:00:00Z",
     "lastHandledRequestedAt": "2026-11-23T07:59:30Z",
+    "handledEssence": '{"spec":{"sha256":"0c2a"}}',
     "summary": {"planned": 3, "applied": 3, "failed": 0},
     "actions": [
         {"type": "add_users", "target": "sre-oncall", "detail": "bob@example.com"},
