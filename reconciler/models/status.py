@@ -92,9 +92,10 @@ class ReconcileStatus(StatusModel):
     summary: RunSummary | None = None
     actions: list[ActionRecord] | None = Field(default=None, max_length=50)
     """The latest plan (at most 50 entries; the task record in the sidecar has all)."""
-    handled_essence: str | None = Field(default=None, max_length=4096)
+    handled_essence: str | None = None
     """Operator bookkeeping, not for users: what the operator last handled (a digest of the spec and
-    the requested-at annotations, as JSON), to tell a change from noise."""
+    the requested-at annotations, as JSON), to tell a change from noise. No length limit of its own:
+    the annotations it copies are bounded by the API server (256 KiB), as lastHandledRequestedAt is."""
     conditions: list[Condition] | None = Field(
         default=None,
         max_length=8,
