@@ -45,6 +45,8 @@ def world(kube: KubeApi, slack: SlackTestServer, base_env: dict[str, str], e2e_d
         **base_env,
         "RECONCILER_VALKEY_URL": valkey.url,
         "RECONCILER_LOCK_TTL_SECONDS": "4",
+        # The killed operator's shared-read lock is waited out for this long (20 s by default).
+        "RECONCILER_SHARED_READ_WAIT_SECONDS": "3",
         "RECONCILER_CACHE_TIMEOUT_SECONDS": "0.5",
     }
     slack.add_token(TOKEN)
