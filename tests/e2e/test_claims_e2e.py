@@ -59,6 +59,9 @@ def claims_operator(
         "RECONCILER_CONFLICT_RETRY_SECONDS": "1",
         "RECONCILER_INTERVAL_CHECK_SECONDS": "0.5",
         "RECONCILER_DELETE_RETRIES": "2",
+        # The failing delete proves the delete handler's retries; the client's own retries of each
+        # 503 (3 by default, with backoff) only made every attempt ~5 s longer.
+        "RECONCILER_TRANSIENT_RETRIES": "0",
     }
     process = start_operator("operator-claims", env, e2e_dir, NS_A, NS_B)
     yield process
