@@ -171,3 +171,27 @@ def test_a_fleet_asked_for_at_once_shares_one_read_that_still_sees_a_change_made
     assert [o.actions for o in (outcomes[s] for s in squads[:3])] == [[], [], []]
     assert [a.type for a in outcomes["squad3"].applied] == ["add_users"]
     assert len(slack.usergroup("squad3")["users"]) == 2
+
+
+def test_runs_of_a_new_token_started_at_once_ask_auth_test_once(
+    slack: SlackTestServer, cache: valkey.Valkey
+) -> None:
+    """The first runs of a fleet all need the workspace id at the same moment: one asks Slack, the
+    others wait for its answer in Valkey (auth.test is keyed by the token's hash)."""
+    start = threading.Barrier(8)
+    teams: list[str] = []
+
+    def first_run() -> None:
+        client = SlackClient(
+            SecretStr(TOKEN), slack.api_url, SETTINGS, Fleet.create(cache, SETTINGS, fresh_after=0)
+        )
+        start.wait()
+        teams.append(client.team_id())
+
+    threads = [threading.Thread(target=first_run) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert teams == [slack.team_id] * 8
+    assert slack.calls_to("auth.test") == 1

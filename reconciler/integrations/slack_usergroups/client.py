@@ -12,6 +12,7 @@ import http.client
 import logging
 import math
 import re
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Collection
@@ -62,6 +63,8 @@ _NOT_JSON = "Received a response in a non-JSON format"
 """How slack-sdk reports an answer that is not JSON (it puts it where Slack's `error` code goes)."""
 AUTH_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
 TEAM_ID_TTL_SECONDS = 3600
+TEAM_ID_CLAIM_MS = 3000
+"""How long the runs of a new token wait for the first run's `auth.test` before asking themselves."""
 
 TIERS: dict[str, int] = {
     "auth.test": 100,
@@ -285,6 +288,8 @@ class SlackClient:
         except CACHE_ERRORS:
             self.go_alone()
             cached = None
+        if not (isinstance(cached, str) and cached) and self._fleet is not None:
+            cached = self._wait_for_first_auth_test(key)
         if isinstance(cached, str) and cached:
             # "team|scope,scope": the scopes too, so a run served from shared reads still knows them.
             team, _, scopes = cached.partition("|")
@@ -301,6 +306,24 @@ class SlackClient:
         except CACHE_ERRORS:
             self.go_alone()
         return self._team_id
+
+    def _wait_for_first_auth_test(self, key: str) -> str | None:
+        """Single-flight for a token's first `auth.test`: the first run of a fleet started at once
+        asks, the others wait (bounded) for its answer under `key` instead of asking too. None: we
+        ask ourselves (we hold the claim, or the one who did is late or failed)."""
+        assert self._fleet is not None
+        try:
+            if self._fleet.client.set(f"{key}:claim", "1", nx=True, px=TEAM_ID_CLAIM_MS):
+                return None
+            until = time.monotonic() + min(TEAM_ID_CLAIM_MS / 1000, deadline.current().remaining())
+            while time.monotonic() < until:
+                time.sleep(0.02)
+                cached = self._fleet.client.get(key)
+                if isinstance(cached, str) and cached:
+                    return cached
+        except CACHE_ERRORS:
+            self.go_alone()
+        return None
 
     def go_alone(self) -> None:
         """Valkey is gone: finish this run without the shared budget (as without a fleet)."""
