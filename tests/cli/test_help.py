@@ -3,6 +3,7 @@ table|json), no Typer type labels like `<list[str]>` or `<bool>`; `run` and `sta
 
 from __future__ import annotations
 
+import functools
 import subprocess
 
 import pytest
@@ -12,6 +13,7 @@ from tests.cli.conftest import reconciler_executable
 COMMANDS = ["run", "api", "plan", "apply", "status", "valkey-stop"]
 
 
+@functools.cache  # `run` and `status` are read by two tests each: one process per command
 def help_text(*args: str) -> str:
     env = {"COLUMNS": "200", "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
