@@ -76,6 +76,8 @@ class OperatorContext:
         self.deleter = Deleter(settings, store, secrets, claims, self.owner_alive)
         self._locks: weakref.WeakValueDictionary[str, ObjectLock] = weakref.WeakValueDictionary()
         self._rate_limited_until: dict[str, float] = {}
+        self.runs_submitted = 0
+        """Runs handed to `pool` and not finished yet (queued or running); counted on the event loop."""
         self._stop = threading.Event()
 
     @classmethod
@@ -109,6 +111,10 @@ class OperatorContext:
             del self._rate_limited_until[key]
             until = None
         return until is not None
+
+    def workers_busy(self) -> bool:
+        """Would a run submitted now queue behind others (every worker taken)?"""
+        return self.runs_submitted >= self.settings.max_workers
 
     def run(self, request: RunRequest) -> RunReport:
         """Execute one run; call it in `pool` (the gauge counts runs in progress, not queued)."""

@@ -5,7 +5,8 @@ reads, Valkey writes) goes to the bounded worker pool, so the loop stays respons
 workers are busy. A changed spec first gets `Ready=Unknown` (its own handler, applied before the
 run starts: Kopf's default lifecycle runs one handler per cycle and patches in between). A new
 Reconcile has no Ready to be stale: its run's "running" patch says Ready=Unknown, which spares
-every creation a Kopf cycle, two writes and the watch events they cause.
+every creation a Kopf cycle, two writes and the watch events they cause; only when every worker
+is busy (the run would start late) is Ready=Unknown patched at once, before the run is queued.
 """
 
 from __future__ import annotations
@@ -247,8 +248,16 @@ async def _reconcile(
         requested=_request_time(started),
     )
     async with context.object_lock(str(meta.get("uid") or ref.key)) as queued:
+        if status.get("observedGeneration") != generation and context.workers_busy():
+            # A new Reconcile whose run waits for a worker: Ready=Unknown now, not when the run
+            # starts (kstatus would read its empty status as current meanwhile).
+            await context.objects.mark_progressing(ref, dict(status)).landed()
         loop = asyncio.get_running_loop()
-        report = await loop.run_in_executor(context.pool, context.run, replace(request, queued=queued))
+        context.runs_submitted += 1
+        try:
+            report = await loop.run_in_executor(context.pool, context.run, replace(request, queued=queued))
+        finally:
+            context.runs_submitted -= 1
         if report.running_mark is not None:
             await report.running_mark.landed()  # before Kopf writes the final status
 

@@ -138,22 +138,37 @@ class ReconcileObjects:
         goes on meanwhile and waits for the returned mark only at its end."""
         return RunningMark(self._marks.submit(self._patch_running, ref, status, task_id, trigger))
 
+    def mark_progressing(self, ref: ReconcileRef, status: dict[str, Any]) -> RunningMark:
+        """Start patching Ready=Unknown for a generation whose run must wait for a worker (kstatus
+        reads a Reconcile without conditions as current; best effort, like the running mark)."""
+        return RunningMark(self._marks.submit(self._patch_progressing, ref, status))
+
     def close(self) -> None:
         self._marks.shutdown(wait=False, cancel_futures=True)
 
     def _patch_running(self, ref: ReconcileRef, status: dict[str, Any], task_id: str, trigger: str) -> None:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._patch_status(
+            ref, "running", conditions.running(status, task_id, trigger, generation=ref.generation, now=now)
+        )
+
+    def _patch_progressing(self, ref: ReconcileRef, status: dict[str, Any]) -> None:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._patch_status(
+            ref, "progressing", conditions.progressing(status, generation=ref.generation, now=now)
+        )
+
+    def _patch_status(self, ref: ReconcileRef, what: str, status: dict[str, Any]) -> None:
         client = self._client()
         if client is None:
             return
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        patch = {"status": conditions.running(status, task_id, trigger, generation=ref.generation, now=now)}
         try:
-            response = client.patch(f"{_path(ref)}/status", json=patch, headers=MERGE_PATCH)
+            response = client.patch(f"{_path(ref)}/status", json={"status": status}, headers=MERGE_PATCH)
         except httpx.HTTPError as exc:
-            log.info("could not mark %s running (%s)", ref.key, type(exc).__name__)
+            log.info("could not mark %s %s (%s)", ref.key, what, type(exc).__name__)
             return
         if response.status_code >= 400:
-            log.info("could not mark %s running: HTTP %s", ref.key, response.status_code)
+            log.info("could not mark %s %s: HTTP %s", ref.key, what, response.status_code)
 
 
 def _path(ref: ReconcileRef) -> str:

@@ -124,6 +124,32 @@ def test_the_running_task_is_in_status_while_it_runs(world: World) -> None:
     assert finished is not None and finished.status.value == "success"
 
 
+def test_a_reconcile_created_while_every_worker_is_busy_is_not_ready_before_its_run(world: World) -> None:
+    """kstatus (Flux, Argo CD) reads a Reconcile without conditions as current: one whose run waits
+    for a worker says Ready=Unknown for its generation before the run starts, not when it does."""
+    world.slack.latency = 1.5
+    try:
+        busy = [
+            apply_group(world.kube, world.slack.api_url, NS, "busy", ["ann@example.com"])[0] for _ in range(4)
+        ]
+        for name in busy:  # the base env's 4 workers
+            wait_running(world, name, "create")
+        name, _ = apply_group(world.kube, world.slack.api_url, NS, "waits", ["ben@example.com"])
+        seen = world.kube.wait_for(
+            NS,
+            name,
+            lambda o: condition(o, "Ready").get("status") == "Unknown",
+            5,
+            "Ready=Unknown while the run waits for a worker",
+        )
+        assert seen["status"]["observedGeneration"] == 1
+        assert "taskId" not in seen["status"]  # its run has not started yet
+    finally:
+        world.slack.latency = 0.0
+    for reconcile in [*busy, name]:
+        wait_ready(world.kube, NS, reconcile)
+
+
 def wait_event(world: World, reason: str, text: str, timeout: float = 10) -> None:
     """Kopf posts events from a queue, a moment after the status patch."""
     deadline = time.monotonic() + timeout
