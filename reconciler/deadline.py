@@ -20,6 +20,7 @@ import time
 import weakref
 from collections.abc import Iterator
 
+from reconciler.due import DueWatch
 from reconciler.errors import Timeout
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,14 @@ class Deadline:
         if watched:
             WATCH.discard(self)
 
+    @property
+    def due(self) -> float:
+        return self.ends_at
+
+    def fire(self) -> None:
+        """The deadline passed (DueWatch): shut every guarded socket down."""
+        self._cut_all()
+
     def _cut_all(self) -> None:
         with self._lock:
             self._cut = True
@@ -96,42 +105,8 @@ class Deadline:
             _shutdown(sock)
 
 
-class DeadlineWatch:
-    """One thread cuts the sockets of every run whose deadline passes (a timer thread per run cost a
-    GIL hand-off to start while the operator's event loop was busy)."""
-
-    def __init__(self) -> None:
-        self._deadlines: set[Deadline] = set()
-        self._changed = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def add(self, deadline: Deadline) -> None:
-        with self._changed:
-            self._deadlines.add(deadline)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="run-deadlines", daemon=True)
-                self._thread.start()
-            self._changed.notify()
-
-    def discard(self, deadline: Deadline) -> None:
-        with self._changed:
-            self._deadlines.discard(deadline)
-
-    def _run(self) -> None:
-        while True:
-            with self._changed:
-                now = time.monotonic()
-                passed = [d for d in self._deadlines if d.ends_at <= now]
-                self._deadlines.difference_update(passed)
-                if not passed:
-                    earliest = min((d.ends_at for d in self._deadlines), default=now + 60)
-                    self._changed.wait(max(0.005, earliest - now))
-                    continue
-            for deadline in passed:
-                deadline._cut_all()
-
-
-WATCH = DeadlineWatch()
+WATCH: DueWatch[Deadline] = DueWatch("run-deadlines")
+"""Cuts the sockets of every run whose deadline passes."""
 
 
 def _shutdown(sock: socket.socket) -> None:

@@ -13,6 +13,7 @@ import threading
 import time
 
 from reconciler.cache.base import CacheBackend
+from reconciler.due import DueWatch
 from reconciler.errors import CacheUnavailable
 
 log = logging.getLogger(__name__)
@@ -33,9 +34,9 @@ class LockLease:
         return self
 
     def __exit__(self, *_: object) -> None:
-        RENEWER.remove(self)
-        with self._lock:  # a renewal in progress ends first; none starts after
+        with self._lock:  # a renewal in progress ends first; none starts (or re-arms) after
             self._released = True
+        RENEWER.discard(self)
         try:
             self.cache.release_lock(self.name, self.owner)
         except CacheUnavailable:
@@ -51,39 +52,12 @@ class LockLease:
                     log.warning("lost the lock %s while running", self.name)
             except CacheUnavailable:
                 pass
+            RENEWER.add(self)  # due again in a third of the TTL
+
+    def fire(self) -> None:
+        """Due (DueWatch): renew."""
+        self.renew()
 
 
-class LeaseRenewer:
-    """The one thread renewing every held lease when it is due."""
-
-    def __init__(self) -> None:
-        self._leases: set[LockLease] = set()
-        self._changed = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def add(self, lease: LockLease) -> None:
-        with self._changed:
-            self._leases.add(lease)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="lock-leases", daemon=True)
-                self._thread.start()
-            self._changed.notify()
-
-    def remove(self, lease: LockLease) -> None:
-        with self._changed:
-            self._leases.discard(lease)
-
-    def _run(self) -> None:
-        while True:
-            with self._changed:
-                now = time.monotonic()
-                due = [lease for lease in self._leases if lease.due <= now]
-                if not due:
-                    earliest = min((lease.due for lease in self._leases), default=now + 60)
-                    self._changed.wait(max(0.01, earliest - now))
-                    continue
-            for lease in due:  # outside the condition: a Valkey call must not block add/remove
-                lease.renew()
-
-
-RENEWER = LeaseRenewer()
+RENEWER: DueWatch[LockLease] = DueWatch("lock-leases")
+"""The one thread renewing every held lease when it is due."""

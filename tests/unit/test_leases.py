@@ -32,4 +32,4 @@ def test_held_leases_outlive_their_ttl_and_are_released(valkey_server: ValkeyPro
     leases[0].renew()
     time.sleep(1.3)
     assert not cache.client.exists(names[0])
-    assert all(lease not in RENEWER._leases for lease in leases)
+    assert not any(RENEWER.watching(lease) for lease in leases)

@@ -288,7 +288,7 @@ def test_one_thread_watches_every_runs_deadline() -> None:
                 a.setblocking(False)
                 with pytest.raises(BlockingIOError):
                     a.recv(1)  # the long run's sockets are untouched
-        assert long_one not in deadline.WATCH._deadlines and short_one not in deadline.WATCH._deadlines
+        assert not deadline.WATCH.watching(long_one) and not deadline.WATCH.watching(short_one)
     finally:
         for a, b in pairs:
             a.close()
