@@ -33,6 +33,29 @@ SENTINEL = "\x00"
 """A field in every stored hash, so a read can tell an expired version from an empty one."""
 CHUNK = 1000
 
+# One round trip for the common case of `usergroups`: the current snapshot's stamp (unless ARGV[1]
+# names the version to read), the managed groups, the groups holding the names, and the overlay.
+# KEYS: stamp key, overlay key. ARGV: version or '', #groups fields, #names fields, the groups
+# fields (SENTINEL first), the names fields (SENTINEL first).
+_READ_GROUPS = """
+local version = ARGV[1]
+local stamp = false
+if version == '' then
+  stamp = redis.call('GET', KEYS[1])
+  if not stamp then return {false} end
+  local ok, data = pcall(cjson.decode, stamp)
+  if not ok or type(data) ~= 'table' or data['version'] == nil then return {false} end
+  version = tostring(data['version'])
+end
+local ng, nn = tonumber(ARGV[2]), tonumber(ARGV[3])
+local base = KEYS[1] .. ':' .. version .. ':'
+local groups = redis.call('HMGET', base .. 'groups', unpack(ARGV, 4, 3 + ng))
+local names = redis.call('HMGET', base .. 'names', unpack(ARGV, 4 + ng, 3 + ng + nn))
+local writes = {}
+if ng > 1 then writes = redis.call('HMGET', KEYS[2], unpack(ARGV, 5, 3 + ng)) end
+return {stamp, groups, names, writes}
+"""
+
 
 @dataclass(frozen=True)
 class DirectoryEntry:
@@ -62,6 +85,7 @@ class SlackWorkspaceCache:
         self.fleet = fleet
         self.client = client
         self.valkey = fleet.client
+        self._read_groups_script = fleet.client.register_script(_READ_GROUPS)
 
     def _keys(self) -> None:
         """Keys name the workspace, known only after auth.test: resolved on first use."""
@@ -82,34 +106,67 @@ class SlackWorkspaceCache:
     # --- user groups -------------------------------------------------------------------------------
 
     def usergroups(self, handles: Collection[str], names: Iterable[str]) -> list[SlackUsergroupState]:
-        """The managed `handles` in full, plus the groups holding any of `names` (for conflicts)."""
+        """The managed `handles` in full, plus the groups holding any of `names` (for conflicts).
+        One round trip when the current snapshot is fresh enough (a script reads its stamp, parts
+        and the overlay); else the shared read first (`fresh`: wait or fetch), then that script."""
         self._keys()
-        for _ in range(3):
-            stamp = self.fleet.reads.fresh(
-                self._groups_key,
-                self.fleet.fresh_after,
-                ("groups", "names"),
-                self._fetch_groups,
-                gather=True,
-            )
-            groups_part = self.fleet.reads.part(self._groups_key, stamp, "groups")
-            names_part = self.fleet.reads.part(self._groups_key, stamp, "names")
-            folded = [n.casefold() for n in names]
-            pipe = self.valkey.pipeline(transaction=False)
-            pipe.hmget(groups_part, [SENTINEL, *handles])
-            pipe.hmget(names_part, [SENTINEL, *folded])
-            raw_groups, raw_owners = pipe.execute()  # type: ignore[no-untyped-call]
+        wanted = list(dict.fromkeys(handles))
+        folded = [n.casefold() for n in names]
+        for attempt in range(3):
+            stamp: ReadStamp | None = None
+            if attempt == 0:
+                stamp, read = self._read_groups(None, wanted, folded)
+                if stamp is not None and stamp.started < self.fleet.fresh_after:
+                    stamp = None
+            if stamp is None:
+                stamp = self.fleet.reads.fresh(
+                    self._groups_key,
+                    self.fleet.fresh_after,
+                    ("groups", "names"),
+                    self._fetch_groups,
+                    gather=True,
+                )
+                _, read = self._read_groups(stamp, wanted, folded)
+            raw_groups, raw_owners, raw_writes = read
             if raw_groups[0] is None or raw_owners[0] is None:
                 continue  # that version expired between reading its stamp and its hashes
-            wanted = set(handles)
-            owners = sorted({o for o in raw_owners[1:] if o and o not in wanted})
-            raw = dict(zip(handles, raw_groups[1:], strict=True))
+            owners = sorted({o for o in raw_owners[1:] if o and o not in set(wanted)})
+            raw = dict(zip(wanted, raw_groups[1:], strict=True))
+            writes = dict(zip(wanted, raw_writes, strict=True))
             if owners:
-                raw.update(zip(owners, self._hmget(groups_part, owners), strict=True))
+                groups_part = self.fleet.reads.part(self._groups_key, stamp, "groups")
+                pipe = self.valkey.pipeline(transaction=False)
+                pipe.hmget(groups_part, owners)
+                pipe.hmget(self._writes_key, owners)
+                owner_groups, owner_writes = pipe.execute()  # type: ignore[no-untyped-call]
+                raw.update(zip(owners, owner_groups, strict=True))
+                writes.update(zip(owners, owner_writes, strict=True))
             states = {h: SlackUsergroupState.model_validate_json(v) for h, v in raw.items() if v}
-            states.update(self._overlay(stamp, [*handles, *owners]))
+            states.update(self._overlay(stamp, writes))
             return list(states.values())
         raise RuntimeError("the shared user-group snapshot kept expiring while being read")
+
+    def _read_groups(
+        self, stamp: ReadStamp | None, handles: list[str], folded: list[str]
+    ) -> tuple[ReadStamp | None, tuple[list[str | None], list[str | None], list[str | None]]]:
+        """`_READ_GROUPS`: the read `stamp` (else the current one, returned) in one round trip."""
+        reply = self._read_groups_script(
+            keys=[self._groups_key, self._writes_key],
+            args=[
+                stamp.version if stamp is not None else "",
+                len(handles) + 1,
+                len(folded) + 1,
+                SENTINEL,
+                *handles,
+                SENTINEL,
+                *folded,
+            ],
+        )
+        if stamp is None:
+            stamp = ReadStamp.from_json(reply[0])
+            if stamp is None:
+                return None, ([None], [None], [])
+        return stamp, (reply[1], reply[2], list(reply[3]) + [None] * (len(handles) - len(reply[3])))
 
     def record_write(self, group: SlackUsergroupState) -> None:
         """Write-through: our own change wins over any snapshot that started before it."""
@@ -120,11 +177,11 @@ class SlackWorkspaceCache:
         pipe.expire(self._writes_key, int(self.fleet.settings.directory_refresh_seconds * 2))
         pipe.execute()  # type: ignore[no-untyped-call]
 
-    def _overlay(self, stamp: ReadStamp, handles: list[str]) -> dict[str, SlackUsergroupState]:
-        if not handles:
-            return {}
+    @staticmethod
+    def _overlay(stamp: ReadStamp, writes: dict[str, str | None]) -> dict[str, SlackUsergroupState]:
+        """Our own writes (handle -> stored entry) made after the snapshot `stamp` started."""
         found: dict[str, SlackUsergroupState] = {}
-        for handle, raw in zip(handles, self._hmget(self._writes_key, handles), strict=True):
+        for handle, raw in writes.items():
             if not raw:
                 continue
             data = json.loads(raw)
@@ -190,12 +247,21 @@ class SlackWorkspaceCache:
         if not emails:
             return {}
         self._keys()
-        refresh = self.fleet.settings.directory_refresh_seconds
-        sweep = self.fleet.reads.fresh(self._sweep_key, time.time() - refresh, (), self._sweep)
+        fresh_after = time.time() - self.fleet.settings.directory_refresh_seconds
         wanted = sorted(set(emails))
+        # The sweep's stamp and the entries in one round trip; when no sweep is fresh enough, the
+        # shared read first (wait or sweep), then the entries again.
+        pipe = self.valkey.pipeline(transaction=False)
+        pipe.get(self._sweep_key)
+        pipe.hmget(self._users_key, wanted)
+        raw_stamp, entries = pipe.execute()  # type: ignore[no-untyped-call]
+        sweep = ReadStamp.from_json(raw_stamp)
+        if sweep is None or sweep.started < fresh_after:
+            sweep = self.fleet.reads.fresh(self._sweep_key, fresh_after, (), self._sweep)
+            entries = self._hmget(self._users_key, wanted)
         found: dict[str, DirectoryEntry] = {}
         misses: list[str] = []
-        for email, raw in zip(wanted, self._hmget(self._users_key, wanted), strict=True):
+        for email, raw in zip(wanted, entries, strict=True):
             entry = _decode_user(email, raw)
             # Not seen by the latest sweep (nor looked up since): gone, or new since the sweep.
             if entry is None or entry.read_at < int(sweep.started):
