@@ -54,9 +54,10 @@ class TaskStore:
         self._deferred: dict[str, TaskRecord] = {}
         self._lock = threading.Lock()
 
-    def save(self, record: TaskRecord, *, new: bool = True) -> None:
+    def save(self, record: TaskRecord, *, new: bool = True, unlock: tuple[str, str] | None = None) -> None:
         """Write the record; a `new` one also goes first in its Reconcile's history, and the records
-        trimmed off that history are deleted. Raises CacheUnavailable."""
+        trimmed off that history are deleted. With `unlock` (lock, owner): the run's last save, which
+        also counts it (`count_finished`) and then releases its lock. Raises CacheUnavailable."""
         ref = record.reconcile
         self.cache.save_record(
             task_key(record.task_id),
@@ -71,14 +72,17 @@ class TaskStore:
                 spare_key=last_failed_key(ref.namespace, ref.name),
                 mark_spare=record.status is TaskStatus.FAILED,
                 publish=FINISHED_CHANNEL if record.status.finished else None,
+                count=(STATS_KEY, self._counter(record)) if unlock else None,
+                unlock=unlock,
             ),
         )
 
-    def save_or_defer(self, record: TaskRecord) -> bool:
+    def save_or_defer(self, record: TaskRecord, *, unlock: tuple[str, str] | None = None) -> bool:
         """Save an existing record now, or keep it for `flush()` when the cache refuses it (down, full,
-        read-only). True if saved now."""
+        read-only). True if saved now (with `unlock`, also counted and the lock released: see
+        `save`; when deferred, neither)."""
         try:
-            self.save(record, new=False)
+            self.save(record, new=False, unlock=unlock)
         except CacheUnavailable as exc:
             log.warning(
                 "task %s: cache down, keeping its record to write later (%s)", record.task_id, exc.message
@@ -113,9 +117,13 @@ class TaskStore:
     def count_finished(self, record: TaskRecord) -> None:
         """Count a finished run once, by integration and outcome (the sidecar exports these)."""
         try:
-            self.cache.incr(STATS_KEY, f"{record.integration or 'unknown'}|{record.status.value}")
+            self.cache.incr(STATS_KEY, self._counter(record))
         except CacheUnavailable:
             log.warning("task %s: cache down, not counted in metrics", record.task_id)
+
+    @staticmethod
+    def _counter(record: TaskRecord) -> str:
+        return f"{record.integration or 'unknown'}|{record.status.value}"
 
     def counts(self) -> dict[tuple[str, str], int]:
         counts: dict[tuple[str, str], int] = {}
@@ -135,6 +143,15 @@ class TaskStore:
         """Newest first; the last failed run may follow the `history_size` newest ones."""
         return self.cache.recent(history_key(namespace, name), limit or self.history_size + 1)
 
-    def latest(self, ref: ReconcileRef) -> TaskRecord | None:
-        ids = self.history(ref.namespace, ref.name, 1)
+    def latest(self, ref: ReconcileRef, ids: list[str] | None = None) -> TaskRecord | None:
+        """The newest run's record (`ids`: the history's head when already read, see `lock`)."""
+        if ids is None:
+            ids = self.history(ref.namespace, ref.name, 1)
         return self.get(ids[0]) if ids else None
+
+    def lock(self, ref: ReconcileRef, owner: str, ttl_seconds: int) -> list[str] | None:
+        """Take the Reconcile's run lock and read its history's head in one round trip: None when
+        another run holds the lock, else the ids for `latest`. Raises CacheUnavailable."""
+        return self.cache.acquire_lock_reading(
+            lock_key(ref.namespace, ref.name), owner, ttl_seconds, history_key(ref.namespace, ref.name), 1
+        )

@@ -127,7 +127,8 @@ class RunExecutor:
         lock = lock_key(ref.namespace, ref.name)
         try:
             self.store.flush()
-            if not self.store.cache.acquire_lock(lock, request.task_id, self.settings.lock_ttl_seconds):
+            head = self.store.lock(ref, request.task_id, self.settings.lock_ttl_seconds)
+            if head is None:
                 busy = TransientError(
                     "RunInProgress", "another run of this Reconcile is in progress; retrying after it"
                 )
@@ -135,7 +136,7 @@ class RunExecutor:
         except CacheUnavailable as exc:
             return RunReport(not_started=TaskError.from_error(exc))
 
-        with LockLease(self.store.cache, lock, request.task_id, self.settings.lock_ttl_seconds):
+        with LockLease(self.store.cache, lock, request.task_id, self.settings.lock_ttl_seconds) as lease:
             raw_spec, status = request.raw_spec, request.status
             fresh = self.objects.read(ref) if self.objects is not None and request.queued else None
             if fresh is not None:
@@ -153,7 +154,7 @@ class RunExecutor:
                 started_at=utcnow(),
             )
             try:
-                self._close_interrupted(ref)
+                self._close_interrupted(ref, head)
                 self.store.save(record)
             except CacheUnavailable as exc:
                 return RunReport(not_started=TaskError.from_error(exc))
@@ -167,8 +168,12 @@ class RunExecutor:
                     marking.wait()  # landed before whatever the caller writes next
                 raise
             self._finish(record, outcome)
-            self.store.save_or_defer(record)
-            self.store.count_finished(record)
+            lease.stop()
+            # One round trip: the record, its count, the lock's release (else each on its own).
+            if self.store.save_or_defer(record, unlock=(lock, request.task_id)):
+                lease.released()
+            else:
+                self.store.count_finished(record)
         log.info(
             "task %s of %s/%s (%s) %s%s",
             record.task_id,
@@ -236,11 +241,11 @@ class RunExecutor:
         record.status = TaskStatus.FAILED if outcome.error else TaskStatus.SUCCESS
         record.finished_at = utcnow()
 
-    def _close_interrupted(self, ref: ReconcileRef) -> None:
+    def _close_interrupted(self, ref: ReconcileRef, head: list[str]) -> None:
         """A run still pending/running while we hold the lock died with its operator (or its record
-        never reached Valkey): say so."""
+        never reached Valkey): say so. `head`: the history's newest id, read with the lock."""
         try:
-            previous = self.store.latest(ref)
+            previous = self.store.latest(ref, head)
         except CacheCorrupt as exc:
             log.warning("%s: %s; not closing it", ref.key, exc)
             return

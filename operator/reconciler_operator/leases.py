@@ -27,16 +27,28 @@ class LockLease:
         self.due = 0.0
         self._lock = threading.Lock()
         self._released = False
+        self._handed_over = False
 
     def __enter__(self) -> LockLease:
         self.due = time.monotonic() + self.ttl / 3
         RENEWER.add(self)
         return self
 
-    def __exit__(self, *_: object) -> None:
+    def stop(self) -> None:
+        """No more renewals: the lock is about to be released by the run's last save."""
         with self._lock:  # a renewal in progress ends first; none starts (or re-arms) after
             self._released = True
         RENEWER.discard(self)
+
+    def released(self) -> None:
+        """The run's last save released the lock (see `TaskStore.save`): nothing left to do."""
+        self.stop()
+        self._handed_over = True
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+        if self._handed_over:
+            return
         try:
             self.cache.release_lock(self.name, self.owner)
         except CacheUnavailable:

@@ -34,6 +34,10 @@ class HistoryWrite:
     """Store `item` at `spare_key`."""
     publish: str | None = None
     """Channel to announce `item` on."""
+    count: tuple[str, str] | None = None
+    """(hash, field): add 1 to that counter in the same round trip (a finished run's metrics)."""
+    unlock: tuple[str, str] | None = None
+    """(lock, owner): then release that lock if `owner` still holds it (the run's end)."""
 
 
 class CacheCorrupt(Exception):
@@ -66,6 +70,15 @@ class CacheBackend(ABC):
     @abstractmethod
     def acquire_lock(self, name: str, owner: str, ttl_seconds: int) -> bool:
         """Take `name` for `owner` unless someone else holds it; it expires after `ttl_seconds`."""
+
+    def acquire_lock_reading(
+        self, name: str, owner: str, ttl_seconds: int, key: str, limit: int
+    ) -> list[str] | None:
+        """`acquire_lock`, then (if taken) `recent(key, limit)`: None when another owner holds it.
+        Valkey does both in one round trip; the list is only read by the lock's holder."""
+        if not self.acquire_lock(name, owner, ttl_seconds):
+            return None
+        return self.recent(key, limit)
 
     @abstractmethod
     def extend_lock(self, name: str, owner: str, ttl_seconds: int) -> bool:

@@ -39,6 +39,8 @@ if ARGV[5] == '1' then
 end
 if ARGV[7] == '1' then redis.call('set', KEYS[3], ARGV[3], 'ex', ARGV[2]) end
 if ARGV[8] ~= '' then redis.call('publish', ARGV[8], ARGV[3]) end
+if ARGV[9] ~= '' then redis.call('hincrby', KEYS[4], ARGV[9], 1) end
+if ARGV[10] ~= '' and redis.call('get', KEYS[5]) == ARGV[10] then redis.call('del', KEYS[5]) end
 return 1
 """
 
@@ -118,6 +120,19 @@ class ValkeyCache(CacheBackend):
         except _ERRORS as exc:
             raise self._fail(exc) from None
 
+    def acquire_lock_reading(
+        self, name: str, owner: str, ttl_seconds: int, key: str, limit: int
+    ) -> list[str] | None:
+        """SET NX and LRANGE pipelined (in this order): the list counts only if the lock was taken."""
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.set(name, owner, nx=True, ex=ttl_seconds)
+            pipe.lrange(key, 0, limit - 1)
+            taken, ids = pipe.execute()  # type: ignore[no-untyped-call]
+        except _ERRORS as exc:
+            raise self._fail(exc) from None
+        return cast(list[str], ids) if taken else None
+
     def extend_lock(self, name: str, owner: str, ttl_seconds: int) -> bool:
         try:
             return bool(self.client.eval(_EXTEND, 1, name, owner, str(ttl_seconds)))
@@ -164,10 +179,17 @@ class ValkeyCache(CacheBackend):
             raise self._fail(exc) from None
 
     def save_record(self, key: str, value: str, ttl_seconds: int, history: HistoryWrite) -> None:
-        """One round trip (a script): the record, its history entry, trimming, the finish notice."""
+        """One round trip (a script): the record, its history entry, trimming, the finish notice, and
+        at a run's end its counter and the release of its lock."""
         try:
             self._save_record(
-                keys=[key, history.key, history.spare_key],
+                keys=[
+                    key,
+                    history.key,
+                    history.spare_key,
+                    history.count[0] if history.count else key,
+                    history.unlock[0] if history.unlock else key,
+                ],
                 args=[
                     value,
                     ttl_seconds,
@@ -177,6 +199,8 @@ class ValkeyCache(CacheBackend):
                     history.evict_prefix,
                     "1" if history.mark_spare else "0",
                     history.publish or "",
+                    history.count[1] if history.count else "",
+                    history.unlock[1] if history.unlock else "",
                 ],
             )
         except _ERRORS as exc:
