@@ -31,24 +31,41 @@ log = logging.getLogger(__name__)
 
 PREFIX = "reconciler"
 
-# KEYS: claim, owner's index. ARGV: owner JSON, owner uid, target key. Returns the owner's JSON.
-_CLAIM = """
-local current = redis.call('get', KEYS[1])
-if current then
-  local ok, held = pcall(cjson.decode, current)
-  if ok and type(held) == 'table' and held['uid'] == ARGV[2]
-     and redis.call('sismember', KEYS[2], ARGV[3]) == 0 then
-    redis.call('sadd', KEYS[2], ARGV[3])
+# claim(claim key, owner's index, owner JSON, owner uid, target key): the holder's JSON.
+_CLAIM_ONE = """
+local function claim(key, index, owner, uid, target)
+  local current = redis.call('get', key)
+  if current then
+    local ok, held = pcall(cjson.decode, current)
+    if ok and type(held) == 'table' and held['uid'] == uid
+       and redis.call('sismember', index, target) == 0 then
+      redis.call('sadd', index, target)
+    end
+    if ok and type(held) == 'table' and type(held['uid']) == 'string'
+       and type(held['namespace']) == 'string' and type(held['name']) == 'string' then
+      return current
+    end
   end
-  if ok and type(held) == 'table' and type(held['uid']) == 'string'
-     and type(held['namespace']) == 'string' and type(held['name']) == 'string' then
-    return current
-  end
+  redis.call('set', key, owner)
+  redis.call('sadd', index, target)
+  return owner
 end
-redis.call('set', KEYS[1], ARGV[1])
-redis.call('sadd', KEYS[2], ARGV[3])
-return ARGV[1]
 """
+
+# KEYS: claim, owner's index. ARGV: owner JSON, owner uid, target key. Returns the owner's JSON.
+_CLAIM = _CLAIM_ONE + "return claim(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])"
+
+# KEYS: owner's index, one claim per target. ARGV: owner JSON, owner uid, one target key per target.
+# Returns each target's holder (as _CLAIM, in order), then the index's members after those claims.
+_CLAIM_MANY = (
+    _CLAIM_ONE
+    + """
+local out = {}
+for i = 2, #KEYS do out[i - 1] = claim(KEYS[i], KEYS[1], ARGV[1], ARGV[2], ARGV[i + 1]) end
+out[#KEYS] = redis.call('smembers', KEYS[1])
+return out
+"""
+)
 
 # KEYS: claim, owner's index. ARGV: owner uid, target key. Deletes the claim only if uid holds it.
 _RELEASE = """
@@ -159,6 +176,7 @@ class ClaimStore:
         self.cache = cache
         client = cache.client
         self._claim = client.register_script(_CLAIM)
+        self._claim_many = client.register_script(_CLAIM_MANY)
         self._release = client.register_script(_RELEASE)
         self._take_over = client.register_script(_TAKE_OVER)
 
@@ -170,6 +188,17 @@ class ClaimStore:
                 args=[owner.to_json(), owner.uid, target.key],
             )
         return self._parse(str(raw), target.key) or owner
+
+    def claim_many(self, owner: ClaimOwner, targets: Sequence[Target]) -> tuple[list[ClaimOwner], set[str]]:
+        """`claim` each target in order, then `held_by`, in one round trip (one script). A refused
+        write (ClaimsNotWritable) may leave the first targets claimed: claiming again is a no-op."""
+        with self._errors():
+            raw = self._claim_many(
+                keys=[owner_index_key(owner.uid), *(claim_key(t.key) for t in targets)],
+                args=[owner.to_json(), owner.uid, *(t.key for t in targets)],
+            )
+        holders = [self._parse(str(r), t.key) or owner for r, t in zip(raw[:-1], targets, strict=True)]
+        return holders, {str(m) for m in raw[-1]}
 
     def owner_of(self, target: Target) -> ClaimOwner | None:
         with self._errors():
@@ -199,9 +228,13 @@ class ClaimStore:
                 )
             )
 
-    def release_all_but(self, owner: ClaimOwner, keep: Sequence[str] = ()) -> list[str]:
-        """Release every claim of `owner` except `keep`: targets it no longer lists, or all on delete."""
-        released = [key for key in sorted(self.held_by(owner) - set(keep)) if self.release(owner, key)]
+    def release_all_but(
+        self, owner: ClaimOwner, keep: Sequence[str] = (), held: set[str] | None = None
+    ) -> list[str]:
+        """Release every claim of `owner` except `keep`: targets it no longer lists, or all on delete.
+        `held`: what `owner` holds, when just read (`claim_many`)."""
+        held = self.held_by(owner) if held is None else held
+        released = [key for key in sorted(held - set(keep)) if self.release(owner, key)]
         if released:
             log.info("Reconcile %s released %s", owner.display, name_list(released))
         return released
@@ -241,10 +274,20 @@ class Claimer:
         self.store, self.owner, self.owner_alive, self.peek = store, owner, owner_alive, peek
 
     def __call__(self, targets: Sequence[Target]) -> list[ClaimState]:
-        states = [self._one(target) for target in targets]
+        held: set[str] | None = None
+        states: list[ClaimState] | None = None
+        if not self.peek:
+            # The usual case in one round trip: every claim, then what this owner holds.
+            try:
+                holders, held = self.store.claim_many(self.owner, targets)
+                states = [self._settle(t, h) for t, h in zip(targets, holders, strict=True)]
+            except ClaimsNotWritable:
+                held = None  # Valkey refuses writes: target by target, as below
+        if states is None:
+            states = [self._one(target) for target in targets]
         if not self.peek:
             try:
-                self.store.release_all_but(self.owner, [t.key for t in targets])
+                self.store.release_all_but(self.owner, [t.key for t in targets], held)
             except ClaimsNotWritable:
                 log.warning("%s: Valkey refuses writes; a later run releases claims", self.owner.display)
         return states
@@ -263,6 +306,10 @@ class Claimer:
                 if holder.uid == self.owner.uid:
                     log.warning("%s: Valkey refuses writes; claim not recorded this run", target.label)
                 return ClaimState(target, holder, held=holder.uid == self.owner.uid)
+        return self._settle(target, holder)
+
+    def _settle(self, target: Target, holder: ClaimOwner) -> ClaimState:
+        """`holder` holds `target` now: ours, another's, or a gone owner's (taken over)."""
         if holder.uid == self.owner.uid:
             return ClaimState(target, self.owner, held=True)
         if self.peek or self.owner_alive(holder):

@@ -148,6 +148,17 @@ def test_claimer_takes_over_only_from_an_owner_that_is_gone(store: ClaimStore) -
     assert store.owner_of(t) == me
 
 
+def test_claim_many_claims_each_target_then_reads_what_its_owner_holds(store: ClaimStore) -> None:
+    """One round trip for a run's claims: the same answers as `claim` per target, then `held_by`."""
+    me, other, free, theirs, old = owner("me"), owner("other"), target(), target(), target()
+    store.claim(other, theirs)
+    store.claim(me, old)
+    holders, held = store.claim_many(me, [free, theirs])
+    assert holders == [me, other]
+    assert held == {free.key, old.key} == store.held_by(me)
+    assert store.claim_many(me, []) == ([], {free.key, old.key})
+
+
 def test_claimer_releases_the_targets_no_longer_listed(store: ClaimStore) -> None:
     me, a, b = owner(), target(), target()
     Claimer(store, me, lambda o: True)([a, b])
