@@ -195,3 +195,23 @@ def test_runs_of_a_new_token_started_at_once_ask_auth_test_once(
         thread.join(timeout=10)
     assert teams == [slack.team_id] * 8
     assert slack.calls_to("auth.test") == 1
+
+
+def test_a_tokens_workspace_is_read_from_valkey_once_a_minute_per_process(
+    slack: SlackTestServer, cache: valkey.Valkey, valkey_server: ValkeyProcess
+) -> None:
+    """Later runs in the process take the token's "team|scopes" from a short local copy (one round
+    trip fewer a run); a client of another Valkey never sees it."""
+
+    def team_of(client: valkey.Valkey) -> str:
+        fleet = Fleet.create(client, SETTINGS, fresh_after=0)
+        return SlackClient(SecretStr(TOKEN), slack.api_url, SETTINGS, fleet).team_id()
+
+    assert team_of(cache) == slack.team_id
+    (stored,) = cache.keys("*slack-token*")
+    cache.delete(stored)
+    assert team_of(cache) == slack.team_id
+    assert slack.calls_to("auth.test") == 1, "taken from the local copy, not asked again"
+    other = valkey.Valkey.from_url(valkey_server.url, decode_responses=True)
+    assert team_of(other) == slack.team_id
+    assert slack.calls_to("auth.test") == 2, "the other Valkey's client asked Slack again"
