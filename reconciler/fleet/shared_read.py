@@ -54,6 +54,21 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
 return 1
 """
 
+# KEYS: stamp key, lock. ARGV: fresh_after, lock value, lock ms. Atomically: the current read if
+# it started at or after fresh_after ({1, stamp}), else the lock if free ({2}), else its holder ({0, holder}).
+_FRESH_OR_LOCK = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, data = pcall(cjson.decode, cur)
+  if ok and type(data) == 'table' and data['version'] ~= nil and tonumber(data['started']) ~= nil
+     and tonumber(data['started']) >= tonumber(ARGV[1]) then
+    return {1, cur}
+  end
+end
+if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return {2} end
+return {0, redis.call('GET', KEYS[2])}
+"""
+
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end
 """
@@ -99,6 +114,7 @@ class SharedReads:
         self._ttl = ttl_seconds
         self._install = client.register_script(_INSTALL)
         self._release = client.register_script(_RELEASE)
+        self._fresh_or_lock = client.register_script(_FRESH_OR_LOCK)
         self.fetched = 0
         """Fetches this instance made itself (the rest were shared)."""
         self.gathered = 0.0
@@ -132,19 +148,15 @@ class SharedReads:
         lock = f"{key}:lock"
         try:
             while True:
-                stamp = self.current(key)
-                if stamp is not None and stamp.started >= fresh_after:
-                    return stamp
                 token = uuid.uuid4().hex
                 starts = self._start_time(fresh_after, run) if gather else time.time()
                 mine = f"{token} {starts}"
-                won, holder = self._take_lock(lock, mine, see_holder=gather)
+                # One round trip: a fresh enough read, else the lock, else who holds it.
+                stamp, won, holder = self._fresh_or_take_lock(key, lock, fresh_after, mine)
+                if stamp is not None:
+                    return stamp
                 if won:
-                    # The leader before us may have installed its read just before releasing.
-                    stamp = self.current(key)
-                    if stamp is not None and stamp.started >= fresh_after:
-                        self._release(keys=[lock], args=[mine])
-                        return stamp
+                    # Nothing fresh was installed when we took the lock (checked atomically).
                     self._pause_until(starts)
                     # Stamped now, after the pause: every run asked for until now may share it.
                     return self._lead(key, mine, ReadStamp(token, time.time()), parts, fetch)
@@ -159,15 +171,17 @@ class SharedReads:
         except _ERRORS as exc:
             raise CacheUnavailable(f"Valkey is unreachable (shared reads): {exc}") from None
 
-    def _take_lock(self, lock: str, mine: str, *, see_holder: bool) -> tuple[bool, object]:
-        """SET NX; for a gathering read, in the same round trip, the holder's value (its start)."""
-        if not see_holder:
-            return bool(self.client.set(lock, mine, nx=True, px=int(self._wait * 1000))), None
-        pipe = self.client.pipeline(transaction=False)
-        pipe.set(lock, mine, nx=True, px=int(self._wait * 1000))
-        pipe.get(lock)
-        won, holder = pipe.execute()  # type: ignore[no-untyped-call]
-        return bool(won), holder
+    def _fresh_or_take_lock(
+        self, key: str, lock: str, fresh_after: float, mine: str
+    ) -> tuple[ReadStamp | None, bool, object]:
+        """(`key`'s read if it started at or after `fresh_after`, lock taken, lock holder's value)."""
+        reply = self._fresh_or_lock(keys=[key, lock], args=[repr(fresh_after), mine, int(self._wait * 1000)])
+        if int(reply[0]) == 1:
+            stamp = ReadStamp.from_json(reply[1])
+            if stamp is not None and stamp.started >= fresh_after:
+                return stamp, False, None
+            return None, False, None  # unreadable here: wait and ask again
+        return None, int(reply[0]) == 2, reply[1] if len(reply) > 1 else None
 
     def _start_time(self, fresh_after: float, run: run_deadline.Deadline) -> float:
         """When a gathering fetch starts: `gather_seconds` after the request, never later than that
