@@ -22,6 +22,7 @@ class ValkeyProcess:
         self.workdir = workdir
         self.appendonly = appendonly
         self.port = port or free_port()
+        self._may_move = port is None
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -29,6 +30,18 @@ class ValkeyProcess:
         return f"valkey://127.0.0.1:{self.port}/0"
 
     def start(self) -> ValkeyProcess:
+        """Start on `port`. If another process (another xdist worker's server, say) took a port we
+        chose between `free_port()` and the bind, the first start tries a fresh one instead of
+        talking to that server; a restart keeps its port (clients have its URL)."""
+        attempts = 3 if self._may_move else 1
+        for _ in range(attempts):
+            if self._start_once():
+                self._may_move = False
+                return self
+            self.port = free_port()
+        raise RuntimeError("valkey-server did not start")
+
+    def _start_once(self) -> bool:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
@@ -51,13 +64,15 @@ class ValkeyProcess:
         )
         client = valkey.Valkey(port=self.port, socket_connect_timeout=0.5)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self.process.poll() is None:
             try:
-                client.ping()
-                return self
+                if int(client.info("server")["process_id"]) == self.process.pid:
+                    return True
             except valkey.exceptions.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("valkey-server did not start")
+                pass
+            time.sleep(0.05)
+        self.stop()
+        return False
 
     def stop(self) -> None:
         if self.process is not None:
