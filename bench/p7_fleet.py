@@ -58,6 +58,8 @@ TOKEN = "xoxb-bench_fleet_token"
 TIER_2 = 20
 USERS_PER_GROUP = 10
 PHASE1_TARGET = 1.5
+OFF_TIMEOUT = 240.0
+"""How long the cache-off baseline gets to converge (it may livelock; the cache-on fleet takes ~15 s)."""
 PHASE2_CALLS_TARGET = 5
 
 
@@ -148,7 +150,14 @@ def run_mode(cfg: Config, *, shared: bool, users: int, count: int, window: float
         with ReadyWatch(kube, NAMESPACE) as watch:
             slack.reset()
             first, _ = kube.create_many(bodies, concurrency=16)
-            last_ready = watch.wait_all(names, timeout=600)
+            try:
+                last_ready = watch.wait_all(names, timeout=600 if shared else OFF_TIMEOUT)
+            except TimeoutError:
+                if shared:
+                    raise
+                # The baseline can livelock (every run rate limited part-way through its sweep,
+                # retried, limited again): report how far it got, not an error.
+                last_ready = first + OFF_TIMEOUT
             phase1 = slack.stats()
             ready_after = sorted(round(t - first, 3) for t in watch.ready.values())
         time.sleep(1.0)
@@ -156,10 +165,11 @@ def run_mode(cfg: Config, *, shared: bool, users: int, count: int, window: float
         value = datetime.now(UTC).isoformat()
         asked = time.time()
         _request_all(kube, sorted(names), value)
-        handled = _wait_handled(kube, names, value, timeout=900)
+        handled = _wait_handled(kube, names, value, timeout=900 if shared else OFF_TIMEOUT / 2)
         time.sleep(0.5)
         phase2 = slack.stats()
         return {
+            "ready": len(ready_after),
             "seconds": last_ready - first,
             "ready_after_s": ready_after,
             "phase1": phase1,
@@ -228,7 +238,7 @@ def run(cfg: Config) -> ScenarioResult:
             target_label=f"<= {PHASE1_TARGET:g}x the tier lower bound ({lower_bound:.0f} s)",
             note=(
                 f"lower bound = {writes} usergroups.users.update / {TIER_2} per {window:g} s; "
-                f"off: {off['seconds']:.0f} s ({off['seconds'] / lower_bound:.1f}x). Calls on: "
+                f"off: {_off_seconds(off, count)} ({off['seconds'] / lower_bound:.1f}x). Calls on: "
                 f"{_calls(on['phase1'])}; off: {_calls(off['phase1'])}"
             ),
         ).judge()
@@ -312,6 +322,12 @@ def _failed(name: str, exc: Exception) -> Metric:
         target_label="runs to the end",
         note=str(exc)[:300],
     ).judge()
+
+
+def _off_seconds(off: dict[str, Any], count: int) -> str:
+    if off["ready"] >= count:
+        return f"{off['seconds']:.0f} s"
+    return f"more than {off['seconds']:.0f} s (only {off['ready']} of {count} Ready by then)"
 
 
 def _calls(stats: dict[str, Any]) -> str:
