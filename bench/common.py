@@ -241,3 +241,42 @@ def serve_until_stopped(url: str) -> None:
     threading.Thread(target=watch_stdin, daemon=True).start()
     print(url, flush=True)
     stop.wait()
+
+
+def phase2_metrics(
+    prefix: str,
+    what: str,
+    on: dict[str, Any],
+    off: dict[str, Any],
+    *,
+    target: int,
+    target_label: str,
+    calls: Callable[[dict[str, Any]], str],
+) -> list[Metric]:
+    """P7's phase 2 (a fleet re-run with nothing to change), cache+budget on vs off: the calls the
+    whole fleet made, and the 429 answers (target 0). `calls` formats one side's call counts."""
+    return [
+        Metric(
+            name=f"{prefix}phase 2: nothing changed, all asked again: {what} for the whole fleet",
+            unit="calls",
+            result=on["phase2"]["calls"],
+            baseline=off["phase2"]["calls"],
+            ratio=off["phase2"]["calls"] / max(1, on["phase2"]["calls"]),
+            ratio_label="x fewer calls",
+            target=target,
+            target_label=target_label,
+            note=(
+                f"on: {calls(on['phase2'])}, all handled in {on['phase2_seconds']:.1f} s; "
+                f"off: {calls(off['phase2'])}, {off['phase2_seconds']:.1f} s"
+            ),
+        ).judge(),
+        Metric(
+            name=f"{prefix}phase 2: HTTP 429 answers (cache+budget on)",
+            unit="calls",
+            result=on["phase2"]["rate_limited"],
+            baseline=off["phase2"]["rate_limited"],
+            target=0,
+            target_label="0",
+            note=f"off: {off['phase2']['rate_limited']}",
+        ).judge(),
+    ]

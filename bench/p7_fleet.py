@@ -36,7 +36,7 @@ import valkey
 from pydantic import SecretStr
 
 from bench import p7_gitlab
-from bench.common import Config, Metric, ScenarioResult
+from bench.common import Config, Metric, ScenarioResult, phase2_metrics
 from bench.procs import (
     CRD_PATH,
     KubeProc,
@@ -253,32 +253,16 @@ def run(cfg: Config) -> ScenarioResult:
             note=f"off: {off['phase1']['rate_limited']}",
         ).judge()
     )
-    result.metrics.append(
-        Metric(
-            name="phase 2: nothing changed, all asked again: Slack calls for the whole fleet",
-            unit="calls",
-            result=on["phase2"]["calls"],
-            baseline=off["phase2"]["calls"],
-            ratio=off["phase2"]["calls"] / max(1, on["phase2"]["calls"]),
-            ratio_label="x fewer calls",
+    result.metrics.extend(
+        phase2_metrics(
+            "",
+            "Slack calls",
+            on,
+            off,
             target=PHASE2_CALLS_TARGET,
             target_label=f"<= {PHASE2_CALLS_TARGET}",
-            note=(
-                f"on: {_calls(on['phase2'])}, all handled in {on['phase2_seconds']:.1f} s; "
-                f"off: {_calls(off['phase2'])}, {off['phase2_seconds']:.1f} s"
-            ),
-        ).judge()
-    )
-    result.metrics.append(
-        Metric(
-            name="phase 2: HTTP 429 answers (cache+budget on)",
-            unit="calls",
-            result=on["phase2"]["rate_limited"],
-            baseline=off["phase2"]["rate_limited"],
-            target=0,
-            target_label="0",
-            note=f"off: {off['phase2']['rate_limited']}",
-        ).judge()
+            calls=_calls,
+        )
     )
     megabytes, took = directory_memory(cfg.subdir("p7-memory"), memory_users)
     result.metrics.append(

@@ -30,7 +30,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.common import Config, Metric
+from bench.common import Config, Metric, phase2_metrics
 from bench.procs import KubeProc, ReadyWatch, operator_env, start_operator, start_valkey
 from reconciler_testing.gitlab import DEVELOPER, OWNER, REPORTER, GitLabTestServer
 from tests import builders
@@ -221,29 +221,15 @@ def metrics(cfg: Config) -> tuple[list[Metric], dict[str, Any]]:
             target=None,
             note=f"off: {off['phase1']['rate_limited']}",
         ).judge(),
-        Metric(
-            name="GitLab phase 2: nothing changed, all asked again: requests for the whole fleet",
-            unit="calls",
-            result=on["phase2"]["calls"],
-            baseline=off["phase2"]["calls"],
-            ratio=off["phase2"]["calls"] / max(1, on["phase2"]["calls"]),
-            ratio_label="x fewer calls",
+        *phase2_metrics(
+            "GitLab ",
+            "requests",
+            on,
+            off,
             target=phase2_target,
             target_label=f"<= {phase2_target} (one listing per group + {PHASE2_SLACK})",
-            note=(
-                f"on: {_calls(on['phase2'])}, all handled in {on['phase2_seconds']:.1f} s; "
-                f"off: {_calls(off['phase2'])}, {off['phase2_seconds']:.1f} s"
-            ),
-        ).judge(),
-        Metric(
-            name="GitLab phase 2: HTTP 429 answers (cache+budget on)",
-            unit="calls",
-            result=on["phase2"]["rate_limited"],
-            baseline=off["phase2"]["rate_limited"],
-            target=0,
-            target_label="0",
-            note=f"off: {off['phase2']['rate_limited']}",
-        ).judge(),
+            calls=_calls,
+        ),
     ]
     return found, params
 
