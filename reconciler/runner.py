@@ -5,8 +5,9 @@ Sync (README, "Design": services are sync); the operator calls it from its bound
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pydantic import SecretStr, ValidationError
@@ -92,9 +93,9 @@ def _run_integration(
 ) -> RunOutcome:
     outcome = RunOutcome(dry_run=dry_run)
     integration = INTEGRATIONS[spec.integration]
-    service: IntegrationService | None = None
-    try:
+    with _errors_into(outcome, f"{spec.integration} run"), contextlib.ExitStack() as closing:
         service = integration.service(spec.integration_spec, token, settings, fleet)
+        closing.callback(service.close)
         conflicts: list[ClaimState] = []
         if claim is not None:
             outcome.claims = claim(service.targets())
@@ -115,14 +116,6 @@ def _run_integration(
                 else "it lists no other target"
             )
             outcome.error = conflict_error(conflicts, others_done=others)
-    except ReconcileError as exc:
-        outcome.error = exc
-    except Exception as exc:  # a bug or an unexpected library error: report it, retry later
-        log.exception("%s run failed unexpectedly", spec.integration)
-        outcome.error = TransientError("InternalError", f"unexpected {type(exc).__name__}; see operator logs")
-    finally:
-        if service is not None:
-            service.close()
     return outcome
 
 
@@ -152,21 +145,26 @@ def run_teardown(spec: ReconcileSpec, token: SecretStr, settings: Settings, *, c
 def _run_teardown(spec: ReconcileSpec, token: SecretStr, settings: Settings, *, claim: Claim) -> RunOutcome:
     outcome = RunOutcome()
     integration = INTEGRATIONS[spec.integration]
-    service: IntegrationService | None = None
-    try:
+    with _errors_into(outcome, f"{spec.integration} teardown"), contextlib.ExitStack() as closing:
         service = integration.service(spec.integration_spec, token, settings)
+        closing.callback(service.close)
         outcome.claims = claim(service.targets())
         service.exclude({state.target.name for state in outcome.claims if not state.held})
         outcome.actions = service.plan_teardown()
         if outcome.actions:
             check_scopes(integration, spec, service)
             service.apply(outcome)
+    return outcome
+
+
+@contextlib.contextmanager
+def _errors_into(outcome: RunOutcome, what: str) -> Iterator[None]:
+    """Runs never raise: a ReconcileError becomes the outcome's error, and so does a bug or an
+    unexpected library error (as a transient InternalError, retried later; the trace is logged)."""
+    try:
+        yield
     except ReconcileError as exc:
         outcome.error = exc
     except Exception as exc:
-        log.exception("%s teardown failed unexpectedly", spec.integration)
+        log.exception("%s failed unexpectedly", what)
         outcome.error = TransientError("InternalError", f"unexpected {type(exc).__name__}; see operator logs")
-    finally:
-        if service is not None:
-            service.close()
-    return outcome
