@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import copy
 import itertools
 import json
 import threading
@@ -31,6 +30,8 @@ import jsonpatch
 import jsonpointer
 import kmock
 from kmock._internal import dicts as kmock_dicts
+
+from tests.kube_routes import IndexedEmulator
 
 CRD_GROUP, CRD_VERSION, CRD_PLURAL = "reconciler.dev", "v1alpha1", "reconciles"
 SSAR_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
@@ -112,7 +113,7 @@ class AccessTable:
 
 
 @attrs.define(kw_only=True)
-class ApiServerEmulator(kmock.KubernetesEmulator):
+class ApiServerEmulator(IndexedEmulator):
     """KubernetesEmulator with the object bookkeeping of a real kube-apiserver."""
 
     _versions: Iterator[int] = attrs.field(factory=lambda: itertools.count(1000), init=False)
@@ -125,10 +126,8 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         return str(next(self._versions))
 
     def _subresources(self, resource: kmock.resource) -> set[str]:
-        for key, info in self.resources.items():
-            if key == resource:
-                return set(info.subresources)
-        return set()
+        # `self.resources[resource]` alone would declare an unknown resource (for discovery too).
+        return set(self.resources[resource].subresources) if resource in self.resources else set()
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         # kmock 0.8 cannot parse /api/v1/namespaces (cluster-scoped core list): serve it here.
@@ -205,11 +204,11 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         # kmock matches reactions by the identity of the recorded request: edit its data in place.
         if request.resource is not None and isinstance(request.data, dict):
             if request.action == kmock.action.CREATE:
-                _replace(request.data, self._on_create(request))
+                self._on_create(request)
                 if (too_big := _size_error(request.data)) is not None:
                     return too_big
             elif request.action == kmock.action.UPDATE and request.name is not None:
-                _replace(request.data, self._on_patch(request))
+                self._on_patch(request)
                 key = (request.resource, request.namespace, request.name)
                 if key in self.objects and not self.objects[key].deleted:
                     merged = kmock_dicts.patch_dict(self.objects[key].raw, request.data)
@@ -254,8 +253,10 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
                 await self._buses[request.resource].put({"type": "MODIFIED", "object": raw})  # type: ignore[index]
         return aiohttp.web.json_response(raw)
 
-    def _on_create(self, request: kmock.Request) -> dict[str, Any]:
-        data = copy.deepcopy(request.data)
+    # These two edit the request's own parsed body, which nothing else holds.
+
+    def _on_create(self, request: kmock.Request) -> None:
+        data = request.data
         meta = data.setdefault("metadata", {})
         if request.namespace and not meta.get("namespace"):
             meta["namespace"] = request.namespace
@@ -267,13 +268,12 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         meta["generation"] = 1
         if "status" in self._subresources(request.resource):  # type: ignore[arg-type]
             data.pop("status", None)
-        return data  # type: ignore[no-any-return]
 
-    def _on_patch(self, request: kmock.Request) -> dict[str, Any]:
-        patch = copy.deepcopy(request.data)
+    def _on_patch(self, request: kmock.Request) -> None:
+        patch = request.data
         has_status = "status" in self._subresources(request.resource)  # type: ignore[arg-type]
         if has_status and request.subresource == "status":
-            patch = {"status": patch.get("status")} if "status" in patch else {}
+            _replace(patch, {"status": patch["status"]} if "status" in patch else {})
         elif has_status:
             patch.pop("status", None)
         key = (request.resource, request.namespace, request.name)
@@ -285,7 +285,6 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
             new_spec = kmock_dicts.patch_dict(current.get("spec") or {}, patch["spec"] or {})
             if new_spec != current.get("spec"):
                 meta["generation"] = int(current.get("metadata", {}).get("generation", 1)) + 1
-        return patch
 
 
 MAX_ANNOTATIONS_BYTES = 256 * 1024

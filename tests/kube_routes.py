@@ -1,0 +1,136 @@
+"""kmock's KubernetesEmulator routes, served at a constant cost per request.
+
+kmock answers every request by sorting all its reactions and running each one's filter DSL over the
+request until one matches, and it finds an object by scanning every stored object. Both are fine for
+a dozen requests; benchmarks send thousands (issue #9 P5: ~3,000 for 500 Reconciles), and there the
+emulator burnt a core that the operator under test should have had. `DirectRoutes` serves the
+emulator's own routes (list, watch, fetch, create, update, delete of a resource) by action, and the
+`IndexedEmulator` finds objects by their (resource, namespace, name) key. The answers are kmock's:
+same bookkeeping, same bodies, same errors (tests/servers/test_kube_emulator.py compares both ways).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, Awaitable
+from typing import Any
+
+import aiohttp.web
+import attrs
+import kmock
+from kmock._internal import rendering
+
+ROUTES = {
+    kmock.action.LIST: "_serve_list",
+    kmock.action.WATCH: "_serve_watch",
+    kmock.action.FETCH: "_serve_fetch",
+    kmock.action.CREATE: "_serve_create",
+    kmock.action.UPDATE: "_serve_update",
+    kmock.action.DELETE: "_serve_delete",
+}
+"""KubernetesEmulator's fallback reaction for each action: what kmock's matching picks for a request
+to a resource when no test added reactions of its own."""
+
+
+class DirectRoutes(kmock.RawHandler):
+    """Finds the emulator's own route by the request's action instead of by kmock's reaction matching.
+
+    It sits below KubernetesEmulator in the method order, so KubernetesEmulator._handle keeps doing
+    the object bookkeeping and its `super()._handle()` lands here. A test that adds reactions of its
+    own (`emulator[...] << ...`) gets kmock's matching back, so its reactions win as they would.
+    """
+
+    __slots__ = ()
+
+    def _own_route(self, request: kmock.Request) -> str | None:
+        """The name of the method that serves this request, or None to let kmock match it."""
+        raise NotImplementedError
+
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        route = self._own_route(request)
+        if route is None:
+            return await super()._handle(request)
+        answer: Awaitable[Any] | AsyncGenerator[Any, None] = getattr(self, route)(request)
+        if isinstance(answer, AsyncGenerator):  # a watch
+            return await _stream(request, answer)
+        return aiohttp.web.json_response(await answer)
+
+
+async def _stream(request: kmock.Request, events: AsyncGenerator[Any, None]) -> aiohttp.web.StreamResponse:
+    """A watch, written as kmock writes a stream: headers once the first chunk is there, then one
+    JSON line per event until the client goes away."""
+    assert request._raw_request is not None  # only None for requests made up in kmock's own tests
+    response = aiohttp.web.StreamResponse()
+    try:
+        first = await anext(events)
+        try:
+            await response.prepare(request._raw_request)
+            await response.write(first if isinstance(first, bytes) else _line(first))
+            async for event in events:
+                await response.write(_line(event))
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the client went away, as kmock also ignores
+        except Exception as exc:  # kmock's handler writes an ERROR event into the open stream
+            raise rendering.StreamingError(response) from exc
+        return response
+    finally:
+        await events.aclose()  # leave the event bus now, not when garbage-collected
+
+
+def _line(event: Any) -> bytes:
+    return json.dumps(event).encode("utf-8") + b"\n"
+
+
+@attrs.define(kw_only=True)
+class IndexedEmulator(kmock.KubernetesEmulator, DirectRoutes):
+    """KubernetesEmulator that looks objects up by key and routes its own requests directly."""
+
+    _own_reactions: int = attrs.field(default=0, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self._own_reactions = len(self._payloads)
+
+    def _own_route(self, request: kmock.Request) -> str | None:
+        resource = request.resource
+        if len(self._payloads) != self._own_reactions or resource is None or resource.plural is None:
+            return None  # a test's own reactions, discovery, URLs outside the API: kmock's matching
+        return ROUTES.get(request.action) if request.action is not None else None
+
+    def _stored(self, request: kmock.Request, namespace: str | None, name: str | None) -> kmock.Object | None:
+        if request.resource is None or name is None:  # never routed here (see _own_route, guess_k8s)
+            return None
+        key = (request.resource, namespace, name)
+        return self.objects[key] if key in self.objects else None  # noqa: SIM401 - it has no get()
+
+    # kmock's versions of these four scan all objects for the one whose key matches the request's.
+
+    async def _serve_fetch(self, request: kmock.Request) -> kmock.Payload:
+        async with self._lock:
+            obj = self._stored(request, request.namespace, request.name)
+        if obj is None or obj.deleted:
+            raise kmock.KubernetesObjectNotFoundError()
+        return obj.raw
+
+    async def _serve_create(self, request: kmock.Request) -> kmock.Payload:
+        meta = request.data.get("metadata", {})
+        name = request.name or meta.get("name")
+        if name is None:  # kmock then answers with whichever object matches: keep its answer
+            return await super()._serve_create(request)
+        async with self._lock:
+            obj = self._stored(request, request.namespace or meta.get("namespace"), name)
+        assert obj is not None  # stored by KubernetesEmulator._handle before it routed here
+        return obj.raw
+
+    async def _serve_update(self, request: kmock.Request) -> kmock.Payload:
+        async with self._lock:
+            obj = self._stored(request, request.namespace, request.name)
+        assert obj is not None  # KubernetesEmulator._handle answered 404 before routing here
+        return obj.last.raw  # the last state, also when this patch released the finalizers
+
+    async def _serve_delete(self, request: kmock.Request) -> kmock.Payload:
+        async with self._lock:
+            obj = self._stored(request, request.namespace, request.name)
+        assert obj is not None  # KubernetesEmulator._handle answered 404 before routing here
+        return obj.last.raw
