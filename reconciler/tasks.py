@@ -14,6 +14,9 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from dataclasses import dataclass
+
+from pydantic import ValidationError
 
 from reconciler.cache.base import CacheBackend, HistoryWrite
 from reconciler.errors import CacheUnavailable
@@ -46,6 +49,13 @@ def is_task_id(text: str) -> bool:
     return re.fullmatch(TASK_ID_PATTERN, text) is not None
 
 
+@dataclass(frozen=True)
+class Started:
+    """A run's start (`TaskStore.start`): the Reconcile's previous run, as its record says now."""
+
+    previous: TaskRecord | None
+
+
 class TaskStore:
     def __init__(self, cache: CacheBackend, *, ttl_seconds: int, history_size: int) -> None:
         self.cache = cache
@@ -58,23 +68,48 @@ class TaskStore:
         """Write the record; a `new` one also goes first in its Reconcile's history, and the records
         trimmed off that history are deleted. With `unlock` (lock, owner): the run's last save, which
         also counts it (`count_finished`) and then releases its lock. Raises CacheUnavailable."""
-        ref = record.reconcile
         self.cache.save_record(
             task_key(record.task_id),
             record.model_dump_json(),
             self.ttl_seconds,
-            HistoryWrite(
-                key=history_key(ref.namespace, ref.name),
-                item=record.task_id,
-                keep=self.history_size,
-                push=new,
-                evict_prefix=task_key(""),
-                spare_key=last_failed_key(ref.namespace, ref.name),
-                mark_spare=record.status is TaskStatus.FAILED,
-                publish=FINISHED_CHANNEL if record.status.finished else None,
-                count=(STATS_KEY, self._counter(record)) if unlock else None,
-                unlock=unlock,
-            ),
+            self._filing(record, new, unlock),
+        )
+
+    def start(self, record: TaskRecord, lock_ttl_seconds: int) -> Started | None:
+        """A run's start in one round trip: take its Reconcile's lock (owner: the task id), read the
+        previous run's record, save `record` as the history's newest. None (nothing written) when
+        another run holds the lock. Raises CacheUnavailable."""
+        ref = record.reconcile
+        found = self.cache.start_record(
+            task_key(record.task_id),
+            record.model_dump_json(),
+            self.ttl_seconds,
+            self._filing(record, True, None),
+            (lock_key(ref.namespace, ref.name), record.task_id, lock_ttl_seconds),
+        )
+        if found is None:
+            return None
+        previous = None
+        if found.previous is not None:
+            try:
+                previous = TaskRecord.model_validate_json(found.previous)
+            except ValidationError as exc:
+                log.warning("task %s: its record is not valid (%s); not closing it", found.previous_id, exc)
+        return Started(previous=previous)
+
+    def _filing(self, record: TaskRecord, new: bool, unlock: tuple[str, str] | None) -> HistoryWrite:
+        ref = record.reconcile
+        return HistoryWrite(
+            key=history_key(ref.namespace, ref.name),
+            item=record.task_id,
+            keep=self.history_size,
+            push=new,
+            evict_prefix=task_key(""),
+            spare_key=last_failed_key(ref.namespace, ref.name),
+            mark_spare=record.status is TaskStatus.FAILED,
+            publish=FINISHED_CHANNEL if record.status.finished else None,
+            count=(STATS_KEY, self._counter(record)) if unlock else None,
+            unlock=unlock,
         )
 
     def save_or_defer(self, record: TaskRecord, *, unlock: tuple[str, str] | None = None) -> bool:
@@ -143,15 +178,7 @@ class TaskStore:
         """Newest first; the last failed run may follow the `history_size` newest ones."""
         return self.cache.recent(history_key(namespace, name), limit or self.history_size + 1)
 
-    def latest(self, ref: ReconcileRef, ids: list[str] | None = None) -> TaskRecord | None:
-        """The newest run's record (`ids`: the history's head when already read, see `lock`)."""
-        if ids is None:
-            ids = self.history(ref.namespace, ref.name, 1)
+    def latest(self, ref: ReconcileRef) -> TaskRecord | None:
+        """The newest run's record."""
+        ids = self.history(ref.namespace, ref.name, 1)
         return self.get(ids[0]) if ids else None
-
-    def lock(self, ref: ReconcileRef, owner: str, ttl_seconds: int) -> list[str] | None:
-        """Take the Reconcile's run lock and read its history's head in one round trip: None when
-        another run holds the lock, else the ids for `latest`. Raises CacheUnavailable."""
-        return self.cache.acquire_lock_reading(
-            lock_key(ref.namespace, ref.name), owner, ttl_seconds, history_key(ref.namespace, ref.name), 1
-        )

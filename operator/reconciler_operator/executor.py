@@ -1,11 +1,12 @@
 """RunExecutor: one run of one Reconcile, start to finish, in a worker thread (the sync half of the operator).
 
-Order matters for "never lose an outcome, never apply twice": take the Reconcile's lock (so two
-operators or two triggers never run it at once), re-read the object if the run was queued behind
-another run of it (so it applies the newest spec), write the task as running and name it in status
-(that patch travels beside the run and has landed before the run returns), run the integration,
-and always write the finished record (deferred to an outbox if Valkey died, filled up or turned
-read-only meanwhile). The caller writes status and the Event from the returned record either way.
+Order matters for "never lose an outcome, never apply twice": re-read the object if the run was
+queued behind another run of it (so it applies the newest spec), take the Reconcile's lock and
+write the task as running in one round trip (so two operators or two triggers never run it at once,
+and no run holds the lock without its record), name the task in status (that patch travels beside
+the run and has landed before the run returns), run the integration, and always write the finished
+record (deferred to an outbox if Valkey died, filled up or turned read-only meanwhile). The caller
+writes status and the Event from the returned record either way.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from reconciler.cache.base import CacheCorrupt
 from reconciler.cache.valkey import ValkeyCache
 from reconciler.claims import Claimer, ClaimOwner, ClaimState, ClaimStore, OwnerAlive
 from reconciler.credentials import TokenSource
@@ -124,40 +124,37 @@ class RunExecutor:
 
     def execute(self, request: RunRequest) -> RunReport:
         ref = request.ref
-        lock = lock_key(ref.namespace, ref.name)
+        raw_spec, status = request.raw_spec, request.status
+        fresh = self.objects.read(ref) if self.objects is not None and request.queued else None
+        if fresh is not None:
+            raw_spec, status = fresh.spec, fresh.status
+            ref = ref.model_copy(update={"generation": fresh.generation})
+        if raw_spec.get("suspend"):
+            return RunReport()
+        record = TaskRecord(
+            task_id=request.task_id,
+            reconcile=ref,
+            integration=str(raw_spec.get("integration", "")),
+            dry_run=bool(raw_spec.get("dryRun", False)),
+            trigger=request.trigger,
+            status=TaskStatus.RUNNING,
+            started_at=utcnow(),
+        )
         try:
             self.store.flush()
-            head = self.store.lock(ref, request.task_id, self.settings.lock_ttl_seconds)
-            if head is None:
-                busy = TransientError(
-                    "RunInProgress", "another run of this Reconcile is in progress; retrying after it"
-                )
-                return RunReport(not_started=TaskError.from_error(busy))
+            # One round trip: the lock, the previous run's record, this one's (running).
+            started = self.store.start(record, self.settings.lock_ttl_seconds)
         except CacheUnavailable as exc:
             return RunReport(not_started=TaskError.from_error(exc))
-
-        with LockLease(self.store.cache, lock, request.task_id, self.settings.lock_ttl_seconds) as lease:
-            raw_spec, status = request.raw_spec, request.status
-            fresh = self.objects.read(ref) if self.objects is not None and request.queued else None
-            if fresh is not None:
-                raw_spec, status = fresh.spec, fresh.status
-                ref = ref.model_copy(update={"generation": fresh.generation})
-            if raw_spec.get("suspend"):
-                return RunReport()
-            record = TaskRecord(
-                task_id=request.task_id,
-                reconcile=ref,
-                integration=str(raw_spec.get("integration", "")),
-                dry_run=bool(raw_spec.get("dryRun", False)),
-                trigger=request.trigger,
-                status=TaskStatus.RUNNING,
-                started_at=utcnow(),
+        if started is None:
+            busy = TransientError(
+                "RunInProgress", "another run of this Reconcile is in progress; retrying after it"
             )
-            try:
-                self._close_interrupted(ref, head)
-                self.store.save(record)
-            except CacheUnavailable as exc:
-                return RunReport(not_started=TaskError.from_error(exc))
+            return RunReport(not_started=TaskError.from_error(busy))
+
+        lock = lock_key(ref.namespace, ref.name)
+        with LockLease(self.store.cache, lock, request.task_id, self.settings.lock_ttl_seconds) as lease:
+            self._close_interrupted(started.previous)
             marking = None
             if self.objects is not None and status is not None:
                 marking = self.objects.mark_running(ref, status, record.task_id, request.trigger)
@@ -241,14 +238,9 @@ class RunExecutor:
         record.status = TaskStatus.FAILED if outcome.error else TaskStatus.SUCCESS
         record.finished_at = utcnow()
 
-    def _close_interrupted(self, ref: ReconcileRef, head: list[str]) -> None:
-        """A run still pending/running while we hold the lock died with its operator (or its record
-        never reached Valkey): say so. `head`: the history's newest id, read with the lock."""
-        try:
-            previous = self.store.latest(ref, head)
-        except CacheCorrupt as exc:
-            log.warning("%s: %s; not closing it", ref.key, exc)
-            return
+    def _close_interrupted(self, previous: TaskRecord | None) -> None:
+        """The previous run, still pending/running when we took the lock, died with its operator (or
+        its record never reached Valkey): say so (best effort: the next run tries again)."""
         if previous is None or previous.status.finished:
             return
         previous.status = TaskStatus.FAILED
@@ -263,4 +255,7 @@ class RunExecutor:
                 ),
             ),
         ]
-        self.store.save(previous, new=False)
+        try:
+            self.store.save(previous, new=False)
+        except CacheUnavailable as exc:
+            log.warning("task %s: could not close it as interrupted (%s)", previous.task_id, exc.message)

@@ -40,6 +40,15 @@ class HistoryWrite:
     """(lock, owner): then release that lock if `owner` still holds it (the run's end)."""
 
 
+@dataclass(frozen=True)
+class RunStart:
+    """What `start_record` found before it saved: the history's head (the previous run) and its
+    record's JSON (None when it expired)."""
+
+    previous_id: str | None
+    previous: str | None
+
+
 class CacheCorrupt(Exception):
     """A cached value is not what its model says: reported, never silently used."""
 
@@ -71,14 +80,19 @@ class CacheBackend(ABC):
     def acquire_lock(self, name: str, owner: str, ttl_seconds: int) -> bool:
         """Take `name` for `owner` unless someone else holds it; it expires after `ttl_seconds`."""
 
-    def acquire_lock_reading(
-        self, name: str, owner: str, ttl_seconds: int, key: str, limit: int
-    ) -> list[str] | None:
-        """`acquire_lock`, then (if taken) `recent(key, limit)`: None when another owner holds it.
-        Valkey does both in one round trip; the list is only read by the lock's holder."""
-        if not self.acquire_lock(name, owner, ttl_seconds):
+    def start_record(
+        self, key: str, value: str, ttl_seconds: int, history: HistoryWrite, lock: tuple[str, str, int]
+    ) -> RunStart | None:
+        """A run's start: take `lock` (name, owner, ttl) unless another owner holds it (then None,
+        nothing written), read the history's head and its record, then `save_record`. Valkey does
+        it all in one round trip (a script); this fallback in four."""
+        name, owner, lock_ttl = lock
+        if not self.acquire_lock(name, owner, lock_ttl):
             return None
-        return self.recent(key, limit)
+        head = next(iter(self.recent(history.key, 1)), None)
+        previous = self.get(history.evict_prefix + head) if head else None
+        self.save_record(key, value, ttl_seconds, history)
+        return RunStart(previous_id=head, previous=previous)
 
     @abstractmethod
     def extend_lock(self, name: str, owner: str, ttl_seconds: int) -> bool:

@@ -9,7 +9,7 @@ from typing import Any, cast
 import valkey
 import valkey.exceptions
 
-from reconciler.cache.base import CacheBackend, HistoryWrite, Subscription
+from reconciler.cache.base import CacheBackend, HistoryWrite, RunStart, Subscription
 from reconciler.errors import CacheUnavailable
 from reconciler.settings import Settings
 
@@ -21,7 +21,7 @@ _EXTEND = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) else return 0 end
 """
 
-_SAVE_RECORD = """
+_SAVE_BODY = """
 redis.call('set', KEYS[1], ARGV[1], 'ex', ARGV[2])
 if ARGV[5] == '1' then
   redis.call('lrem', KEYS[2], 0, ARGV[3])
@@ -41,8 +41,23 @@ if ARGV[7] == '1' then redis.call('set', KEYS[3], ARGV[3], 'ex', ARGV[2]) end
 if ARGV[8] ~= '' then redis.call('publish', ARGV[8], ARGV[3]) end
 if ARGV[9] ~= '' then redis.call('hincrby', KEYS[4], ARGV[9], 1) end
 if ARGV[10] ~= '' and redis.call('get', KEYS[5]) == ARGV[10] then redis.call('del', KEYS[5]) end
-return 1
 """
+"""KEYS: record, history, spare (last failed), counter hash, lock to release. ARGV: record JSON, ttl,
+id, keep, push?, evict prefix, mark spare?, channel, counter field, lock owner (see HistoryWrite)."""
+
+_SAVE_RECORD = _SAVE_BODY + "return 1"
+
+# KEYS[6]: the run lock; ARGV[11], ARGV[12]: its owner and TTL. Nothing is written unless it is taken.
+_START_RECORD = (
+    """
+if not redis.call('set', KEYS[6], ARGV[11], 'nx', 'ex', ARGV[12]) then return false end
+local head = redis.call('lindex', KEYS[2], 0)
+local previous = false
+if head then previous = redis.call('get', ARGV[6] .. head) end
+"""
+    + _SAVE_BODY
+    + "return {head or '', previous or ''}"
+)
 
 TLS_SCHEMES = ("rediss://", "valkeys://")
 _ERRORS = (valkey.exceptions.ValkeyError, OSError)
@@ -56,6 +71,7 @@ class ValkeyCache(CacheBackend):
         self.client = client
         self.display_url = display_url
         self._save_record = client.register_script(_SAVE_RECORD)
+        self._start_record = client.register_script(_START_RECORD)
 
     @classmethod
     def from_url(
@@ -120,19 +136,6 @@ class ValkeyCache(CacheBackend):
         except _ERRORS as exc:
             raise self._fail(exc) from None
 
-    def acquire_lock_reading(
-        self, name: str, owner: str, ttl_seconds: int, key: str, limit: int
-    ) -> list[str] | None:
-        """SET NX and LRANGE pipelined (in this order): the list counts only if the lock was taken."""
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.set(name, owner, nx=True, ex=ttl_seconds)
-            pipe.lrange(key, 0, limit - 1)
-            taken, ids = pipe.execute()  # type: ignore[no-untyped-call]
-        except _ERRORS as exc:
-            raise self._fail(exc) from None
-        return cast(list[str], ids) if taken else None
-
     def extend_lock(self, name: str, owner: str, ttl_seconds: int) -> bool:
         try:
             return bool(self.client.eval(_EXTEND, 1, name, owner, str(ttl_seconds)))
@@ -182,29 +185,26 @@ class ValkeyCache(CacheBackend):
         """One round trip (a script): the record, its history entry, trimming, the finish notice, and
         at a run's end its counter and the release of its lock."""
         try:
-            self._save_record(
-                keys=[
-                    key,
-                    history.key,
-                    history.spare_key,
-                    history.count[0] if history.count else key,
-                    history.unlock[0] if history.unlock else key,
-                ],
-                args=[
-                    value,
-                    ttl_seconds,
-                    history.item,
-                    history.keep,
-                    "1" if history.push else "0",
-                    history.evict_prefix,
-                    "1" if history.mark_spare else "0",
-                    history.publish or "",
-                    history.count[1] if history.count else "",
-                    history.unlock[1] if history.unlock else "",
-                ],
+            self._save_record(keys=_save_keys(key, history), args=_save_args(value, ttl_seconds, history))
+        except _ERRORS as exc:
+            raise self._fail(exc) from None
+
+    def start_record(
+        self, key: str, value: str, ttl_seconds: int, history: HistoryWrite, lock: tuple[str, str, int]
+    ) -> RunStart | None:
+        """One round trip (a script): the lock, the previous run's record, and `save_record`."""
+        name, owner, lock_ttl = lock
+        try:
+            reply = self._start_record(
+                keys=[*_save_keys(key, history), name],
+                args=[*_save_args(value, ttl_seconds, history), owner, lock_ttl],
             )
         except _ERRORS as exc:
             raise self._fail(exc) from None
+        if not reply:
+            return None
+        head, previous = reply
+        return RunStart(previous_id=head or None, previous=previous or None)
 
     def usage(self) -> tuple[int, int]:
         try:
@@ -213,6 +213,31 @@ class ValkeyCache(CacheBackend):
         except _ERRORS as exc:
             raise self._fail(exc) from None
         return int(memory.get("used_memory", 0)), int(keys)
+
+
+def _save_keys(key: str, history: HistoryWrite) -> list[str]:
+    return [
+        key,
+        history.key,
+        history.spare_key,
+        history.count[0] if history.count else key,
+        history.unlock[0] if history.unlock else key,
+    ]
+
+
+def _save_args(value: str, ttl_seconds: int, history: HistoryWrite) -> list[str | int]:
+    return [
+        value,
+        ttl_seconds,
+        history.item,
+        history.keep,
+        "1" if history.push else "0",
+        history.evict_prefix,
+        "1" if history.mark_spare else "0",
+        history.publish or "",
+        history.count[1] if history.count else "",
+        history.unlock[1] if history.unlock else "",
+    ]
 
 
 class _ValkeySubscription(Subscription):

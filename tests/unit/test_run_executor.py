@@ -136,7 +136,8 @@ def test_a_run_goes_from_running_to_success_and_frees_the_lock(
 def test_a_run_whose_lock_another_holds_does_nothing_and_is_retried(
     slack: SlackTestServer, settings: Settings, store: TaskStore, ref: ReconcileRef
 ) -> None:
-    """Another operator (or trigger) is running this Reconcile: no record, no call, no status write."""
+    """Another operator (or trigger) is running this Reconcile: no record, no call, no status write
+    (a run queued behind another of the same Reconcile has read the newest spec before asking)."""
     lock = lock_key(ref.namespace, ref.name)
     assert store.cache.acquire_lock(lock, "other-operator", 5)
     objects = Objects(store)
@@ -151,7 +152,7 @@ def test_a_run_whose_lock_another_holds_does_nothing_and_is_retried(
         permanent=False,
     )
     assert report.error == report.not_started
-    assert slack.calls == [] and objects.reads == [] and objects.running == []
+    assert slack.calls == [] and objects.reads == [ref] and objects.running == []
     assert store.history(ref.namespace, ref.name) == []
     assert store.cache.extend_lock(lock, "other-operator", 5)  # still theirs: a busy run releases nothing
 

@@ -11,7 +11,7 @@ from valkey import exceptions as valkey_exceptions
 from reconciler.cache import CacheCorrupt, ValkeyCache
 from reconciler.errors import CacheUnavailable
 from reconciler.models.task import ReconcileRef, TaskRecord, TaskStatus
-from reconciler.tasks import STATS_KEY, TaskStore, task_key
+from reconciler.tasks import STATS_KEY, TaskStore, lock_key, task_key
 from tests.valkey_server import ValkeyProcess, free_port
 
 
@@ -185,3 +185,46 @@ def test_unreachable_cache_raises_cache_unavailable_without_password() -> None:
         with pytest.raises(CacheUnavailable) as info:
             call()
         assert "s3cret-pass" not in str(info.value) and info.value.reason == "CacheUnavailable"
+
+
+def test_a_run_starts_with_its_lock_its_record_and_the_previous_run_in_one_script(store: TaskStore) -> None:
+    previous = make(status=TaskStatus.RUNNING)
+    store.save(previous)
+    first = make(status=TaskStatus.RUNNING)
+    assert store.start(make("warm-up", TaskStatus.RUNNING), lock_ttl_seconds=30) is not None  # loads it
+    commands = _calls(store)
+
+    started = store.start(first, lock_ttl_seconds=30)
+
+    assert started is not None and started.previous == previous
+    assert _calls(store) - commands == 1  # one script call: lock, head, previous record, save
+    assert store.history("ns", "rec") == [first.task_id, previous.task_id]
+    assert store.get(first.task_id) == first
+    lock = lock_key("ns", "rec")
+    assert store.cache.get(lock) == first.task_id
+    assert 0 < store.cache.client.ttl(lock) <= 30  # type: ignore[attr-defined]
+
+    # The lock is held: the next run writes nothing and learns it.
+    second = make(status=TaskStatus.RUNNING)
+    assert store.start(second, lock_ttl_seconds=30) is None
+    assert store.get(second.task_id) is None
+    assert store.history("ns", "rec") == [first.task_id, previous.task_id]
+
+    store.cache.release_lock(lock, first.task_id)
+    fresh = make("other", status=TaskStatus.RUNNING)
+    started = store.start(fresh, lock_ttl_seconds=30)
+    assert started is not None and started.previous is None  # a Reconcile's first run
+
+
+def test_a_start_survives_a_previous_record_that_is_not_valid(store: TaskStore) -> None:
+    broken = make()
+    store.save(broken)
+    store.cache.set(task_key(broken.task_id), '{"not": "a record"}')
+    started = store.start(make(status=TaskStatus.RUNNING), lock_ttl_seconds=30)
+    assert started is not None and started.previous is None
+
+
+def _calls(store: TaskStore) -> int:
+    """Script calls so far (commandstats also counts the commands a script runs, under their names)."""
+    stats = store.cache.client.info("commandstats")  # type: ignore[attr-defined]
+    return sum(int(v["calls"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
