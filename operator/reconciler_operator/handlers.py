@@ -71,12 +71,6 @@ def _warm_up_integrations() -> None:
         integration.warm_up()
 
 
-@kopf.on.event(*RESOURCE, id="condition-metrics", labels=SHARD)  # each shard exports its own
-async def export_conditions(type: str | None, body: kopf.Body, **_: Any) -> None:
-    """Every watch event: the Reconcile's conditions as metrics (bookkeeping only, on the loop)."""
-    observability.observe_event(type, body)
-
-
 @kopf.on.login()
 def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
     """Log in as Kopf would (the official client if installed: exec plugins; else in-cluster
@@ -101,6 +95,12 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await asyncio.get_running_loop().run_in_executor(None, context.close)
 
 
+def _write_status(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any]) -> None:
+    """Kopf writes `status` when the handler returns; its conditions are exported as metrics now."""
+    patch.status.update(status)
+    observability.observe_status(str(body.meta["namespace"]), str(body.meta["name"]), status)
+
+
 # --- changed spec: Ready=Unknown before anything else ---------------------------------------------
 
 
@@ -110,9 +110,9 @@ async def mark_progressing(
 ) -> None:
     generation = int(body.meta.get("generation") or 0)
     if spec.get("suspend"):
-        patch.status.update(conditions.suspended(status, generation=generation, now=_now()))
+        _write_status(body, patch, conditions.suspended(status, generation=generation, now=_now()))
         return
-    patch.status.update(conditions.progressing(status, generation=generation, now=_now()))
+    _write_status(body, patch, conditions.progressing(status, generation=generation, now=_now()))
 
 
 # --- runs ----------------------------------------------------------------------------------------
@@ -234,7 +234,7 @@ async def _reconcile(
     meta = body.meta
     generation = int(meta.get("generation") or 0)
     if spec.get("suspend"):
-        patch.status.update(conditions.suspended(status, generation=generation, now=_now()))
+        _write_status(body, patch, conditions.suspended(status, generation=generation, now=_now()))
         return
 
     ref = ReconcileRef(namespace=str(meta["namespace"]), name=str(meta["name"]), generation=generation)
@@ -267,8 +267,10 @@ async def _reconcile(
             return  # the newest spec is suspended: nothing to do (its own update handler says so)
         # The run could not start (cache down, lock busy): nothing was done; say so and retry.
         delay = context.backoff(retry, error)
-        patch.status.update(
-            conditions.not_started(status, error, generation=generation, retry_in=delay, now=_now())
+        _write_status(
+            body,
+            patch,
+            conditions.not_started(status, error, generation=generation, retry_in=delay, now=_now()),
         )
         kopf.event(
             body, type="Warning", reason=error.reason, message=f"{error.message}; retrying in {delay:.0f}s"
@@ -281,10 +283,12 @@ async def _reconcile(
     if error is not None and error.reason == "RateLimited" and retry_in is not None:
         context.hold_rate_limited(str(meta.get("uid") or ref.key), retry_in)
     claims = claims_status(report.claims) if report.claims is not None else None
-    patch.status.update(
+    _write_status(
+        body,
+        patch,
         conditions.finished(
             status, record, retry_in=retry_in, requested_at=_requested_at(meta), now=_now(), claims=claims
-        )
+        ),
     )
     context.count_run(record.integration, record.status.value)
     if error is not None:
@@ -312,6 +316,8 @@ async def on_delete(body: kopf.Body, spec: kopf.Spec, memo: kopf.Memo, retry: in
     async with context.object_lock(uid or ref.key):
         report = await asyncio.get_running_loop().run_in_executor(context.pool, context.delete, request)
     _post_delete_event(body, report, final)
+    if not report.retry or final:
+        observability.forget(ref.namespace, ref.name)  # Kopf removes the finalizer now
     if report.retry and not final:
         assert report.error is not None
         raise kopf.TemporaryError(report.error.message, delay=context.backoff(retry, report.error))

@@ -11,21 +11,13 @@ from reconciler.settings import get_settings
 log = logging.getLogger(__name__)
 
 
-EVERY_EVENT_SUCCESS = "Handler 'condition-metrics' succeeded."
-"""Kopf's line for the metrics handler, which runs on every watch event of every Reconcile."""
-
-
 class TimerSuccessAtDebug(logging.Filter):
     """Kopf logs every timer tick's success at INFO: once per Reconcile every few seconds, which
-    buries what matters; and the metrics handler's success on every watch event (five per new
-    Reconcile, most of the operator's log lines and a few % of its CPU in P5). Such lines become
-    DEBUG (kept with --verbose / RECONCILER_LOG_LEVEL=DEBUG)."""
+    buries what matters. Such lines become DEBUG (kept with --verbose / RECONCILER_LOG_LEVEL=DEBUG)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        tick = (
-            message.startswith("Timer ") and message.endswith(" succeeded.")
-        ) or message == EVERY_EVENT_SUCCESS
+        tick = message.startswith("Timer ") and message.endswith(" succeeded.")
         if record.levelno == logging.INFO and tick:
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return logging.getLogger().isEnabledFor(logging.DEBUG)

@@ -21,7 +21,7 @@ from urllib.parse import quote
 import httpx
 
 from reconciler.models.task import ReconcileRef
-from reconciler_operator import conditions
+from reconciler_operator import conditions, observability
 from reconciler_operator.executor import FreshObject
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,8 @@ class ReconcileObjects:
             return
         if response.status_code >= 400:
             log.info("could not mark %s %s: HTTP %s", ref.key, what, response.status_code)
+            return
+        observability.observe_status(ref.namespace, ref.name, status)
 
 
 def _path(ref: ReconcileRef) -> str:

@@ -3,7 +3,9 @@
 - `reconciler_reconcile_condition{namespace,name,type,status,reason}` = 1: each Reconcile's
   conditions as the API server stores them (the kube-state-metrics convention), so "Stalled for 15
   minutes" is a PromQL question. Bounded: one series per Reconcile and condition type; a change of
-  status or reason replaces the series, a deleted Reconcile drops its series.
+  status or reason replaces the series, a deleted Reconcile drops its series. Taken from the status
+  writes themselves (this operator is the only writer of its Reconciles' status), not from a Kopf
+  handler on every watch event: that handler was 11% of the operator's GIL time in P5.
 - `reconciler_operator_leader` = 1 while this process works (standalone, or the active Kopf peer),
   0 while Kopf's peering pauses it in favour of another replica.
 """
@@ -69,14 +71,17 @@ class ConditionSeries:
 CONDITIONS = ConditionSeries()
 
 
-def observe_event(event_type: str | None, body: Mapping[str, Any]) -> None:
-    """Kopf's raw watch event of a Reconcile: its conditions now, or gone."""
-    meta = body.get("metadata") or {}
-    namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
-    if event_type == "DELETED":
-        CONDITIONS.forget(namespace, name)
-    else:
-        CONDITIONS.observe(namespace, name, body.get("status"))
+def observe_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    """A status this process wrote to a Reconcile: its conditions now. Every status write carries
+    the whole conditions list (a merge patch replaces it whole), so this is what the API server
+    stores; a patch without conditions changes none."""
+    if "conditions" in status:
+        CONDITIONS.observe(namespace, name, status)
+
+
+def forget(namespace: str, name: str) -> None:
+    """The Reconcile is gone (its deletion finished): its series go too."""
+    CONDITIONS.forget(namespace, name)
 
 
 class _PeeringWatch(logging.Handler):

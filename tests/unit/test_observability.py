@@ -51,11 +51,12 @@ def test_one_series_per_reconcile_and_type() -> None:
     assert len(next(iter(registry.collect())).samples) == 1
 
 
-def test_watch_events_drive_the_series() -> None:
-    body = {"metadata": {"namespace": "ev", "name": "x"}, "status": conditions(Ready=("True", "Succeeded"))}
-    observability.observe_event("ADDED", body)
+def test_status_writes_drive_the_series() -> None:
+    observability.observe_status("ev", "x", conditions(Ready=("True", "Succeeded")))
     assert observability.RECONCILE_CONDITION.labels("ev", "x", "Ready", "True", "Succeeded")._value.get() == 1
-    observability.observe_event("DELETED", body)
+    observability.observe_status("ev", "x", {"taskId": "0" * 32})  # no conditions written: none changed
+    assert observability.RECONCILE_CONDITION.labels("ev", "x", "Ready", "True", "Succeeded")._value.get() == 1
+    observability.forget("ev", "x")
     sample_keys = {
         tuple(s.labels.values()) for f in observability.RECONCILE_CONDITION.collect() for s in f.samples
     }
