@@ -108,6 +108,21 @@ def running(
     return patch_of(new)
 
 
+def queued(
+    status: Mapping[str, Any], task_id: str, trigger: str, *, generation: int, workers: int, now: str
+) -> dict[str, Any]:
+    """A new generation's run waits for a worker: Ready=Unknown now (as `progressing`), and its task
+    named already, so that this one write also serves as the run's "running" patch."""
+    message = f"task {task_id} ({trigger}) queued: all {workers} workers were busy; it runs next"
+    updates: list[Update] = [
+        (READY, "Unknown", "Progressing", f"Reconciling generation {generation}"),
+        (RECONCILING, "True", "Progressing", message),
+        (STALLED, "False", "Progressing", f"Reconciling generation {generation}"),
+    ]
+    conditions = set_conditions(status.get("conditions") or [], updates, generation=generation, now=now)
+    return patch_of(ReconcileStatus(observed_generation=generation, task_id=task_id, conditions=conditions))
+
+
 def suspended(status: Mapping[str, Any], *, generation: int, now: str) -> dict[str, Any]:
     message = "spec.suspend is true: no runs until it is false"
     ready = next((c for c in status.get("conditions") or [] if c.get("type") == READY), None)

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from reconciler.cache.valkey import ValkeyCache
@@ -77,6 +78,11 @@ class RunRequest:
     queued: bool = True
     """Did it wait behind another run of this Reconcile? Then `raw_spec` may be old by the time it
     starts, and the object is re-read. (False only when known: the handler got the lock at once.)"""
+    named: bool = False
+    """Status names this task already (written with its pending record while it waited for a
+    worker): no "running" patch, unless the run found a newer generation."""
+    created: datetime = field(default_factory=utcnow)
+    """When the task was created (queued): its record's `created_at`."""
 
 
 EXPLICIT_TRIGGERS = frozenset({"create", "update", "requested"})
@@ -131,15 +137,8 @@ class RunExecutor:
             ref = ref.model_copy(update={"generation": fresh.generation})
         if raw_spec.get("suspend"):
             return RunReport()
-        record = TaskRecord(
-            task_id=request.task_id,
-            reconcile=ref,
-            integration=str(raw_spec.get("integration", "")),
-            dry_run=bool(raw_spec.get("dryRun", False)),
-            trigger=request.trigger,
-            status=TaskStatus.RUNNING,
-            started_at=utcnow(),
-        )
+        record = self._record(request, ref, raw_spec, TaskStatus.RUNNING)
+        record.started_at = utcnow()
         try:
             self.store.flush()
             # One round trip: the lock, the previous run's record, this one's (running).
@@ -156,7 +155,8 @@ class RunExecutor:
         with LockLease(self.store.cache, lock, request.task_id, self.settings.lock_ttl_seconds) as lease:
             self._close_interrupted(started.previous)
             marking = None
-            if self.objects is not None and status is not None:
+            named = request.named and ref.generation == request.ref.generation
+            if self.objects is not None and status is not None and not named:
                 marking = self.objects.mark_running(ref, status, record.task_id, request.trigger)
             try:
                 outcome = self._run(raw_spec, ref, record, self._fleet(request, raw_spec), request.uid)
@@ -181,6 +181,29 @@ class RunExecutor:
             f": {record.error.reason}" if record.error else "",
         )
         return RunReport(record, claims=outcome.claims, running_mark=marking)
+
+    def record_pending(self, request: RunRequest) -> None:
+        """Save the task as pending (it waits for a worker), so the id status names already resolves
+        in the sidecar. Best effort: the run's start saves it anyway."""
+        record = self._record(request, request.ref, request.raw_spec, TaskStatus.PENDING)
+        try:
+            self.store.save(record)
+        except CacheUnavailable as exc:
+            log.info("task %s: pending record not saved (%s)", record.task_id, exc.message)
+
+    @staticmethod
+    def _record(
+        request: RunRequest, ref: ReconcileRef, raw_spec: dict[str, Any], status: TaskStatus
+    ) -> TaskRecord:
+        return TaskRecord(
+            task_id=request.task_id,
+            reconcile=ref,
+            integration=str(raw_spec.get("integration", "")),
+            dry_run=bool(raw_spec.get("dryRun", False)),
+            trigger=request.trigger,
+            status=status,
+            created_at=request.created,
+        )
 
     def _run(
         self, raw_spec: dict[str, Any], ref: ReconcileRef, record: TaskRecord, fleet: Fleet | None, uid: str

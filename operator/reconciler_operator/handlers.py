@@ -6,7 +6,9 @@ workers are busy. A changed spec first gets `Ready=Unknown` (its own handler, ap
 run starts: Kopf's default lifecycle runs one handler per cycle and patches in between). A new
 Reconcile has no Ready to be stale: its run's "running" patch says Ready=Unknown, which spares
 every creation a Kopf cycle, two writes and the watch events they cause; only when every worker
-is busy (the run would start late) is Ready=Unknown patched at once, before the run is queued.
+is busy (the run would start late) is Ready=Unknown patched at once, before the run is queued, and
+that patch names the (pending) task, so the run sends no "running" patch: two status writes per
+creation either way.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import kopf
@@ -248,14 +251,24 @@ async def _reconcile(
         requested=_request_time(started),
     )
     async with context.object_lock(str(meta.get("uid") or ref.key)) as queued:
+        request = replace(request, queued=queued)
         if status.get("observedGeneration") != generation and context.workers_busy():
             # A new Reconcile whose run waits for a worker: Ready=Unknown now, not when the run
-            # starts (kstatus would read its empty status as current meanwhile).
-            await context.objects.mark_progressing(ref, dict(status)).landed()
+            # starts (kstatus would read its empty status as current meanwhile); the same write names
+            # its task (recorded as pending), so the run sends no "running" patch of its own.
+            await context.objects.mark_queued(
+                ref,
+                dict(status),
+                request.task_id,
+                trigger,
+                workers=context.settings.max_workers,
+                record=partial(context.run_executor.record_pending, request),
+            ).landed()
+            request = replace(request, named=True)
         loop = asyncio.get_running_loop()
         context.runs_submitted += 1
         try:
-            report = await loop.run_in_executor(context.pool, context.run, replace(request, queued=queued))
+            report = await loop.run_in_executor(context.pool, context.run, request)
         finally:
             context.runs_submitted -= 1
         if report.running_mark is not None:

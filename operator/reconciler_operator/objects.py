@@ -1,10 +1,11 @@
 """The Reconcile object itself, read and patched from a worker thread during a run (sync, httpx).
 
 Kopf writes status only when a handler returns; two things cannot wait that long: a run queued
-behind another run of the same Reconcile must use the newest spec (so it re-reads the object once
-it holds the lock; a run that waited for nobody has Kopf's newest body already, and reads nothing),
+behind another run of the same Reconcile must use the newest spec (so it re-reads the object
+before it starts; a run that waited for nobody has Kopf's newest body already, and reads nothing),
 and a pipeline must see which task is running while it runs (`status.taskId`, `Reconciling=True`;
-sent beside the run, not before it, and always landed before Kopf writes the final status).
+sent beside the run, not before it, and always landed before Kopf writes the final status; a new
+generation queued behind busy workers gets it when queued, with its pending record, instead).
 Both are best effort: when the API is not reachable the run goes on with what Kopf gave it.
 """
 
@@ -138,10 +139,23 @@ class ReconcileObjects:
         goes on meanwhile and waits for the returned mark only at its end."""
         return RunningMark(self._marks.submit(self._patch_running, ref, status, task_id, trigger))
 
-    def mark_progressing(self, ref: ReconcileRef, status: dict[str, Any]) -> RunningMark:
-        """Start patching Ready=Unknown for a generation whose run must wait for a worker (kstatus
-        reads a Reconcile without conditions as current; best effort, like the running mark)."""
-        return RunningMark(self._marks.submit(self._patch_progressing, ref, status))
+    def mark_queued(
+        self,
+        ref: ReconcileRef,
+        status: dict[str, Any],
+        task_id: str,
+        trigger: str,
+        *,
+        workers: int,
+        record: Callable[[], None],
+    ) -> RunningMark:
+        """A new generation whose run must wait for a worker: `record()` (its pending task record),
+        then Ready=Unknown with `status.taskId` naming the task (kstatus reads a Reconcile without
+        conditions as current; a pipeline can follow the task from now on). Best effort, like the
+        running mark, which the run then skips: this patch said it already."""
+        return RunningMark(
+            self._marks.submit(self._patch_queued, ref, status, task_id, trigger, workers, record)
+        )
 
     def close(self) -> None:
         self._marks.shutdown(wait=False, cancel_futures=True)
@@ -152,11 +166,21 @@ class ReconcileObjects:
             ref, "running", conditions.running(status, task_id, trigger, generation=ref.generation, now=now)
         )
 
-    def _patch_progressing(self, ref: ReconcileRef, status: dict[str, Any]) -> None:
+    def _patch_queued(
+        self,
+        ref: ReconcileRef,
+        status: dict[str, Any],
+        task_id: str,
+        trigger: str,
+        workers: int,
+        record: Callable[[], None],
+    ) -> None:
+        record()
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        self._patch_status(
-            ref, "progressing", conditions.progressing(status, generation=ref.generation, now=now)
+        patch = conditions.queued(
+            status, task_id, trigger, generation=ref.generation, workers=workers, now=now
         )
+        self._patch_status(ref, "queued", patch)
 
     def _patch_status(self, ref: ReconcileRef, what: str, status: dict[str, Any]) -> None:
         client = self._client()

@@ -84,12 +84,13 @@ class CacheBackend(ABC):
         self, key: str, value: str, ttl_seconds: int, history: HistoryWrite, lock: tuple[str, str, int]
     ) -> RunStart | None:
         """A run's start: take `lock` (name, owner, ttl) unless another owner holds it (then None,
-        nothing written), read the history's head and its record, then `save_record`. Valkey does
+        nothing written), read the previous run (the history's head that is not `history.item`: a
+        pending record of this task may be) and its record, then `save_record`. Valkey does
         it all in one round trip (a script); this fallback in four."""
         name, owner, lock_ttl = lock
         if not self.acquire_lock(name, owner, lock_ttl):
             return None
-        head = next(iter(self.recent(history.key, 1)), None)
+        head = next((id_ for id_ in self.recent(history.key, 2) if id_ != history.item), None)
         previous = self.get(history.evict_prefix + head) if head else None
         self.save_record(key, value, ttl_seconds, history)
         return RunStart(previous_id=head, previous=previous)

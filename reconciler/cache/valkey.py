@@ -48,10 +48,13 @@ id, keep, push?, evict prefix, mark spare?, channel, counter field, lock owner (
 _SAVE_RECORD = _SAVE_BODY + "return 1"
 
 # KEYS[6]: the run lock; ARGV[11], ARGV[12]: its owner and TTL. Nothing is written unless it is taken.
+# The previous run is the history's head, or the one after it when the head is this task (pending).
 _START_RECORD = (
     """
 if not redis.call('set', KEYS[6], ARGV[11], 'nx', 'ex', ARGV[12]) then return false end
-local head = redis.call('lindex', KEYS[2], 0)
+local ids = redis.call('lrange', KEYS[2], 0, 1)
+local head = ids[1]
+if head == ARGV[3] then head = ids[2] end
 local previous = false
 if head then previous = redis.call('get', ARGV[6] .. head) end
 """

@@ -126,7 +126,8 @@ def test_the_running_task_is_in_status_while_it_runs(world: World) -> None:
 
 def test_a_reconcile_created_while_every_worker_is_busy_is_not_ready_before_its_run(world: World) -> None:
     """kstatus (Flux, Argo CD) reads a Reconcile without conditions as current: one whose run waits
-    for a worker says Ready=Unknown for its generation before the run starts, not when it does."""
+    for a worker says Ready=Unknown for its generation before the run starts, not when it does, and
+    names its task (pending) at once."""
     world.slack.latency = 1.5
     try:
         busy = [
@@ -143,11 +144,19 @@ def test_a_reconcile_created_while_every_worker_is_busy_is_not_ready_before_its_
             "Ready=Unknown while the run waits for a worker",
         )
         assert seen["status"]["observedGeneration"] == 1
-        assert "taskId" not in seen["status"]  # its run has not started yet
+        # The same write names its task, recorded as pending: a pipeline can follow it already.
+        task_id = seen["status"]["taskId"]
+        pending = world.record(task_id)
+        assert pending is not None and pending.status.value in ("pending", "running")
+        assert "queued" in condition(seen, "Reconciling")["message"]
     finally:
         world.slack.latency = 0.0
     for reconcile in [*busy, name]:
         wait_ready(world.kube, NS, reconcile)
+    done = world.kube.get_reconcile(NS, name)
+    assert done["status"]["taskId"] == task_id  # the queued task is the one that ran
+    finished = world.record(task_id)
+    assert finished is not None and finished.status.value == "success" and finished.started_at is not None
 
 
 def wait_event(world: World, reason: str, text: str, timeout: float = 10) -> None:

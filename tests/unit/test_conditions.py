@@ -199,6 +199,19 @@ def test_a_failed_run_leaves_drifted_as_it_was() -> None:
     assert failed["Drifted"] == by_type(drifted)["Drifted"]
 
 
+def test_a_new_reconcile_queued_behind_busy_workers_is_progressing_and_names_its_task() -> None:
+    """One write before the run: Ready=Unknown for the generation (kstatus), and the task a pipeline
+    can follow from now on (the run then sends no "running" patch)."""
+    queued = conditions.queued({}, "t1", "create", generation=2, workers=8, now=T0)
+    conds = by_type(queued)
+    assert queued["observedGeneration"] == 2 and queued["taskId"] == "t1"
+    assert (conds["Ready"]["status"], conds["Ready"]["reason"]) == ("Unknown", "Progressing")
+    reconciling = conds["Reconciling"]
+    assert reconciling["status"] == "True" and "t1 (create) queued" in reconciling["message"]
+    assert conds["Stalled"]["status"] == "False"
+    assert all(c["observedGeneration"] == 2 and c["lastTransitionTime"] == T0 for c in queued["conditions"])
+
+
 def test_a_run_of_a_new_reconcile_says_ready_unknown_as_it_starts() -> None:
     """No handler marks a new Reconcile progressing: its first run's "running" patch does."""
     first = conditions.running({}, "t1", "create", generation=1, now=T0)

@@ -307,3 +307,29 @@ def test_a_run_without_valkey_does_not_start(
     assert report.record is None and report.not_started is not None
     assert (report.not_started.reason, report.not_started.permanent) == ("CacheUnavailable", False)
     assert slack.calls == []
+
+
+def test_a_task_queued_behind_busy_workers_is_pending_then_runs_without_a_running_patch(
+    slack: SlackTestServer, settings: Settings, store: TaskStore, ref: ReconcileRef
+) -> None:
+    """The queued patch named the task already (with its pending record): the run keeps the
+    record's creation time and sends no second "running" patch, unless it found a newer generation."""
+    objects = Objects(store)
+    executor = RunExecutor(settings, store, Tokens(), objects)
+    request = RunRequest(ref, spec(slack), "create", new_task_id(), status={}, queued=False, named=True)
+
+    executor.record_pending(request)
+    pending = store.get(request.task_id)
+    assert pending is not None and pending.status is TaskStatus.PENDING and pending.started_at is None
+    assert pending.created_at == request.created
+
+    report = executor.execute(request)
+    assert report.record is not None and report.record.status is TaskStatus.SUCCESS
+    assert report.record.created_at == request.created and report.running_mark is None
+    assert objects.running == []
+    assert store.history(ref.namespace, ref.name) == [request.task_id]  # one entry, not two
+
+    newer = Objects(store, FreshObject(spec=spec(slack), generation=ref.generation + 1, status={}))
+    renamed = RunRequest(ref, spec(slack), "update", new_task_id(), status={}, queued=True, named=True)
+    RunExecutor(settings, store, Tokens(), newer).execute(renamed)
+    assert [(task, trigger) for task, trigger, _ in newer.running] == [(renamed.task_id, "update")]

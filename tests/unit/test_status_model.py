@@ -45,6 +45,7 @@ def _statuses() -> list[dict[str, Any]]:
     retrying = [TaskError(reason="SlackUnavailable", message="Slack answered HTTP 503")]
     patches = [
         lambda s: conditions.progressing(s, generation=3, now=NOW),
+        lambda s: conditions.queued(s, "1" * 32, "create", generation=3, workers=8, now=NOW),
         lambda s: conditions.running(s, "0" * 32, "create", generation=3, now=NOW),
         lambda s: conditions.finished(s, _record([], True), retry_in=None, requested_at="now", now=NOW),
         lambda s: conditions.finished(

@@ -228,3 +228,17 @@ def _calls(store: TaskStore) -> int:
     """Script calls so far (commandstats also counts the commands a script runs, under their names)."""
     stats = store.cache.client.info("commandstats")  # type: ignore[attr-defined]
     return sum(int(v["calls"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
+
+
+def test_a_task_recorded_as_pending_is_not_its_own_previous_run(store: TaskStore) -> None:
+    """A run queued behind busy workers is recorded as pending first: at its start, the run before
+    it is the previous one (and is closed if it was interrupted), never the pending record itself."""
+    before = make(status=TaskStatus.RUNNING)
+    store.save(before)
+    queued = make(status=TaskStatus.PENDING)
+    store.save(queued)
+    queued.status = TaskStatus.RUNNING
+    started = store.start(queued, lock_ttl_seconds=30)
+    assert started is not None and started.previous == before
+    assert store.history("ns", "rec") == [queued.task_id, before.task_id]
+    assert store.get(queued.task_id) == queued
