@@ -87,8 +87,13 @@ def run(cfg: Config, profiler: Profiler | None = None) -> ScenarioResult:
             ideal = calls * LATENCY / workers
             seconds.append(took)
             ideals.append(ideal)
+            ready = sorted(t - first for t in watch.ready.values())
+            tenth = ready[len(ready) // 10]
+            steady = (len(ready) - len(ready) // 10 - 1) / max(ready[-1] - tenth, 1e-9)
             details.append(
-                f"{took:.1f} s (creates took {created - first:.1f} s; "
+                f"{took:.1f} s (creates took {created - first:.1f} s; first Ready after {ready[0]:.2f} s; "
+                f"from the 10th percentile on {steady:.0f} Reconciles/s against the ideal's "
+                f"{workers / (calls / count * LATENCY):.0f}/s; "
                 f"{calls / count:.2f} Slack calls per run; "
                 f"workers kept Slack {stats['mean_inflight'] / workers:.0%} busy, "
                 f"max {stats['max_inflight']} "
