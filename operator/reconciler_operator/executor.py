@@ -136,6 +136,8 @@ class RunExecutor:
             raw_spec, status = fresh.spec, fresh.status
             ref = ref.model_copy(update={"generation": fresh.generation})
         if raw_spec.get("suspend"):
+            if request.named:
+                self._close_unneeded(request, ref, raw_spec)
             return RunReport()
         record = self._record(request, ref, raw_spec, TaskStatus.RUNNING)
         record.started_at = utcnow()
@@ -190,6 +192,23 @@ class RunExecutor:
             self.store.save(record)
         except CacheUnavailable as exc:
             log.info("task %s: pending record not saved (%s)", record.task_id, exc.message)
+
+    def _close_unneeded(self, request: RunRequest, ref: ReconcileRef, raw_spec: dict[str, Any]) -> None:
+        """The task status named (pending) will not run: the newest spec is suspended. Its record
+        ends now, so a pipeline following it gets an answer (best effort)."""
+        record = self._record(request, ref, raw_spec, TaskStatus.FAILED)
+        record.finished_at = utcnow()
+        record.errors = [
+            TaskError(
+                reason="Superseded",
+                message="spec.suspend is true in the newest spec: this run was not needed",
+                permanent=True,
+            )
+        ]
+        try:
+            self.store.save(record, new=False)
+        except CacheUnavailable as exc:
+            log.info("task %s: could not close it (%s)", record.task_id, exc.message)
 
     @staticmethod
     def _record(

@@ -333,3 +333,22 @@ def test_a_task_queued_behind_busy_workers_is_pending_then_runs_without_a_runnin
     renamed = RunRequest(ref, spec(slack), "update", new_task_id(), status={}, queued=True, named=True)
     RunExecutor(settings, store, Tokens(), newer).execute(renamed)
     assert [(task, trigger) for task, trigger, _ in newer.running] == [(renamed.task_id, "update")]
+
+
+def test_a_pending_task_whose_newest_spec_is_suspended_ends_superseded(
+    slack: SlackTestServer, settings: Settings, store: TaskStore, ref: ReconcileRef
+) -> None:
+    """Status named the queued task; the newest spec turned suspended meanwhile: the pending record
+    ends (failed, Superseded) instead of staying pending, and nothing runs."""
+    objects = Objects(store, FreshObject(spec=spec(slack, suspend=True), generation=2, status={}))
+    executor = RunExecutor(settings, store, Tokens(), objects)
+    request = RunRequest(ref, spec(slack), "create", new_task_id(), status={}, queued=True, named=True)
+    executor.record_pending(request)
+
+    assert executor.execute(request) == RunReport()
+
+    closed = store.get(request.task_id)
+    assert closed is not None and closed.status is TaskStatus.FAILED and closed.finished_at is not None
+    assert closed.error is not None and closed.error.reason == "Superseded" and closed.error.permanent
+    assert slack.calls == [] and objects.running == []
+    assert store.history(ref.namespace, ref.name) == [request.task_id]
