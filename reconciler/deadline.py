@@ -77,6 +77,14 @@ class Deadline:
                 return
         _shutdown(sock)
 
+    def release(self, sock: socket.socket | None) -> None:
+        """Stop guarding `sock`: a kept-alive connection goes back to a pool another run may take it
+        from, and this run's deadline must not cut it there."""
+        if sock is None or not self.bounded:
+            return
+        with self._lock:
+            self._sockets.discard(sock)
+
     def close(self) -> None:
         """The run is over: stop the timer (sockets stay as they are)."""
         with self._lock:

@@ -151,6 +151,12 @@ class HostPolicy:
         self.rules = tuple(rules)
         self._resolve = resolve
 
+    @property
+    def identity(self) -> tuple[object, ...]:
+        """What every check depends on: two policies with one identity allow the same connections
+        (the key under which a kept-alive connection may be reused, egress.py)."""
+        return (self.rules, self._resolve)
+
     @classmethod
     def parse(cls, text: str, resolve: Resolver = socket.getaddrinfo) -> HostPolicy:
         return cls(parse_allowed_hosts(text), resolve)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import math
 import signal
+import socket
 import sys
 import threading
 import time
@@ -231,6 +233,27 @@ class _ThreadingServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], handler: type[RequestHandler], fake: HTTPFake) -> None:
         super().__init__(address, handler)
         self.fake = fake
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+            self.fake.connections += 1
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def hang_up_all(self) -> None:
+        """End every open connection: a stopped fake must not keep serving kept-alive clients."""
+        with self._open_lock:
+            connections = list(self._open)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Quiet about clients that hang up (a cut slow drip, a timeout); loud about the rest."""
@@ -246,6 +269,14 @@ class RequestHandler(BaseHTTPRequestHandler):
     """
 
     disable_nagle_algorithm = True  # headers and body go out in separate writes; avoid 40 ms stalls
+    requests_seen = 0
+    """Requests read on this connection so far (a handler serves one connection)."""
+
+    def setup(self) -> None:
+        super().setup()
+        idle_timeout = cast(_ThreadingServer, self.server).fake.idle_timeout
+        if idle_timeout is not None:  # a read timeout ends handle_one_request with close_connection
+            self.connection.settimeout(idle_timeout)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Tests read the call log instead; stderr noise hides real failures."""
@@ -254,6 +285,10 @@ class RequestHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
         fake = cast(_ThreadingServer, self.server).fake
+        self.requests_seen += 1
+        if self.requests_seen > 1 and fake.take_hang_up():
+            self.close_connection = True  # read, never answered
+            return
         response = fake.serve(self.command, self.path, self.headers, body)
         self.send_response(response.status)
         for name, value in response.headers:
@@ -293,6 +328,13 @@ class HTTPFake:
         self.latency = latency
         """Seconds slept before answering each request (a distant API)."""
         self.in_flight = InFlight()
+        self.connections = 0
+        """TCP connections accepted so far: tells a client that keeps them alive from one that does not."""
+        self.idle_timeout: float | None = None
+        """Close a connection that waits this long for its next request, as servers and load balancers
+        do with idle keep-alive connections (None: never; applies to connections accepted after)."""
+        self._hang_ups = 0
+        self._hang_ups_lock = threading.Lock()
         self._requested_port = port
         self._httpd: _ThreadingServer | None = None
         self._thread: threading.Thread | None = None
@@ -300,6 +342,20 @@ class HTTPFake:
     def respond(self, method: str, target: str, headers: Message, body: bytes) -> Response:
         """Answer one request (`target` is the path with its query); called from handler threads."""
         raise NotImplementedError
+
+    def hang_up_reused(self, times: int) -> None:
+        """Hostile: the next `times` requests that arrive on an already used connection are read and
+        the connection closed without an answer: a server closing an idle keep-alive connection just
+        as the client sends on it."""
+        with self._hang_ups_lock:
+            self._hang_ups = times
+
+    def take_hang_up(self) -> bool:
+        with self._hang_ups_lock:
+            if self._hang_ups <= 0:
+                return False
+            self._hang_ups -= 1
+            return True
 
     def serve(self, method: str, target: str, headers: Message, body: bytes) -> Response:
         self.in_flight.enter()
@@ -331,6 +387,7 @@ class HTTPFake:
         if httpd is not None:
             httpd.shutdown()
             httpd.server_close()
+            httpd.hang_up_all()
         if thread is not None:
             thread.join(timeout=5)
 

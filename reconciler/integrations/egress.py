@@ -3,7 +3,9 @@
 slack-sdk speaks urllib (http.client), python-gitlab speaks requests (urllib3). Both open their
 sockets in one place; these subclasses route that place through `HostPolicy.create_connection`, so
 the address checked is the address connected to (TLS still verifies the certificate of the name).
-They also carry the run deadline's socket guard (transport.DeadlineGuard).
+They also carry the run deadline's socket guard (transport.DeadlineGuard). urllib's connections
+are kept alive in keepalive.POOL, keyed by the policy, so one checked under an allow-list is only
+reused under the same allow-list.
 A refused host raises HostNotAllowed, which no retry handler of either library retries.
 """
 
@@ -20,6 +22,7 @@ from urllib3.connection import HTTPSConnection as Urllib3HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
+from reconciler.integrations.keepalive import POOL, KeepAlivePool
 from reconciler.integrations.transport import DeadlineGuard
 from reconciler.settings import Settings
 from reconciler.tenancy import HostPolicy
@@ -37,28 +40,50 @@ def _urllib_connection(base: type[http.client.HTTPConnection], policy: HostPolic
 
 
 class GuardedHTTPHandler(urllib.request.HTTPHandler):
-    def __init__(self, policy: HostPolicy) -> None:
+    """Connects through `policy`; with a `pool`, keeps connections alive (keepalive.py)."""
+
+    def __init__(self, policy: HostPolicy, pool: KeepAlivePool | None = None) -> None:
         super().__init__()
         self._connection = _urllib_connection(http.client.HTTPConnection, policy)
+        self._policy = policy
+        self._pool = pool
 
-    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        return self.do_open(self._connection, req)
+    def http_open(self, req: urllib.request.Request) -> Any:
+        if self._pool is None:
+            return self.do_open(self._connection, req)
+        key = ("http", req.host, self._policy.identity)
+        return self._pool.open(key, lambda: self._connection(req.host, timeout=req.timeout), req)
 
 
 class GuardedHTTPSHandler(urllib.request.HTTPSHandler):
-    def __init__(self, policy: HostPolicy, context: Any = None) -> None:
+    """Connects through `policy`; with a `pool`, keeps connections alive (keepalive.py)."""
+
+    def __init__(self, policy: HostPolicy, context: Any = None, pool: KeepAlivePool | None = None) -> None:
         super().__init__(context=context)
         self._connection = _urllib_connection(http.client.HTTPSConnection, policy)
         self._ssl_context = context
+        self._policy = policy
+        self._pool = pool
 
-    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        return self.do_open(self._connection, req, context=self._ssl_context)
+    def https_open(self, req: urllib.request.Request) -> Any:
+        if self._pool is None:
+            return self.do_open(self._connection, req, context=self._ssl_context)
+        # The context object itself, not its id: the key keeps it alive, so no other one gets its id.
+        key = ("https", req.host, self._policy.identity, self._ssl_context)
+        return self._pool.open(
+            key, lambda: self._connection(req.host, timeout=req.timeout, context=self._ssl_context), req
+        )
 
 
-def guarded_opener(policy: HostPolicy, context: Any = None) -> urllib.request.OpenerDirector:
-    """An opener like urlopen's, whose connections go through `policy` (no proxy handler)."""
+def guarded_opener(
+    policy: HostPolicy, context: Any = None, pool: KeepAlivePool | None = POOL
+) -> urllib.request.OpenerDirector:
+    """An opener like urlopen's, whose connections go through `policy` (no proxy handler) and, with
+    a `pool` (by default the process's), stay open for the next request to the same place."""
     return urllib.request.build_opener(
-        urllib.request.ProxyHandler({}), GuardedHTTPHandler(policy), GuardedHTTPSHandler(policy, context)
+        urllib.request.ProxyHandler({}),
+        GuardedHTTPHandler(policy, pool),
+        GuardedHTTPSHandler(policy, context, pool),
     )
 
 

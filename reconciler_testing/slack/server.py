@@ -91,8 +91,9 @@ def _fault_reply(fault: Fault) -> _Reply:
 
 
 class _SlackHandler(RequestHandler):
-    """Slack accepts GET and POST for every method."""
+    """Slack accepts GET and POST for every method, and keeps connections alive (HTTP/1.1)."""
 
+    protocol_version = "HTTP/1.1"
     server_version = "SlackTestServer/1.0"
     do_GET = RequestHandler.dispatch
     do_POST = RequestHandler.dispatch

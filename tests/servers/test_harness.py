@@ -143,3 +143,15 @@ def test_both_fakes_log_the_token_id_and_time_never_the_token() -> None:
         assert (slack_call.token_id, slack_call.status) == (1, 200)
         assert 0 < gl_call.at <= time.monotonic() and 0 < slack_call.at <= time.monotonic()
         assert "secret" not in repr(gl_call) + repr(slack_call)
+
+
+def test_the_slack_fake_keeps_connections_alive_counts_them_and_ends_them_when_stopped() -> None:
+    with SlackTestServer() as slack:
+        conn = http.client.HTTPConnection("127.0.0.1", slack.port, timeout=5)
+        for _ in range(2):
+            conn.request("POST", "/api/auth.test")
+            answer = conn.getresponse()
+            assert answer.status == 200 and answer.read() and not answer.will_close
+        assert slack.connections == 1
+    assert conn.sock is not None and conn.sock.recv(1) == b""  # hung up: serves no kept-alive client
+    conn.close()

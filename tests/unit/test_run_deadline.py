@@ -147,27 +147,31 @@ def run_slack(slack: SlackTestServer, settings: Settings = FAST, groups: int = 1
     return outcome, time.monotonic() - started
 
 
-def test_slack_retry_after_a_day_gives_the_worker_back_at_once(slack: SlackTestServer) -> None:
-    slack.rate_limit(None, 1000, retry_after=86400)
-    outcome, took = run_slack(slack)
-    assert outcome.error is not None and outcome.error.reason == "RateLimited"
-    assert outcome.error.retry_after == 900  # capped: a server cannot park a Reconcile for a day
-    assert len(slack.calls) == 1 and took < 5  # no retry, no sleep (a day, or the inline cap)
-
-
-def test_slack_short_retry_after_is_waited_out_in_place(slack: SlackTestServer) -> None:
-    slack.rate_limit("usergroups.list", 1, retry_after=1)
-    outcome, took = run_slack(slack, FAST.model_copy(update={"run_deadline_seconds": 10}))
-    assert outcome.ok, outcome.error
-    assert 1 <= took < 8
-
-
 # The operator always connects through the host allow-list (egress.py); plan/apply may not.
 EGRESS = pytest.mark.parametrize(
     "settings",
     [FAST, FAST.model_copy(update={"enforce_allowed_hosts": True, "allowed_hosts": "127.0.0.1"})],
     ids=["direct", "allow-list"],
 )
+
+
+@EGRESS
+def test_slack_retry_after_a_day_gives_the_worker_back_at_once(
+    slack: SlackTestServer, settings: Settings
+) -> None:
+    slack.rate_limit(None, 1000, retry_after=86400)
+    outcome, took = run_slack(slack, settings)
+    assert outcome.error is not None and outcome.error.reason == "RateLimited"
+    assert outcome.error.retry_after == 900  # capped: a server cannot park a Reconcile for a day
+    assert len(slack.calls) == 1 and took < 5  # no retry, no sleep (a day, or the inline cap)
+
+
+@EGRESS
+def test_slack_short_retry_after_is_waited_out_in_place(slack: SlackTestServer, settings: Settings) -> None:
+    slack.rate_limit("usergroups.list", 1, retry_after=1)
+    outcome, took = run_slack(slack, settings.model_copy(update={"run_deadline_seconds": 10}))
+    assert outcome.ok, outcome.error
+    assert 1 <= took < 8
 
 
 @EGRESS

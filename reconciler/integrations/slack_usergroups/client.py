@@ -223,8 +223,9 @@ class _InlineRateLimitRetryHandler(RateLimitErrorRetryHandler):
 
 
 class _GuardedWebClient(WebClient):
-    """WebClient whose sockets go through the operator's HostPolicy and the run deadline's guard
-    (slack-sdk has no hook for its opener, so the one method that opens URLs is replaced)."""
+    """WebClient whose sockets go through the operator's HostPolicy and the run deadline's guard,
+    kept alive between calls where the policy applies (egress.guarded_opener); slack-sdk has no hook
+    for its opener, so the one method that opens URLs is replaced."""
 
     opener: urllib.request.OpenerDirector | None = None
 
