@@ -15,6 +15,7 @@ import json
 import math
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -333,6 +334,8 @@ class HTTPFake:
         self.idle_timeout: float | None = None
         """Close a connection that waits this long for its next request, as servers and load balancers
         do with idle keep-alive connections (None: never; applies to connections accepted after)."""
+        self.tls: ssl.SSLContext | None = None
+        """Serve HTTPS with this server-side context (set before `start()`); None: plain HTTP."""
         self._hang_ups = 0
         self._hang_ups_lock = threading.Lock()
         self._requested_port = port
@@ -371,6 +374,8 @@ class HTTPFake:
         if self._httpd is not None:
             return self
         self._httpd = _ThreadingServer((self.host, self._requested_port), self.handler_class, self)
+        if self.tls is not None:
+            self._httpd.socket = self.tls.wrap_socket(self._httpd.socket, server_side=True)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -408,8 +413,8 @@ class HTTPFake:
 
     @property
     def origin(self) -> str:
-        """``http://host:port``, without a path."""
-        return f"http://{self.host}:{self.port}"
+        """``http(s)://host:port``, without a path."""
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:

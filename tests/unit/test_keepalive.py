@@ -5,17 +5,21 @@ accepts and can close idle ones or hang up on a reused one.
 
 from __future__ import annotations
 
+import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import trustme
 from pydantic import SecretStr
 
 from reconciler import deadline
 from reconciler.errors import RateLimited, Timeout
+from reconciler.integrations.egress import guarded_opener
 from reconciler.integrations.slack_usergroups.client import SlackClient
 from reconciler.settings import Settings
 from reconciler.tenancy import HostNotAllowed, HostPolicy
@@ -177,3 +181,28 @@ def test_rate_limits_and_server_errors_keep_the_connection(slack: SlackTestServe
     assert caught.value.retry_after == 900
     assert [c.status for c in slack.calls] == [429, 502, 200, 429]
     assert slack.connections == 1
+
+
+def test_https_connections_are_kept_per_tls_context() -> None:
+    """Through egress's opener itself: one TLS handshake for many requests, and a connection made
+    with one TLS context (what certificates it trusts) is never used by an opener with another."""
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_tls)
+    https = SlackTestServer()
+    https.tls = server_tls
+    with https:
+        url = f"{https.api_url}auth.test"
+        policy = HostPolicy.parse("127.0.0.1")
+        trusting = ssl.create_default_context()
+        ca.configure_trust(trusting)
+        for opener in (guarded_opener(policy, trusting), guarded_opener(policy, trusting)):
+            for _ in range(2):
+                with opener.open(url, timeout=5) as answer:
+                    assert answer.status == 200 and json.loads(answer.read())["error"] == "not_authed"
+        assert https.connections == 1
+        other = ssl.create_default_context()
+        ca.configure_trust(other)
+        with guarded_opener(policy, other).open(url, timeout=5) as answer:
+            assert answer.status == 200
+        assert https.connections == 2
