@@ -21,6 +21,7 @@ import collections
 import http.client
 import io
 import select
+import socket
 import threading
 import time
 import urllib.error
@@ -103,10 +104,9 @@ class KeepAlivePool:
     ) -> urllib.response.addinfourl:
         keep = False
         try:
-            if reused:
-                conn.timeout = req.timeout
-                if conn.sock is not None:
-                    conn.sock.settimeout(req.timeout)
+            if reused and conn.sock is not None:  # this request's timeout, not the last one's
+                timeout = req.timeout if isinstance(req.timeout, int | float) else socket.getdefaulttimeout()
+                conn.sock.settimeout(timeout)
             try:
                 conn.request(
                     req.get_method(),
