@@ -10,6 +10,7 @@ a body that drips in one byte at a time.
 from __future__ import annotations
 
 import email.utils
+import functools
 import http.client
 import socket
 import time
@@ -25,6 +26,7 @@ from urllib3.util.retry import Retry
 
 from reconciler.deadline import current
 from reconciler.errors import RateLimited
+from reconciler.integrations.keepalive import POOL
 from reconciler.settings import Settings
 
 # --- rate limits: wait a little in place, or give the worker back ---------------------------------
@@ -101,8 +103,11 @@ class _DeadlineHTTPSConnection(DeadlineGuard, http.client.HTTPSConnection):
 
 
 class _DeadlineHTTPHandler(urllib.request.HTTPHandler):
-    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        return self.do_open(_DeadlineHTTPConnection, req)
+    def http_open(self, req: urllib.request.Request) -> Any:
+        if _through_proxy(req):
+            return self.do_open(_DeadlineHTTPConnection, req)
+        connect = functools.partial(_DeadlineHTTPConnection, req.host, timeout=req.timeout)
+        return POOL.open(("http", req.host, None), connect, req)
 
 
 class _DeadlineHTTPSHandler(urllib.request.HTTPSHandler):
@@ -110,13 +115,25 @@ class _DeadlineHTTPSHandler(urllib.request.HTTPSHandler):
         super().__init__(context=context)
         self._ssl_context = context
 
-    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        return self.do_open(_DeadlineHTTPSConnection, req, context=self._ssl_context)
+    def https_open(self, req: urllib.request.Request) -> Any:
+        if _through_proxy(req):
+            return self.do_open(_DeadlineHTTPSConnection, req, context=self._ssl_context)
+        connect = functools.partial(
+            _DeadlineHTTPSConnection, req.host, timeout=req.timeout, context=self._ssl_context
+        )
+        return POOL.open(("https", req.host, None, self._ssl_context), connect, req)
+
+
+def _through_proxy(req: urllib.request.Request) -> bool:
+    """A request the environment's proxy carries: sent as urllib sends it, on a connection of its own."""
+    return req.has_proxy() or bool(getattr(req, "_tunnel_host", None))
 
 
 def deadline_opener(context: Any = None) -> urllib.request.OpenerDirector:
     """An opener like urlopen's (proxies from the environment included) whose connections the run
-    deadline can cut; for slack-sdk where no host allow-list applies (egress.py's opener does both)."""
+    deadline can cut, kept alive (keepalive.POOL, under keys of their own: no allow-list checked
+    them) unless a proxy carries them; for slack-sdk where no host allow-list applies (egress.py's
+    opener does both)."""
     return urllib.request.build_opener(_DeadlineHTTPHandler(), _DeadlineHTTPSHandler(context))
 
 

@@ -207,3 +207,19 @@ def test_https_connections_are_kept_per_tls_context() -> None:
         with guarded_opener(policy, other).open(url, timeout=5) as answer:
             assert answer.status == 200
         assert https.connections == 2
+
+
+def test_without_an_allow_list_connections_are_kept_too_but_not_through_a_proxy(
+    slack: SlackTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`reconciler plan/apply` (no allow-list enforced): kept alive under keys of their own; a
+    request the environment's proxy carries is sent as urllib sends it (the fake is the proxy)."""
+    direct = SlackClient(SecretStr(TOKEN), slack.api_url, SETTINGS)
+    assert emails(direct) == ["alice@example.com"] and emails(direct) == ["alice@example.com"]
+    assert slack.connections == 1
+    monkeypatch.setenv("http_proxy", slack.origin)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    proxied = SlackClient(SecretStr(TOKEN), "http://slack.proxied.test/api/", SETTINGS)
+    assert emails(proxied) == ["alice@example.com"] and emails(proxied) == ["alice@example.com"]
+    assert slack.connections == 3 and len(slack.calls) == 4
