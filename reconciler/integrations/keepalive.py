@@ -86,11 +86,6 @@ class KeepAlivePool:
                     raise stale.error from None  # the deadline cut it: no second attempt
         return self._exchange(key, connect(), req, reused=False)
 
-    def idle(self) -> int:
-        """How many connections wait in the pool now."""
-        with self._lock:
-            return sum(len(idle) for idle in self._idle.values())
-
     def clear(self) -> None:
         """Close every idle connection."""
         with self._lock:
