@@ -153,9 +153,16 @@ class ReconcileObjects:
         then Ready=Unknown with `status.taskId` naming the task (kstatus reads a Reconcile without
         conditions as current; a pipeline can follow the task from now on). Best effort, like the
         running mark, which the run then skips: this patch said it already."""
-        return RunningMark(
-            self._marks.submit(self._patch_queued, ref, status, task_id, trigger, workers, record)
-        )
+
+        def send() -> None:
+            record()
+            now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            queued = conditions.queued(
+                status, task_id, trigger, generation=ref.generation, workers=workers, now=now
+            )
+            self._patch_status(ref, "queued", queued)
+
+        return RunningMark(self._marks.submit(send))
 
     def close(self) -> None:
         self._marks.shutdown(wait=False, cancel_futures=True)
@@ -165,22 +172,6 @@ class ReconcileObjects:
         self._patch_status(
             ref, "running", conditions.running(status, task_id, trigger, generation=ref.generation, now=now)
         )
-
-    def _patch_queued(
-        self,
-        ref: ReconcileRef,
-        status: dict[str, Any],
-        task_id: str,
-        trigger: str,
-        workers: int,
-        record: Callable[[], None],
-    ) -> None:
-        record()
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        patch = conditions.queued(
-            status, task_id, trigger, generation=ref.generation, workers=workers, now=now
-        )
-        self._patch_status(ref, "queued", patch)
 
     def _patch_status(self, ref: ReconcileRef, what: str, status: dict[str, Any]) -> None:
         client = self._client()
