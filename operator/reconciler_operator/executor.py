@@ -195,20 +195,13 @@ class RunExecutor:
 
     def _close_unneeded(self, request: RunRequest, ref: ReconcileRef, raw_spec: dict[str, Any]) -> None:
         """The task status named (pending) will not run: the newest spec is suspended. Its record
-        ends now, so a pipeline following it gets an answer (best effort)."""
-        record = self._record(request, ref, raw_spec, TaskStatus.FAILED)
-        record.finished_at = utcnow()
-        record.errors = [
-            TaskError(
-                reason="Superseded",
-                message="spec.suspend is true in the newest spec: this run was not needed",
-                permanent=True,
-            )
-        ]
-        try:
-            self.store.save(record, new=False)
-        except CacheUnavailable as exc:
-            log.info("task %s: could not close it (%s)", record.task_id, exc.message)
+        ends now, so a pipeline following it gets an answer."""
+        superseded = TaskError(
+            reason="Superseded",
+            message="spec.suspend is true in the newest spec: this run was not needed",
+            permanent=True,
+        )
+        self._end_as_failed(self._record(request, ref, raw_spec, TaskStatus.PENDING), superseded)
 
     @staticmethod
     def _record(
@@ -282,22 +275,24 @@ class RunExecutor:
 
     def _close_interrupted(self, previous: TaskRecord | None) -> None:
         """The previous run, still pending/running when we took the lock, died with its operator (or
-        its record never reached Valkey): say so (best effort: the next run tries again)."""
+        its record never reached Valkey): say so (the next run tries again if this save fails)."""
         if previous is None or previous.status.finished:
             return
-        previous.status = TaskStatus.FAILED
-        previous.finished_at = utcnow()
-        previous.errors = [
-            *previous.errors,
-            TaskError(
-                reason="Interrupted",
-                message=(
-                    "this run's end was never recorded (the operator stopped, or Valkey refused the "
-                    "write); a later run replaced it"
-                ),
+        interrupted = TaskError(
+            reason="Interrupted",
+            message=(
+                "this run's end was never recorded (the operator stopped, or Valkey refused the "
+                "write); a later run replaced it"
             ),
-        ]
+        )
+        self._end_as_failed(previous, interrupted)
+
+    def _end_as_failed(self, record: TaskRecord, error: TaskError) -> None:
+        """End a task that will never finish by itself as failed with `error` (best effort)."""
+        record.status = TaskStatus.FAILED
+        record.finished_at = utcnow()
+        record.errors = [*record.errors, error]
         try:
-            self.store.save(previous, new=False)
+            self.store.save(record, new=False)
         except CacheUnavailable as exc:
-            log.warning("task %s: could not close it as interrupted (%s)", previous.task_id, exc.message)
+            log.warning("task %s: could not end it as %s (%s)", record.task_id, error.reason, exc.message)
