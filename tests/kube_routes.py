@@ -11,6 +11,9 @@ same bookkeeping, same bodies, same errors (tests/servers/test_kube_emulator.py 
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
 import json
 from collections.abc import AsyncGenerator, Awaitable
 from typing import Any
@@ -66,8 +69,7 @@ async def _stream(request: kmock.Request, events: AsyncGenerator[Any, None]) -> 
         try:
             await response.prepare(request._raw_request)
             await response.write(first if isinstance(first, bytes) else _line(first))
-            async for event in events:
-                await response.write(_line(event))
+            await _write_as_they_come(response, events)
             await response.write_eof()
         except ConnectionError:
             pass  # the client went away, as kmock also ignores
@@ -78,8 +80,54 @@ async def _stream(request: kmock.Request, events: AsyncGenerator[Any, None]) -> 
         await events.aclose()  # leave the event bus now, not when garbage-collected
 
 
+async def _write_as_they_come(
+    response: aiohttp.web.StreamResponse, events: AsyncGenerator[Any, None]
+) -> None:
+    """Each event as soon as it is there, but the events already waiting go out in one write.
+
+    The API server does the same (its watch handler flushes only when no further event is queued),
+    and one socket write per event cost the emulator a tenth of its CPU in the P5 benchmark.
+    """
+    lines: list[bytes] = []
+    waiting = asyncio.Event()
+
+    async def pump() -> None:
+        async for event in events:
+            lines.append(_line(event))
+            waiting.set()
+
+    pumping = asyncio.ensure_future(pump())
+    pumping.add_done_callback(lambda _: waiting.set())
+    try:
+        while True:
+            await waiting.wait()
+            waiting.clear()
+            if lines:
+                chunk = b"".join(lines)
+                lines.clear()
+                await response.write(chunk)
+            if pumping.done():
+                return pumping.result()  # raises what ended the stream
+    finally:
+        pumping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pumping
+
+
+_encoded: collections.OrderedDict[int, tuple[Any, bytes]] = collections.OrderedDict()
+"""The last events' JSON lines by the events' identity (every watch of a resource gets the same
+event dict from kmock's bus): one encoding per event, not one per watch."""
+
+
 def _line(event: Any) -> bytes:
-    return json.dumps(event).encode("utf-8") + b"\n"
+    known = _encoded.get(id(event))
+    if known is not None and known[0] is event:
+        return known[1]
+    line = json.dumps(event).encode("utf-8") + b"\n"
+    _encoded[id(event)] = (event, line)  # holding the event keeps its id from being reused
+    if len(_encoded) > 256:
+        _encoded.popitem(last=False)
+    return line
 
 
 @attrs.define(kw_only=True)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
@@ -184,3 +185,33 @@ def test_a_reaction_added_by_a_test_still_wins(emulators: tuple[KubeApi, KubeApi
     answer = matched._client().get("/test-reaction")
     assert answer.status_code == 200 and answer.json() == {"served": "by the test's reaction"}
     assert matched._client().get(f"{RECS}/namespaces/{NS}/reconciles").json()["items"] == []
+
+
+def test_a_burst_of_changes_reaches_every_watch_whole_and_in_order() -> None:
+    """Events queued while a watch is being written go out together (as the API server flushes only
+    when no further event waits): each still arrives once, on a line of its own, in write order."""
+    kube = KubeApi().start()
+    kube.add_namespace(NS)
+    path = f"{RECS}/namespaces/{NS}/reconciles"
+    count = 40
+    try:
+        watches = [Watch(kube.url, path, count=count), Watch(kube.url, path, count=count)]
+
+        async def create_all() -> None:
+            async with httpx.AsyncClient(base_url=kube.url) as client:
+                answers = await asyncio.gather(
+                    *(client.post(path, json=_reconcile(f"r{i}")) for i in range(count))
+                )
+            assert all(answer.is_success for answer in answers)
+
+        asyncio.run(create_all())
+        seen = [watch.result() for watch in watches]
+    finally:
+        kube.stop()
+    assert seen[0] == seen[1]
+    assert sorted(event["object"]["metadata"]["name"] for event in seen[0]) == sorted(
+        f"r{i}" for i in range(count)
+    )
+    assert {event["type"] for event in seen[0]} == {"ADDED"}
+    versions = [int(event["object"]["metadata"]["resourceVersion"]) for event in seen[0]]
+    assert versions == sorted(versions)
