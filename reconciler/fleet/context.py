@@ -38,6 +38,8 @@ class Fleet:
                     max(settings.snapshot_max_age_seconds, settings.directory_refresh_seconds) * 2
                 ),
                 gather_seconds=settings.shared_read_coalesce_seconds,
+                # The operator's pool: once all of it waits for one read, that read starts at once.
+                workers=settings.max_workers,
             ),
         )
 

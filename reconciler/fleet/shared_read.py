@@ -13,17 +13,22 @@ that window (a GitOps sync or a script annotating the whole fleet; requests reac
 spread over a few hundred ms) then share one read, instead of one read per arrival during the
 previous fetch. A read's stamp is taken when its fetch really starts, after the pause, so every run
 it serves was requested before it. A run whose request is already older than the window (queued
-behind busy workers, an interval run) does not pause at all.
+behind busy workers, an interval run) does not pause at all. Nor does a leader wait out the window
+once every worker of this process (`workers`, the operator's pool) is inside `fresh` for the same
+key: nobody else here can join before the read starts, so pausing would only delay them all.
+Waiters of this process are woken when the read lands, not at the leader's planned start.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import valkey
 import valkey.exceptions
@@ -104,13 +109,63 @@ class ReadStamp:
             return None
 
 
+@dataclass
+class _Asking:
+    """The threads of this process inside `fresh` for one key, and how many reads of it landed."""
+
+    threads: int = 0
+    landed: int = 0
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def wait_for_landing(self, seen: int, timeout: float) -> None:
+        """Sleep up to `timeout`, less if a read lands after `seen` reads had."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.landed != seen, timeout=timeout)
+
+
+class _LocalAsks:
+    """Per (Valkey client, key): which threads of this process are asking for that read now."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._asks: dict[tuple[int, str], _Asking] = {}
+
+    @contextmanager
+    def asking(self, client: valkey.Valkey, key: str) -> Iterator[_Asking]:
+        slot_key = (id(client), key)
+        with self._lock:
+            slot = self._asks.setdefault(slot_key, _Asking())
+            slot.threads += 1
+        with slot.changed:
+            slot.changed.notify_all()
+        try:
+            yield slot
+        finally:
+            with self._lock:
+                slot.threads -= 1
+                if slot.threads == 0:
+                    del self._asks[slot_key]
+
+
+_LOCAL = _LocalAsks()
+
+
 class SharedReads:
     def __init__(
-        self, client: valkey.Valkey, *, wait_seconds: float, ttl_seconds: int, gather_seconds: float = 0.0
+        self,
+        client: valkey.Valkey,
+        *,
+        wait_seconds: float,
+        ttl_seconds: int,
+        gather_seconds: float = 0.0,
+        workers: int | None = None,
     ) -> None:
+        """`workers`: the size of this process's worker pool (None: unknown; a gathering leader then
+        always waits out its window)."""
         self.client = client
         self._wait = wait_seconds
         self._gather = gather_seconds
+        self._workers = workers
         self._ttl = ttl_seconds
         self._install = client.register_script(_INSTALL)
         self._release = client.register_script(_RELEASE)
@@ -146,8 +201,24 @@ class SharedReads:
         run = run_deadline.current()
         deadline = time.monotonic() + min(self._wait, run.remaining())
         lock = f"{key}:lock"
+        with _LOCAL.asking(self.client, key) as here:
+            return self._fresh(key, fresh_after, parts, fetch, gather, run, deadline, lock, here)
+
+    def _fresh(
+        self,
+        key: str,
+        fresh_after: float,
+        parts: Sequence[str],
+        fetch: Callable[[ReadStamp], ReadStamp],
+        gather: bool,
+        run: run_deadline.Deadline,
+        deadline: float,
+        lock: str,
+        here: _Asking,
+    ) -> ReadStamp:
         try:
             while True:
+                seen = here.landed
                 token = uuid.uuid4().hex
                 starts = self._start_time(fresh_after, run) if gather else time.time()
                 mine = f"{token} {starts}"
@@ -157,17 +228,19 @@ class SharedReads:
                     return stamp
                 if won:
                     # Nothing fresh was installed when we took the lock (checked atomically).
-                    self._pause_until(starts)
+                    self._pause_until(starts, here)
                     # Stamped now, after the pause: every run asked for until now may share it.
-                    return self._lead(key, mine, ReadStamp(token, time.time()), parts, fetch)
+                    return self._lead(key, mine, ReadStamp(token, time.time()), parts, fetch, here)
                 if time.monotonic() > deadline:
                     run.check("waiting for another worker's shared read")
                     log.warning("shared read %s: the worker fetching it is late; reading myself", key)
-                    return self._lead(key, None, ReadStamp(token, time.time()), parts, fetch)
+                    return self._lead(key, None, ReadStamp(token, time.time()), parts, fetch, here)
                 # A leader gathering runs fetches only at its start time: no need to poll before
-                # (bounded, should its clock be ahead of ours).
+                # (bounded, should its clock be ahead of ours). A leader of this process wakes us
+                # as soon as its read lands (it may start before its planned time).
                 until_start = min(_start_of(holder) - time.time(), self._gather)
-                time.sleep(max(POLL_SECONDS, min(until_start, deadline - time.monotonic())))
+                pause = max(POLL_SECONDS, min(until_start, deadline - time.monotonic()))
+                here.wait_for_landing(seen, pause)
         except _ERRORS as exc:
             raise CacheUnavailable(f"Valkey is unreachable (shared reads): {exc}") from None
 
@@ -189,12 +262,18 @@ class SharedReads:
         now = time.time()
         return now + max(0.0, min(fresh_after + self._gather - now, self._gather, run.remaining()))
 
-    def _pause_until(self, starts: float) -> None:
-        """Hold the lock (others asking meanwhile wait for this read) until `starts`."""
-        pause = starts - time.time()
-        if pause > 0:
-            time.sleep(pause)
-            self.gathered += pause
+    def _pause_until(self, starts: float, here: _Asking) -> None:
+        """Hold the lock (others asking meanwhile wait for this read) until `starts`, or until every
+        worker of this process asks for this read (no one else here can join it)."""
+        began = time.time()
+        if starts <= began:
+            return
+        workers = self._workers
+        with here.changed:
+            here.changed.wait_for(
+                lambda: workers is not None and here.threads >= workers, timeout=starts - began
+            )
+        self.gathered += time.time() - began
 
     def _lead(
         self,
@@ -203,8 +282,10 @@ class SharedReads:
         stamp: ReadStamp,
         parts: Sequence[str],
         fetch: Callable[[ReadStamp], ReadStamp],
+        here: _Asking,
     ) -> ReadStamp:
-        """Fetch and install `stamp`'s read; then release `lock` (our token), if we hold it."""
+        """Fetch and install `stamp`'s read; then release `lock` (our token), if we hold it, and
+        wake this process's waiters."""
         try:
             self.fetched += 1
             done = fetch(stamp)
@@ -221,5 +302,10 @@ class SharedReads:
                 return newer if newer is not None else done
             return done
         finally:
-            if lock is not None:
-                self._release(keys=[f"{key}:lock"], args=[lock])
+            try:
+                if lock is not None:
+                    self._release(keys=[f"{key}:lock"], args=[lock])
+            finally:
+                with here.changed:
+                    here.landed += 1
+                    here.changed.notify_all()

@@ -270,3 +270,78 @@ def test_a_gather_cut_short_by_the_run_deadline_stamps_the_reads_real_start(clie
         stamp = reads.fresh(f"reconciler:test:{uuid.uuid4().hex}", asked, (), fetch, gather=True)
     assert 0 < reads.gathered <= 0.3
     assert asked <= stamp.started <= fetch_starts[0]
+
+
+def gather_in_threads(
+    client: valkey.Valkey, threads: int, workers: int, gather_seconds: float
+) -> tuple[list[float], list[tuple[float, ReadStamp]], float]:
+    """`threads` runs of a process with a pool of `workers` ask for one read at once."""
+    key = f"reconciler:test:{uuid.uuid4().hex}"
+    fetch_starts: list[float] = []
+    served: list[tuple[float, ReadStamp]] = []
+    lock = threading.Lock()
+
+    def fetch(stamp: ReadStamp) -> ReadStamp:
+        with lock:
+            fetch_starts.append(time.time())
+        time.sleep(0.05)
+        return stamp
+
+    def work(_: int) -> None:
+        reads = SharedReads(
+            client, wait_seconds=60, ttl_seconds=60, gather_seconds=gather_seconds, workers=workers
+        )
+        asked = time.time()
+        stamp = reads.fresh(key, asked, (), fetch, gather=True)
+        with lock:
+            served.append((asked, stamp))
+
+    began = time.monotonic()
+    assert in_threads(threads, work) == []
+    return fetch_starts, served, time.monotonic() - began
+
+
+def test_a_leader_starts_at_once_when_every_worker_waits_for_its_read(client: valkey.Valkey) -> None:
+    """All 4 workers of the process ask at once with a 30 s window: nobody else here can join, so
+    the read starts at once (not 30 s later), and the waiters are woken when it lands instead of
+    sleeping until the leader's planned start. One read serves all, started after every request."""
+    fetch_starts, served, took = gather_in_threads(client, threads=4, workers=4, gather_seconds=30.0)
+    assert len(fetch_starts) == 1
+    assert took < 10
+    assert len(served) == 4
+    assert len({stamp for _, stamp in served}) == 1
+    assert all(stamp.started >= asked for asked, stamp in served)
+
+
+def test_a_leader_waits_out_its_window_while_a_worker_of_the_process_may_still_join(
+    client: valkey.Valkey,
+) -> None:
+    """3 of a pool of 4 ask: the 4th worker may still ask for the read, so the leader gathers for
+    its whole window (0.6 s); one read still serves the 3. Without a known pool size: the same."""
+    for workers in (4, None):
+        fetch_starts, served, took = gather_in_threads(client, threads=3, workers=workers, gather_seconds=0.6)  # type: ignore[arg-type]
+        assert len(fetch_starts) == 1
+        assert took >= 0.55
+        assert len({stamp for _, stamp in served}) == 1
+        assert all(stamp.started >= asked for asked, stamp in served)
+
+
+def test_a_worker_asking_late_releases_a_pausing_leader(client: valkey.Valkey) -> None:
+    """2 workers of 2: the second asks 0.3 s after the first; the first's 30 s pause ends then."""
+    key = f"reconciler:test:{uuid.uuid4().hex}"
+    fetches: list[float] = []
+    served: list[tuple[float, ReadStamp]] = []
+
+    def fetch(stamp: ReadStamp) -> ReadStamp:
+        fetches.append(time.time())
+        return stamp
+
+    def work(_: int, asked: float) -> None:
+        reads = SharedReads(client, wait_seconds=60, ttl_seconds=60, gather_seconds=30.0, workers=2)
+        served.append((asked, reads.fresh(key, asked, (), fetch, gather=True)))
+
+    began = time.monotonic()
+    assert staggered([0.0, 0.3], work) == []
+    assert time.monotonic() - began < 10
+    assert len(fetches) == 1
+    assert all(stamp.started >= asked for asked, stamp in served)
