@@ -18,6 +18,7 @@ import valkey.exceptions
 
 from reconciler import deadline as run_deadline
 from reconciler.errors import CacheUnavailable, RateLimited
+from reconciler.fleet.riders import Riders
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,19 @@ def window_margin(window: float) -> float:
 
 
 class RateBudget:
-    def __init__(self, client: valkey.Valkey, *, max_wait: float, prefix: str = "reconciler:budget") -> None:
+    def __init__(
+        self,
+        client: valkey.Valkey,
+        *,
+        max_wait: float,
+        prefix: str = "reconciler:budget",
+        riders: Riders | None = None,
+    ) -> None:
+        """`riders`: the run's queued writes, sent in the same round trip as its next token."""
         self._client = client
         self._max_wait = max_wait
         self._prefix = prefix
+        self._riders = riders
         self._take = client.register_script(_TAKE)
         self._block = client.register_script(_BLOCK)
         self.waited = 0.0
@@ -96,12 +106,25 @@ class RateBudget:
             raise CacheUnavailable(f"Valkey is unreachable (rate budget): {exc}") from None
 
     def _try(self, key: str, limit: int, window_ms: int) -> int:
+        keys = [f"{self._prefix}:{key}", f"{self._prefix}:{key}:blocked"]
+        args = [str(limit), str(window_ms), uuid.uuid4().hex]
         try:
-            return int(
-                self._take(
-                    keys=[f"{self._prefix}:{key}", f"{self._prefix}:{key}:blocked"],
-                    args=[limit, window_ms, uuid.uuid4().hex],
-                )
-            )
+            if self._riders is not None and len(self._riders):
+                return self._try_with_riders(self._riders, keys, args)
+            return int(self._take(keys=keys, args=args))
         except _ERRORS as exc:
             raise CacheUnavailable(f"Valkey is unreachable (rate budget): {exc}") from None
+
+    def _try_with_riders(self, riders: Riders, keys: list[str], args: list[str]) -> int:
+        """The run's queued writes first, then the token script, in one round trip. The script goes
+        by its hash (a pipeline would first ask SCRIPT EXISTS: a trip of its own); on a server that
+        does not know it yet, it is sent again on its own, which loads it."""
+        pipe = self._client.pipeline(transaction=False)
+        boarded = riders.board(pipe)
+        pipe.evalsha(self._take.sha, len(keys), *keys, *args)
+        (reply,) = riders.landed(boarded, pipe.execute(raise_on_error=False))  # type: ignore[no-untyped-call]
+        if isinstance(reply, valkey.exceptions.NoScriptError):
+            return int(self._take(keys=keys, args=args))
+        if isinstance(reply, Exception):
+            raise reply
+        return int(reply)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import valkey
 
 from reconciler.fleet.budget import RateBudget
+from reconciler.fleet.riders import Riders
 from reconciler.fleet.shared_read import SharedReads
 from reconciler.settings import Settings
 
@@ -23,14 +24,18 @@ class Fleet:
     asked for explicitly, the time of the request; else now minus `snapshot_max_age_seconds`)."""
     budget: RateBudget
     reads: SharedReads
+    riders: Riders
+    """This run's writes waiting for its next round trip (write-throughs: see riders.py)."""
 
     @classmethod
     def create(cls, client: valkey.Valkey, settings: Settings, *, fresh_after: float) -> Fleet:
+        riders = Riders()
         return cls(
             client=client,
             settings=settings,
             fresh_after=fresh_after,
-            budget=RateBudget(client, max_wait=settings.rate_limit_inline_wait_seconds),
+            riders=riders,
+            budget=RateBudget(client, max_wait=settings.rate_limit_inline_wait_seconds, riders=riders),
             reads=SharedReads(
                 client,
                 wait_seconds=settings.shared_read_wait_seconds,

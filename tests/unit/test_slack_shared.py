@@ -99,6 +99,20 @@ def test_own_writes_win_over_a_snapshot_read_before_them(
     assert slack.calls == []
 
 
+def test_both_writes_of_a_run_reach_the_snapshot_before_it_returns(
+    slack: SlackTestServer, cache: valkey.Valkey
+) -> None:
+    """The create's write-through rides with the users update's budget token, the users update's
+    is sent when the apply ends: a later run sharing the snapshot read before both sees both."""
+    assert run(slack, cache, [group("early", [CAROL])], asked=time.time()).ok  # a snapshot exists
+    created = run(slack, cache, [group("pair", [ALICE, BOB])], asked=0.0)
+    assert [a.type for a in created.applied] == ["create_usergroup", "add_users"]
+    slack.reset_calls()
+    later = run(slack, cache, [group("pair", [ALICE, BOB])], asked=0.0)
+    assert later.ok and later.actions == []
+    assert slack.calls == []
+
+
 def test_a_user_deactivated_after_the_sweep_is_never_written(
     slack: SlackTestServer, cache: valkey.Valkey
 ) -> None:

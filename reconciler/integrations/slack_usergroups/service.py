@@ -139,7 +139,11 @@ class SlackUsergroupsService(IntegrationService):
 
     def apply(self, outcome: RunOutcome) -> None:
         self._users_set = set()
-        super().apply(outcome)
+        try:
+            super().apply(outcome)
+        finally:
+            if self.shared is not None:  # the last write-throughs, before the run's final save
+                self.shared.send_writes()
 
     def after_apply(self, action: Action, error: ReconcileError | None) -> None:
         if error is None:

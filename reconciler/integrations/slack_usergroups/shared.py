@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from reconciler.errors import TransientError
 from reconciler.fleet import Fleet, ReadStamp
@@ -169,13 +169,23 @@ class SlackWorkspaceCache:
         return stamp, (reply[1], reply[2], list(reply[3]) + [None] * (len(handles) - len(reply[3])))
 
     def record_write(self, group: SlackUsergroupState) -> None:
-        """Write-through: our own change wins over any snapshot that started before it."""
+        """Write-through: our own change wins over any snapshot that started before it. Queued to
+        ride with the run's next round trip (its next budget token), else sent by `send_writes`
+        when the apply ends: either way before the run's final save releases its lock, so this
+        Reconcile's next run reads it (fleet/riders.py)."""
         self._keys()
         entry = json.dumps({"at": time.time(), "group": group.model_dump(mode="json")})
-        pipe = self.valkey.pipeline(transaction=False)
-        pipe.hset(self._writes_key, group.handle, entry)
-        pipe.expire(self._writes_key, int(self.fleet.settings.directory_refresh_seconds * 2))
-        pipe.execute()  # type: ignore[no-untyped-call]
+        key, ttl = self._writes_key, int(self.fleet.settings.directory_refresh_seconds * 2)
+
+        def commands(pipe: Any) -> None:
+            pipe.hset(key, group.handle, entry)
+            pipe.expire(key, ttl)
+
+        self.fleet.riders.add(f"the write-through of user group {group.handle}", commands, 2)
+
+    def send_writes(self) -> None:
+        """Send the write-throughs still queued (one round trip; nothing when none are)."""
+        self.fleet.riders.flush(self.valkey)
 
     @staticmethod
     def _overlay(stamp: ReadStamp, writes: dict[str, str | None]) -> dict[str, SlackUsergroupState]:

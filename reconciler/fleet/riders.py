@@ -1,0 +1,98 @@
+"""Writes a run owes Valkey that may ride along with its next round trip instead of making their own.
+
+A run's write-through (its own change to a shared snapshot) must land before anything can read the
+snapshot expecting it: this Reconcile's next run, which starts only after this run's final save
+releases its lock. So a write-through is queued here and boards the run's next trip that happens
+anyway (the rate-budget token for its next Slack call), and the service sends whatever is still
+queued when its apply ends, before the run returns. A Valkey that refuses a rider (full, read-only)
+loses it as a failed write-through always did: the snapshot learns the change at its next read.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import valkey
+import valkey.exceptions
+
+log = logging.getLogger(__name__)
+
+Commands = Callable[[Any], None]
+"""Adds a rider's commands to a pipeline (valkey's Pipeline: its commands return the pipeline)."""
+
+
+@dataclass(frozen=True)
+class Rider:
+    what: str
+    """For logs: what the rider writes."""
+    commands: Commands
+    count: int
+    """How many commands `commands` adds."""
+
+
+class Riders:
+    """One run's queued riders (a run is one thread; the lock only keeps the queue consistent)."""
+
+    def __init__(self) -> None:
+        self._queued: list[Rider] = []
+        self._lock = threading.Lock()
+
+    def add(self, what: str, commands: Commands, count: int) -> None:
+        with self._lock:
+            self._queued.append(Rider(what, commands, count))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._queued)
+
+    def board(self, pipe: Any) -> list[Rider]:
+        """Put the queued riders' commands first in `pipe`; pass the returned list and the
+        pipeline's results to `landed` after it ran (else they stay queued)."""
+        with self._lock:
+            boarding = list(self._queued)
+        for rider in boarding:
+            rider.commands(pipe)
+        return boarding
+
+    def landed(self, boarded: list[Rider], results: list[Any]) -> list[Any]:
+        """`boarded` were sent (the pipeline ran): dequeue them, log those Valkey refused; returns
+        the results of the commands after them."""
+        self._drop(boarded)
+        at = 0
+        for rider in boarded:
+            refused = [r for r in results[at : at + rider.count] if isinstance(r, Exception)]
+            if refused:
+                log.warning(
+                    "Valkey refused %s (%s): the shared snapshot learns of it at its next read",
+                    rider.what,
+                    str(refused[0])[:200],
+                )
+            at += rider.count
+        return results[at:]
+
+    def _drop(self, boarded: list[Rider]) -> None:
+        gone = {id(r) for r in boarded}
+        with self._lock:
+            self._queued = [r for r in self._queued if id(r) not in gone]
+
+    def flush(self, client: valkey.Valkey) -> None:
+        """Send what is still queued, in one round trip (at the end of a run's apply)."""
+        if not len(self):
+            return
+        pipe = client.pipeline(transaction=False)
+        boarded = self.board(pipe)
+        try:
+            results = pipe.execute(raise_on_error=False)  # type: ignore[no-untyped-call]
+        except (valkey.exceptions.ValkeyError, OSError) as exc:
+            self._drop(boarded)
+            log.warning(
+                "Valkey is unreachable (%s): the shared snapshot learns of %s at its next read",
+                str(exc)[:200],
+                ", ".join(r.what for r in boarded),
+            )
+            return
+        self.landed(boarded, results)
