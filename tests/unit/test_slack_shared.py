@@ -113,6 +113,19 @@ def test_both_writes_of_a_run_reach_the_snapshot_before_it_returns(
     assert slack.calls == []
 
 
+def test_a_valkey_that_forgot_the_read_script_still_serves_the_shared_reads(
+    slack: SlackTestServer, cache: valkey.Valkey
+) -> None:
+    """The plan's first reads go in one pipeline, the user-group script by its hash: a restarted
+    Valkey answers NOSCRIPT, and the script is then sent itself."""
+    assert run(slack, cache, [group("kept", [ALICE])], asked=time.time()).ok
+    cache.script_flush()
+    slack.reset_calls()
+    again = run(slack, cache, [group("kept", [ALICE])], asked=0.0)
+    assert again.ok and again.actions == []
+    assert slack.calls == []
+
+
 def test_a_user_deactivated_after_the_sweep_is_never_written(
     slack: SlackTestServer, cache: valkey.Valkey
 ) -> None:

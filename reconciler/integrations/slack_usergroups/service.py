@@ -89,10 +89,11 @@ class SlackUsergroupsService(IntegrationService):
     def _plan_shared(self, shared: SlackWorkspaceCache) -> list[Action]:
         """The same plan from the workspace's shared reads (see shared.py for how fresh they are)."""
         handles = [g.handle for g in self.spec.usergroups]
-        groups = shared.usergroups(handles, [g.name for g in self.spec.usergroups if g.name is not None])
-        managed = [g for g in groups if g.handle in set(handles)]
         emails = {e for g in self.spec.usergroups for e in g.users}
-        entries = shared.users(emails)
+        groups, entries = shared.read_for_plan(
+            handles, [g.name for g in self.spec.usergroups if g.name is not None], emails
+        )
+        managed = [g for g in groups if g.handle in set(handles)]
         # A new group is created before its users are set: re-check users not read lately.
         new = {g.handle for g in self.spec.usergroups} - {g.handle for g in managed}
         recheck_before = time.time() - shared.fleet.settings.directory_recheck_seconds

@@ -22,6 +22,8 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import valkey.exceptions
+
 from reconciler.errors import TransientError
 from reconciler.fleet import Fleet, ReadStamp
 from reconciler.integrations.slack_usergroups.client import SlackClient
@@ -105,17 +107,46 @@ class SlackWorkspaceCache:
 
     # --- user groups -------------------------------------------------------------------------------
 
-    def usergroups(self, handles: Collection[str], names: Iterable[str]) -> list[SlackUsergroupState]:
+    def read_for_plan(
+        self, handles: Collection[str], names: Iterable[str], emails: Collection[str]
+    ) -> tuple[list[SlackUsergroupState], dict[str, DirectoryEntry]]:
+        """`usergroups(handles, names)` and `users(emails)` with their first reads in one round trip
+        (the common case: both fresh enough, nothing else to ask)."""
+        self._keys()
+        names = list(names)
+        wanted, folded, emails = list(dict.fromkeys(handles)), [n.casefold() for n in names], set(emails)
+        pipe = self.valkey.pipeline(transaction=False)
+        # By its hash: a pipeline would first ask SCRIPT EXISTS, a trip of its own.
+        keys, args = self._read_groups_call(None, wanted, folded)
+        pipe.evalsha(self._read_groups_script.sha, len(keys), *keys, *args)
+        if emails:
+            pipe.get(self._sweep_key)
+            pipe.hmget(self._users_key, sorted(emails))
+        replies = pipe.execute(raise_on_error=False)  # type: ignore[no-untyped-call]
+        for reply in replies:
+            if isinstance(reply, Exception) and not isinstance(reply, valkey.exceptions.NoScriptError):
+                raise reply
+        first_groups = None if isinstance(replies[0], Exception) else replies[0]  # NOSCRIPT: ask again
+        first_users = (replies[1], replies[2]) if emails else None
+        return (
+            self.usergroups(wanted, names, first=first_groups),
+            self.users(emails, first=first_users),
+        )
+
+    def usergroups(
+        self, handles: Collection[str], names: Iterable[str], *, first: Any = None
+    ) -> list[SlackUsergroupState]:
         """The managed `handles` in full, plus the groups holding any of `names` (for conflicts).
         One round trip when the current snapshot is fresh enough (a script reads its stamp, parts
-        and the overlay); else the shared read first (`fresh`: wait or fetch), then that script."""
+        and the overlay); else the shared read first (`fresh`: wait or fetch), then that script.
+        `first`: that script's reply, when already asked (`read_for_plan`)."""
         self._keys()
         wanted = list(dict.fromkeys(handles))
         folded = [n.casefold() for n in names]
         for attempt in range(3):
             stamp: ReadStamp | None = None
             if attempt == 0:
-                stamp, read = self._read_groups(None, wanted, folded)
+                stamp, read = self._read_groups(None, wanted, folded, first)
                 if stamp is not None and stamp.started < self.fleet.fresh_after:
                     stamp = None
             if stamp is None:
@@ -146,22 +177,30 @@ class SlackWorkspaceCache:
             return list(states.values())
         raise RuntimeError("the shared user-group snapshot kept expiring while being read")
 
-    def _read_groups(
+    def _read_groups_call(
         self, stamp: ReadStamp | None, handles: list[str], folded: list[str]
+    ) -> tuple[list[str], list[str]]:
+        """`_READ_GROUPS`'s keys and arguments."""
+        keys = [self._groups_key, self._writes_key]
+        version = stamp.version if stamp is not None else ""
+        return keys, [
+            version,
+            str(len(handles) + 1),
+            str(len(folded) + 1),
+            SENTINEL,
+            *handles,
+            SENTINEL,
+            *folded,
+        ]
+
+    def _read_groups(
+        self, stamp: ReadStamp | None, handles: list[str], folded: list[str], reply: Any = None
     ) -> tuple[ReadStamp | None, tuple[list[str | None], list[str | None], list[str | None]]]:
-        """`_READ_GROUPS`: the read `stamp` (else the current one, returned) in one round trip."""
-        reply = self._read_groups_script(
-            keys=[self._groups_key, self._writes_key],
-            args=[
-                stamp.version if stamp is not None else "",
-                len(handles) + 1,
-                len(folded) + 1,
-                SENTINEL,
-                *handles,
-                SENTINEL,
-                *folded,
-            ],
-        )
+        """`_READ_GROUPS`: the read `stamp` (else the current one, returned) in one round trip
+        (none when `reply`, its answer, is given)."""
+        if reply is None:
+            keys, args = self._read_groups_call(stamp, handles, folded)
+            reply = self._read_groups_script(keys=keys, args=args)
         if stamp is None:
             stamp = ReadStamp.from_json(reply[0])
             if stamp is None:
@@ -252,8 +291,11 @@ class SlackWorkspaceCache:
 
     # --- the directory -----------------------------------------------------------------------------
 
-    def users(self, emails: Collection[str]) -> dict[str, DirectoryEntry]:
-        """Directory entries of `emails` (absent: Slack has no active user with that e-mail)."""
+    def users(
+        self, emails: Collection[str], *, first: tuple[Any, Any] | None = None
+    ) -> dict[str, DirectoryEntry]:
+        """Directory entries of `emails` (absent: Slack has no active user with that e-mail).
+        `first`: the sweep's stamp and the entries, when already read (`read_for_plan`)."""
         if not emails:
             return {}
         self._keys()
@@ -261,10 +303,12 @@ class SlackWorkspaceCache:
         wanted = sorted(set(emails))
         # The sweep's stamp and the entries in one round trip; when no sweep is fresh enough, the
         # shared read first (wait or sweep), then the entries again.
-        pipe = self.valkey.pipeline(transaction=False)
-        pipe.get(self._sweep_key)
-        pipe.hmget(self._users_key, wanted)
-        raw_stamp, entries = pipe.execute()  # type: ignore[no-untyped-call]
+        if first is None:
+            pipe = self.valkey.pipeline(transaction=False)
+            pipe.get(self._sweep_key)
+            pipe.hmget(self._users_key, wanted)
+            first = pipe.execute()  # type: ignore[no-untyped-call]
+        raw_stamp, entries = first
         sweep = ReadStamp.from_json(raw_stamp)
         if sweep is None or sweep.started < fresh_after:
             sweep = self.fleet.reads.fresh(self._sweep_key, fresh_after, (), self._sweep)
