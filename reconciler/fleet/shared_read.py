@@ -79,9 +79,13 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) 
 """
 
 
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _start_of(holder: object) -> float:
     """When the lock holder's fetch starts (its lock value is "token start"); 0 if unknown."""
-    raw = holder.decode() if isinstance(holder, bytes) else str(holder)
+    raw = _text(holder)
     try:
         return float(raw.split(" ")[1])
     except (IndexError, ValueError):
@@ -115,6 +119,8 @@ class _Asking:
 
     threads: int = 0
     landed: int = 0
+    leading: str = ""
+    """The lock value of this process's leader fetching the read now ("" if none here)."""
     changed: threading.Condition = field(default_factory=threading.Condition)
 
     def wait_for_landing(self, seen: int, timeout: float) -> None:
@@ -227,6 +233,7 @@ class SharedReads:
                 if stamp is not None:
                     return stamp
                 if won:
+                    here.leading = mine
                     # Nothing fresh was installed when we took the lock (checked atomically).
                     self._pause_until(starts, here)
                     # Stamped now, after the pause: every run asked for until now may share it.
@@ -240,6 +247,9 @@ class SharedReads:
                 # as soon as its read lands (it may start before its planned time).
                 until_start = min(_start_of(holder) - time.time(), self._gather)
                 pause = max(POLL_SECONDS, min(until_start, deadline - time.monotonic()))
+                if here.leading and here.leading == _text(holder):
+                    # Our process's leader: it wakes us when its read lands, no need to poll.
+                    pause = max(POLL_SECONDS, deadline - time.monotonic())
                 here.wait_for_landing(seen, pause)
         except _ERRORS as exc:
             raise CacheUnavailable(f"Valkey is unreachable (shared reads): {exc}") from None
@@ -273,7 +283,7 @@ class SharedReads:
             here.changed.wait_for(
                 lambda: workers is not None and here.threads >= workers, timeout=starts - began
             )
-        self.gathered += time.time() - began
+        self.gathered += min(time.time(), starts) - began  # a late wake-up is not gathering
 
     def _lead(
         self,
@@ -307,5 +317,7 @@ class SharedReads:
                     self._release(keys=[f"{key}:lock"], args=[lock])
             finally:
                 with here.changed:
+                    if here.leading == lock:
+                        here.leading = ""
                     here.landed += 1
                     here.changed.notify_all()
