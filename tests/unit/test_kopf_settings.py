@@ -184,3 +184,79 @@ def test_no_handler_watches_a_field_outside_spec_and_metadata() -> None:
     )
     assert fields  # the spec and the requested-at annotations
     assert {field[0] for field in fields} <= {"spec", "metadata"}, fields
+
+
+def _progress_bodies() -> list[kopf.Body]:
+    prefix = KOPF_PREFIX
+    record = json.dumps({"started": "2026-11-30T05:00:00.000000", "retries": 1, "success": False})
+    return [
+        _body({"integration": "slack-usergroups"}),  # a run that succeeded at once left nothing
+        _body({}, {f"{prefix}/run": record, "other.example.com/x": "1"}),  # a retry in progress
+        _body({}, {f"{prefix}/run-update": record, f"{prefix}/touch-dummy": "x"}),
+        kopf.Body({"apiVersion": "reconciler.dev/v1alpha1", "kind": "Reconcile", "metadata": {"name": "r"}}),
+    ]
+
+
+def _patch(key: str, stored: str | None) -> kopf.Patch:
+    """An empty patch, or one that stores the handler's progress already."""
+    return kopf.Patch({"metadata": {"annotations": {f"{KOPF_PREFIX}/{key}": stored}}} if stored else {})
+
+
+def test_the_progress_storage_reads_and_purges_as_kopfs_own() -> None:
+    """The cheaper lookups (keys derived once, annotations read once, no purge of absent keys, no
+    copy of an essence with nothing to clear) give Kopf exactly what its own storage gives."""
+    from reconciler_operator.diffbase import UnmarkedProgressStorage
+
+    ours = UnmarkedProgressStorage(prefix=KOPF_PREFIX)
+    kopfs = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+    ids = [kopf.HandlerId(i) for i in ("run", "run-update", "progressing-update", "x" * 80)]
+    for body in _progress_bodies():
+        for key in ids:
+            assert ours.fetch(key=key, body=body) == kopfs.fetch(key=key, body=body)
+            assert list(ours.make_keys(key, body=body)) == list(kopfs.make_keys(key, body=body))
+            for stored in (None, "x"):
+                mine, theirs = _patch(key, stored), _patch(key, stored)
+                ours.purge(key=key, body=body, patch=mine)
+                kopfs.purge(key=key, body=body, patch=theirs)
+                assert dict(mine) == dict(theirs)
+    essences = [
+        {"spec": {"sha256": "0" * 64}},
+        {"spec": {"sha256": "0" * 64}, "metadata": {"annotations": {"reconciler.dev/requested-at": "now"}}},
+        {"spec": {}, "metadata": {"annotations": {f"{KOPF_PREFIX}/run": "{}", "a.example.com/b": "c"}}},
+        {"spec": {}, "metadata": {"annotations": {}, "labels": {}}, "status": {}},
+        {"spec": {}, "metadata": {}},
+    ]
+    for essence in essences:
+        cleared = ours.clear(essence=kopf.BodyEssence(**essence))  # type: ignore[typeddict-item]
+        assert cleared == kopfs.clear(essence=kopf.BodyEssence(**essence))  # type: ignore[typeddict-item]
+    # Kopf writes a handler's progress (a retry) as it always did, without the kopf-managed marker.
+    patch = kopf.Patch()
+    ours.store(key=ids[0], record={"started": "t", "retries": 1}, body=_progress_bodies()[0], patch=patch)
+    assert set(patch["metadata"]["annotations"]) == {f"{KOPF_PREFIX}/run"}
+
+
+def test_the_spec_digest_is_computed_once_per_generation() -> None:
+    """Kubernetes bumps a custom resource's generation on every change of its spec: within one
+    generation the digest is remembered (not re-hashed on every watch event); a new generation,
+    or another object, is hashed again. Without uid or generation it is always computed."""
+    settings = kopf.OperatorSettings()
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        configure_kopf(settings, Settings(valkey_url="unused"), executor)
+    storage = settings.persistence.diffbase_storage
+
+    def body(spec: dict[str, object], uid: str | None, generation: int | None) -> kopf.Body:
+        raw = _body(spec)
+        if uid is not None:
+            raw["metadata"]["uid"] = uid
+        if generation is not None:
+            raw["metadata"]["generation"] = generation
+        return raw
+
+    first, second = {"interval": "5m"}, {"interval": "6m"}
+    digest = storage.build(body=body(first, None, None))["spec"]
+    assert storage.build(body=body(first, "u1", 1))["spec"] == digest
+    assert storage.build(body=body(second, "u1", 2))["spec"] != digest  # a new generation: hashed
+    assert storage.build(body=body(first, "u2", 2))["spec"] == digest  # another object: its own
+    # Remembered within a generation (the API server never changes a spec without a new one).
+    assert storage.build(body=body(second, "u2", 2))["spec"] == digest
+    assert storage.build(body=body(second, None, 2))["spec"] != digest
