@@ -81,6 +81,10 @@ class RunRequest:
     named: bool = False
     """Status names this task already (written with its pending record while it waited for a
     worker): no "running" patch, unless the run found a newer generation."""
+    queued_mark: Pending | None = None
+    """That queued patch, maybe still in flight: the run waits for it before it starts (it has
+    landed long before, unless a worker came free at once), so its pending record and status
+    never land after the run's; the event loop does not wait for it."""
     created: datetime = field(default_factory=utcnow)
     """When the task was created (queued): its record's `created_at`."""
 
@@ -129,6 +133,8 @@ class RunExecutor:
         self.owner_alive: OwnerAlive = owner_alive or (lambda _owner: True)
 
     def execute(self, request: RunRequest) -> RunReport:
+        if request.queued_mark is not None:
+            request.queued_mark.wait()
         ref = request.ref
         raw_spec, status = request.raw_spec, request.status
         fresh = self.objects.read(ref) if self.objects is not None and request.queued else None

@@ -256,15 +256,15 @@ async def _reconcile(
             # A new Reconcile whose run waits for a worker: Ready=Unknown now, not when the run
             # starts (kstatus would read its empty status as current meanwhile); the same write names
             # its task (recorded as pending), so the run sends no "running" patch of its own.
-            await context.objects.mark_queued(
+            mark = context.objects.mark_queued(
                 ref,
                 dict(status),
                 request.task_id,
                 trigger,
                 workers=context.settings.max_workers,
                 record=partial(context.run_executor.record_pending, request),
-            ).landed()
-            request = replace(request, named=True)
+            )
+            request = replace(request, named=True, queued_mark=mark)
         loop = asyncio.get_running_loop()
         context.runs_submitted += 1
         try:

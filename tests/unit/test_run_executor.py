@@ -8,7 +8,10 @@ injected through the executor's constructor: small recording sources, as the ope
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -21,6 +24,7 @@ from reconciler.models.task import ReconcileRef, TaskError, TaskRecord, TaskStat
 from reconciler.settings import Settings
 from reconciler.tasks import TaskStore, lock_key
 from reconciler_operator.executor import FreshObject, RunExecutor, RunReport, RunRequest
+from reconciler_operator.objects import RunningMark
 from reconciler_testing.slack import SlackTestServer
 from tests.builders import slack_reconcile
 from tests.valkey_server import ValkeyProcess, free_port
@@ -333,6 +337,27 @@ def test_a_task_queued_behind_busy_workers_is_pending_then_runs_without_a_runnin
     renamed = RunRequest(ref, spec(slack), "update", new_task_id(), status={}, queued=True, named=True)
     RunExecutor(settings, store, Tokens(), newer).execute(renamed)
     assert [(task, trigger) for task, trigger, _ in newer.running] == [(renamed.task_id, "update")]
+
+
+def test_a_run_waits_for_its_queued_mark_before_it_starts(
+    slack: SlackTestServer, settings: Settings, store: TaskStore, ref: ReconcileRef
+) -> None:
+    """The queued patch and its pending record may still be in flight when a worker takes the run
+    (the event loop does not wait for them): the run waits first, so the late pending record can
+    never overwrite the run's own."""
+    executor = RunExecutor(settings, store, Tokens(), Objects(store))
+    request = RunRequest(ref, spec(slack), "create", new_task_id(), status={}, queued=False, named=True)
+
+    def send() -> None:
+        time.sleep(0.3)  # longer than the run takes
+        executor.record_pending(request)
+
+    with ThreadPoolExecutor(max_workers=1) as marks:
+        mark = RunningMark(marks.submit(send))
+        report = executor.execute(replace(request, queued_mark=mark))
+    assert report.record is not None and report.record.status is TaskStatus.SUCCESS
+    stored = store.get(request.task_id)
+    assert stored is not None and stored.status is TaskStatus.SUCCESS
 
 
 def test_a_pending_task_whose_newest_spec_is_suspended_ends_superseded(
