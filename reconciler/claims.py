@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import valkey
 import valkey.exceptions
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from reconciler.cache.valkey import ValkeyCache
 from reconciler.errors import PermanentError, TransientError
+from reconciler.fleet.riders import Riders
 from reconciler.integrations.common import name_list
 from reconciler.models.target import Target
 
@@ -145,9 +147,12 @@ def claims_status(states: Sequence[ClaimState]) -> list[dict[str, object]]:
     return entries
 
 
-Claim = Callable[[Sequence[Target]], list[ClaimState]]
-"""What a run calls with its targets before planning: claims (or peeks at) them, and returns who
-owns each. Targets whose state is not `held` are left out of the plan."""
+class Claim(Protocol):
+    """What a run calls with its targets before planning: claims (or peeks at) them, and returns who
+    owns each. Targets whose state is not `held` are left out of the plan. `riders`: the run's
+    queued commands (its plan's first reads), sent in the claims' round trip where it makes one."""
+
+    def __call__(self, targets: Sequence[Target], riders: Riders | None = None) -> list[ClaimState]: ...
 
 
 def conflict_error(conflicts: Sequence[ClaimState], *, others_done: str) -> PermanentError:
@@ -189,16 +194,34 @@ class ClaimStore:
             )
         return self._parse(str(raw), target.key) or owner
 
-    def claim_many(self, owner: ClaimOwner, targets: Sequence[Target]) -> tuple[list[ClaimOwner], set[str]]:
-        """`claim` each target in order, then `held_by`, in one round trip (one script). A refused
-        write (ClaimsNotWritable) may leave the first targets claimed: claiming again is a no-op."""
+    def claim_many(
+        self, owner: ClaimOwner, targets: Sequence[Target], riders: Riders | None = None
+    ) -> tuple[list[ClaimOwner], set[str]]:
+        """`claim` each target in order, then `held_by`, in one round trip (one script), with the
+        run's queued `riders` first. A refused write (ClaimsNotWritable) may leave the first targets
+        claimed: claiming again is a no-op."""
+        keys = [owner_index_key(owner.uid), *(claim_key(t.key) for t in targets)]
+        args = [owner.to_json(), owner.uid, *(t.key for t in targets)]
         with self._errors():
-            raw = self._claim_many(
-                keys=[owner_index_key(owner.uid), *(claim_key(t.key) for t in targets)],
-                args=[owner.to_json(), owner.uid, *(t.key for t in targets)],
-            )
+            if riders is not None and len(riders):
+                raw = self._claim_many_with(riders, keys, args)
+            else:
+                raw = self._claim_many(keys=keys, args=args)
         holders = [self._parse(str(r), t.key) or owner for r, t in zip(raw[:-1], targets, strict=True)]
         return holders, {str(m) for m in raw[-1]}
+
+    def _claim_many_with(self, riders: Riders, keys: list[str], args: list[str]) -> Any:
+        """The riders, then the claims script by its hash (a pipeline would first ask SCRIPT EXISTS:
+        a trip of its own); a server that does not know it yet gets it again on its own."""
+        pipe = self.cache.client.pipeline(transaction=False)
+        boarded = riders.board(pipe)
+        pipe.evalsha(self._claim_many.sha, len(keys), *keys, *args)
+        (reply,) = riders.landed(boarded, pipe.execute(raise_on_error=False))  # type: ignore[no-untyped-call]
+        if isinstance(reply, valkey.exceptions.NoScriptError):
+            return self._claim_many(keys=keys, args=args)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     def owner_of(self, target: Target) -> ClaimOwner | None:
         with self._errors():
@@ -273,13 +296,13 @@ class Claimer:
     ) -> None:
         self.store, self.owner, self.owner_alive, self.peek = store, owner, owner_alive, peek
 
-    def __call__(self, targets: Sequence[Target]) -> list[ClaimState]:
+    def __call__(self, targets: Sequence[Target], riders: Riders | None = None) -> list[ClaimState]:
         held: set[str] | None = None
         states: list[ClaimState] | None = None
         if not self.peek:
             # The usual case in one round trip: every claim, then what this owner holds.
             try:
-                holders, held = self.store.claim_many(self.owner, targets)
+                holders, held = self.store.claim_many(self.owner, targets, riders)
                 states = [self._settle(t, h) for t, h in zip(targets, holders, strict=True)]
             except ClaimsNotWritable:
                 held = None  # Valkey refuses writes: target by target, as below
@@ -352,7 +375,7 @@ class ClaimNotes:
         if self._store is None:
             return None, notes
 
-        def claim(targets: Sequence[Target]) -> list[ClaimState]:
+        def claim(targets: Sequence[Target], riders: Riders | None = None) -> list[ClaimState]:
             if self._store is None:
                 return []
             try:

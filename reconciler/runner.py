@@ -98,7 +98,9 @@ def _run_integration(
         closing.callback(service.close)
         conflicts: list[ClaimState] = []
         if claim is not None:
-            outcome.claims = claim(service.targets())
+            targets = service.targets()
+            service.queue_plan_reads()  # ride with the claims' round trip
+            outcome.claims = claim(targets, fleet.riders if fleet is not None else None)
             conflicts = [state for state in outcome.claims if not state.held]
             service.exclude({state.target.name for state in conflicts})
         if not conflicts or len(conflicts) < len(outcome.claims or ()):

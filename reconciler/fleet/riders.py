@@ -1,4 +1,7 @@
-"""Writes a run owes Valkey that may ride along with its next round trip instead of making their own.
+"""Commands a run owes Valkey that may ride along with its next round trip instead of making their own.
+
+Reads ride too: a plan's first reads are queued before its claims and board the claims' trip (a
+reader given `on_reply` gets its results; one that never boarded is cancelled and read directly).
 
 A run's write-through (its own change to a shared snapshot) must land before anything can read the
 snapshot expecting it: this Reconcile's next run, which starts only after this run's final save
@@ -32,6 +35,8 @@ class Rider:
     commands: Commands
     count: int
     """How many commands `commands` adds."""
+    on_reply: Callable[[list[Any]], None] | None = None
+    """A read's results (errors included, as exceptions); None: a write, whose errors are logged."""
 
 
 class Riders:
@@ -41,9 +46,20 @@ class Riders:
         self._queued: list[Rider] = []
         self._lock = threading.Lock()
 
-    def add(self, what: str, commands: Commands, count: int) -> None:
+    def add(
+        self, what: str, commands: Commands, count: int, on_reply: Callable[[list[Any]], None] | None = None
+    ) -> Rider:
+        rider = Rider(what, commands, count, on_reply)
         with self._lock:
-            self._queued.append(Rider(what, commands, count))
+            self._queued.append(rider)
+        return rider
+
+    def cancel(self, rider: Rider) -> bool:
+        """Take `rider` off the queue; False if it already boarded a trip."""
+        with self._lock:
+            queued = any(r is rider for r in self._queued)
+        self._drop([rider])
+        return queued
 
     def __len__(self) -> int:
         with self._lock:
@@ -64,8 +80,11 @@ class Riders:
         self._drop(boarded)
         at = 0
         for rider in boarded:
-            refused = [r for r in results[at : at + rider.count] if isinstance(r, Exception)]
-            if refused:
+            mine = results[at : at + rider.count]
+            refused = [r for r in mine if isinstance(r, Exception)]
+            if rider.on_reply is not None:
+                rider.on_reply(mine)
+            elif refused:
                 log.warning(
                     "Valkey refused %s (%s): the shared snapshot learns of it at its next read",
                     rider.what,

@@ -75,6 +75,10 @@ class IntegrationService(ABC):
             outcome.applied.append(action)
             self.after_apply(action, None)
 
+    def queue_plan_reads(self) -> None:  # noqa: B027 - optional
+        """Queue `plan()`'s first shared-cache reads to ride with the claims' round trip (the run
+        calls it after `targets()`, before claiming); `plan()` reads them itself if they did not."""
+
     @abstractmethod
     def apply_one(self, action: Action) -> None:
         """Perform one action of this integration's plan; raise a ReconcileError when it fails."""

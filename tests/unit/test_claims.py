@@ -27,6 +27,7 @@ from reconciler.claims import (
     peek_owners,
 )
 from reconciler.errors import TransientError
+from reconciler.fleet.riders import Riders
 from reconciler.integrations.gitlab_members.models import gitlab_target
 from reconciler.integrations.slack_usergroups.models import slack_usergroup_target
 from reconciler.models.spec import ReconcileSpec
@@ -287,3 +288,66 @@ def test_a_full_valkey_still_lets_claims_be_read(store: ClaimStore) -> None:
     assert [(s.held, s.owner.display) for s in states] == [(False, "ns/other"), (True, "ns/me")]
     assert store.owner_of(theirs) == other, "no take-over while writes are refused"
     assert store.owner_of(free) is None, "not recorded; the next run records it"
+
+
+def queue_read(riders: Riders, key: str, replies: list[Any]) -> None:
+    riders.add(f"a test read of {key}", lambda pipe: pipe.get(key), 1, replies.extend)
+
+
+def test_queued_reads_ride_with_the_claims_round_trip(store: ClaimStore) -> None:
+    client = store.cache.client
+    key = f"reconciler:test:{uuid.uuid4().hex}"
+    client.set(key, "snapshot")
+    riders, replies = Riders(), []  # type: ignore[var-annotated]
+    queue_read(riders, key, replies)
+    me, mine = owner("me"), target()
+    states = Claimer(store, me, lambda o: True)([mine], riders)
+    assert [(s.held, s.owner) for s in states] == [(True, me)]
+    assert store.owner_of(mine) == me
+    assert replies == ["snapshot"]
+    assert len(riders) == 0
+
+
+def test_claims_with_riders_on_a_valkey_that_forgot_the_script(store: ClaimStore) -> None:
+    """NOSCRIPT (a restarted Valkey): the riders landed; the claims script is sent itself."""
+    store.cache.client.script_flush()
+    riders, replies = Riders(), []  # type: ignore[var-annotated]
+    queue_read(riders, "reconciler:test:absent", replies)
+    me, mine = owner("me"), target()
+    holders, held = store.claim_many(me, [mine], riders)
+    assert holders == [me] and held == {mine.key}
+    assert replies == [None]
+
+
+def test_claims_with_riders_on_a_full_valkey_still_read_and_refuse_the_writes(store: ClaimStore) -> None:
+    """OOM: the reads riding along are answered; the claims are refused (ClaimsNotWritable), so the
+    Claimer goes target by target (reads keep a non-owner out), as without riders."""
+    client = store.cache.client
+    key = f"reconciler:test:{uuid.uuid4().hex}"
+    client.set(key, "snapshot")
+    theirs, free, me, other = target(), target(), owner("me"), owner("other")
+    store.claim(other, theirs)
+    riders, replies = Riders(), []  # type: ignore[var-annotated]
+    queue_read(riders, key, replies)
+    old = client.config_get("maxmemory*")
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", "1")
+    try:
+        states = Claimer(store, me, lambda o: False)([theirs, free], riders)
+    finally:
+        client.config_set("maxmemory", old["maxmemory"])
+        client.config_set("maxmemory-policy", old["maxmemory-policy"])
+    assert replies == ["snapshot"]
+    assert [(s.held, s.owner.display) for s in states] == [(False, "ns/other"), (True, "ns/me")]
+    assert store.owner_of(free) is None
+
+
+def test_claims_with_riders_on_a_dead_valkey_keep_them_queued(tmp_path: Any) -> None:
+    server = ValkeyProcess(tmp_path / "doomed").start()
+    store = ClaimStore(ValkeyCache.from_url(server.url, timeout=1))
+    riders, replies = Riders(), []  # type: ignore[var-annotated]
+    queue_read(riders, "reconciler:test:x", replies)
+    server.stop()
+    with pytest.raises(TransientError):
+        store.claim_many(owner("me"), [target()], riders)
+    assert len(riders) == 1 and replies == []

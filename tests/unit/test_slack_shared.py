@@ -13,6 +13,8 @@ import pytest
 import valkey
 from pydantic import SecretStr
 
+from reconciler.cache import ValkeyCache
+from reconciler.claims import Claimer, ClaimOwner, ClaimStore
 from reconciler.fleet import Fleet
 from reconciler.integrations.base import RunOutcome
 from reconciler.integrations.slack_usergroups.client import SlackClient
@@ -124,6 +126,38 @@ def test_a_valkey_that_forgot_the_read_script_still_serves_the_shared_reads(
     again = run(slack, cache, [group("kept", [ALICE])], asked=0.0)
     assert again.ok and again.actions == []
     assert slack.calls == []
+
+
+def test_the_plans_reads_ride_with_the_claims_and_a_conflict_reads_for_the_rest(
+    slack: SlackTestServer, cache: valkey.Valkey
+) -> None:
+    """With claims, the plan's first reads go in the claims' round trip; when a claim leaves a group
+    out, those reads (asked for every group) are not the plan's: it reads for the rest itself."""
+    store = ClaimStore(ValkeyCache(cache))
+    assert run(slack, cache, [group("solo", [ALICE]), group("taken", [BOB])], asked=time.time()).ok
+    slack.reset_calls()
+
+    def claimed_run(groups: list[dict[str, Any]], me: ClaimOwner) -> RunOutcome:
+        spec = ReconcileSpec.model_validate(
+            {
+                "integration": "slack-usergroups",
+                "credentials": {"secretRef": {"name": "slack-token"}},
+                "slackUsergroups": {"apiUrl": slack.api_url, "usergroups": groups},
+            }
+        )
+        fleet = Fleet.create(cache, SETTINGS, fresh_after=0.0)
+        claim = Claimer(store, me, lambda o: True)
+        return run_integration(spec, SecretStr(TOKEN), SETTINGS, dry_run=False, fleet=fleet, claim=claim)
+
+    me = ClaimOwner(uid=uuid.uuid4().hex, namespace="ns", name="me")
+    same = claimed_run([group("solo", [ALICE]), group("taken", [BOB])], me)
+    assert same.ok and same.actions == [] and slack.calls == []
+    store.release(me, same.claims[1].target.key)  # type: ignore[index]
+    store.claim(ClaimOwner(uid=uuid.uuid4().hex, namespace="ns", name="other"), same.claims[1].target)  # type: ignore[index]
+    changed = claimed_run([group("solo", [ALICE, BOB]), group("taken", [ALICE])], me)
+    assert changed.error is not None and changed.error.reason == "Conflict"
+    assert [(a.type, a.target) for a in changed.applied] == [("add_users", "solo")]
+    assert len(slack.usergroup("solo")["users"]) == 2
 
 
 def test_a_user_deactivated_after_the_sweep_is_never_written(

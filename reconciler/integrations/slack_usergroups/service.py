@@ -86,13 +86,22 @@ class SlackUsergroupsService(IntegrationService):
     def granted_scopes(self) -> frozenset[str] | None:
         return self.client.scopes
 
+    def queue_plan_reads(self) -> None:
+        if self.shared is not None:
+            self.shared.queue_plan_reads(*self._plan_reads())
+
+    def _plan_reads(self) -> tuple[list[str], list[str], set[str]]:
+        """The user groups, names and users' e-mails the plan reads first from the shared cache."""
+        return (
+            [g.handle for g in self.spec.usergroups],
+            [g.name for g in self.spec.usergroups if g.name is not None],
+            {e for g in self.spec.usergroups for e in g.users},
+        )
+
     def _plan_shared(self, shared: SlackWorkspaceCache) -> list[Action]:
         """The same plan from the workspace's shared reads (see shared.py for how fresh they are)."""
-        handles = [g.handle for g in self.spec.usergroups]
-        emails = {e for g in self.spec.usergroups for e in g.users}
-        groups, entries = shared.read_for_plan(
-            handles, [g.name for g in self.spec.usergroups if g.name is not None], emails
-        )
+        handles, group_names, emails = self._plan_reads()
+        groups, entries = shared.read_for_plan(handles, group_names, emails)
         managed = [g for g in groups if g.handle in set(handles)]
         # A new group is created before its users are set: re-check users not read lately.
         new = {g.handle for g in self.spec.usergroups} - {g.handle for g in managed}

@@ -26,6 +26,7 @@ import valkey.exceptions
 
 from reconciler.errors import TransientError
 from reconciler.fleet import Fleet, ReadStamp
+from reconciler.fleet.riders import Rider
 from reconciler.integrations.slack_usergroups.client import SlackClient
 from reconciler.integrations.slack_usergroups.models import SlackUser, SlackUsergroupState
 
@@ -59,6 +60,10 @@ return {stamp, groups, names, writes}
 """
 
 
+_PlanAsk = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+"""What a plan reads first: its user-group handles, the names it needs, its users' e-mails."""
+
+
 @dataclass(frozen=True)
 class DirectoryEntry:
     user: SlackUser
@@ -88,6 +93,9 @@ class SlackWorkspaceCache:
         self.client = client
         self.valkey = fleet.client
         self._read_groups_script = fleet.client.register_script(_READ_GROUPS)
+        self._first_rider: Rider | None = None
+        self._first_reads: tuple[_PlanAsk, list[Any]] | None = None
+        """The plan's first reads, when they rode with the claims' trip (`queue_plan_reads`)."""
 
     def _keys(self) -> None:
         """Keys name the workspace, known only after auth.test: resolved on first use."""
@@ -107,31 +115,65 @@ class SlackWorkspaceCache:
 
     # --- user groups -------------------------------------------------------------------------------
 
+    def queue_plan_reads(
+        self, handles: Collection[str], names: Iterable[str], emails: Collection[str]
+    ) -> None:
+        """Queue `read_for_plan`'s first reads to ride with the run's next round trip (its claims'),
+        so that planning needs no trip of its own when they are fresh enough."""
+        self._keys()
+        ask = self._plan_ask(handles, names, emails)
+
+        def on_reply(replies: list[Any]) -> None:
+            self._first_reads = (ask, replies)
+
+        self._first_rider = self.fleet.riders.add(
+            "the plan's first reads",
+            lambda pipe: self._plan_commands(pipe, ask),
+            3 if ask[2] else 1,
+            on_reply,
+        )
+
     def read_for_plan(
         self, handles: Collection[str], names: Iterable[str], emails: Collection[str]
     ) -> tuple[list[SlackUsergroupState], dict[str, DirectoryEntry]]:
         """`usergroups(handles, names)` and `users(emails)` with their first reads in one round trip
-        (the common case: both fresh enough, nothing else to ask)."""
+        (the common case: both fresh enough, nothing else to ask), none when they rode with the
+        claims' trip (`queue_plan_reads`, for the same handles, names and e-mails)."""
         self._keys()
-        names = list(names)
-        wanted, folded, emails = list(dict.fromkeys(handles)), [n.casefold() for n in names], set(emails)
-        pipe = self.valkey.pipeline(transaction=False)
-        # By its hash: a pipeline would first ask SCRIPT EXISTS, a trip of its own.
-        keys, args = self._read_groups_call(None, wanted, folded)
-        pipe.evalsha(self._read_groups_script.sha, len(keys), *keys, *args)
-        if emails:
-            pipe.get(self._sweep_key)
-            pipe.hmget(self._users_key, sorted(emails))
-        replies = pipe.execute(raise_on_error=False)  # type: ignore[no-untyped-call]
+        ask = self._plan_ask(handles, names, emails)
+        rider, self._first_rider = self._first_rider, None
+        if rider is not None:
+            self.fleet.riders.cancel(rider)  # never boarded (no claims trip): read now
+        first, self._first_reads = self._first_reads, None
+        replies = first[1] if first is not None and first[0] == ask else None
+        if replies is None:
+            pipe = self.valkey.pipeline(transaction=False)
+            self._plan_commands(pipe, ask)
+            replies = pipe.execute(raise_on_error=False)  # type: ignore[no-untyped-call]
         for reply in replies:
             if isinstance(reply, Exception) and not isinstance(reply, valkey.exceptions.NoScriptError):
                 raise reply
+        wanted, names, emails = ask
         first_groups = None if isinstance(replies[0], Exception) else replies[0]  # NOSCRIPT: ask again
         first_users = (replies[1], replies[2]) if emails else None
         return (
             self.usergroups(wanted, names, first=first_groups),
             self.users(emails, first=first_users),
         )
+
+    @staticmethod
+    def _plan_ask(handles: Collection[str], names: Iterable[str], emails: Collection[str]) -> _PlanAsk:
+        return tuple(dict.fromkeys(handles)), tuple(names), tuple(sorted(set(emails)))
+
+    def _plan_commands(self, pipe: Any, ask: _PlanAsk) -> None:
+        """The plan's first reads: the snapshot script (by its hash: a pipeline would first ask
+        SCRIPT EXISTS, a trip of its own), then the sweep's stamp and the entries."""
+        wanted, names, emails = ask
+        keys, args = self._read_groups_call(None, list(wanted), [n.casefold() for n in names])
+        pipe.evalsha(self._read_groups_script.sha, len(keys), *keys, *args)
+        if emails:
+            pipe.get(self._sweep_key)
+            pipe.hmget(self._users_key, list(emails))
 
     def usergroups(
         self, handles: Collection[str], names: Iterable[str], *, first: Any = None
