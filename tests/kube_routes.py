@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp.web
 import attrs
 import kmock
-from kmock._internal import rendering
+from kmock._internal import parsing, rendering
 
 ROUTES = {
     kmock.action.LIST: "_serve_list",
@@ -130,6 +130,51 @@ def _line(event: Any) -> bytes:
     return line
 
 
+_METHODS = {member.value: member for member in kmock.method}
+_RESOURCES: dict[tuple[str, str | None, str | None], kmock.resource] = {}
+
+
+async def _parse(raw_request: aiohttp.web.BaseRequest, *, id: int) -> kmock.Request:
+    """kmock's Request._parse with the same fields from the same sources, at a lower cost: the HTTP
+    method found in a dict (kmock compares it with each member of its enum, twice), one `resource`
+    per API path kept (kmock builds one per request, checking Protocols), the body decoded once."""
+    body = await raw_request.read()
+    text = await raw_request.text()
+    try:
+        data = json.loads(text)  # what raw_request.json() does, after decoding the body again
+    except ValueError:
+        try:
+            data = await raw_request.post() or None  # as kmock: an empty form is no data
+        except ValueError:
+            data = None
+    k8s = parsing.parse_path(raw_request.path)
+    resource = None
+    if k8s.group is not None:
+        key = (k8s.group, k8s.version, k8s.plural)
+        if (resource := _RESOURCES.get(key)) is None:
+            resource = kmock.resource(group=k8s.group, version=k8s.version, plural=k8s.plural)
+            _RESOURCES[key] = resource
+    method = _METHODS.get(raw_request.method) or kmock.method(raw_request.method)
+    params = dict(raw_request.query)
+    return kmock.Request(
+        id=id,
+        raw_request=raw_request,
+        url=raw_request.url,
+        method=method,
+        params=params,
+        headers=dict(raw_request.headers),
+        cookies=dict(raw_request.cookies),
+        data=data,
+        body=body,
+        text=text,
+        action=parsing.guess_k8s(k8s, method, dict(params)),
+        resource=resource,
+        namespace=k8s.namespace,
+        name=k8s.name,
+        subresource=k8s.subresource,
+    )
+
+
 @attrs.define(kw_only=True)
 class IndexedEmulator(kmock.KubernetesEmulator, DirectRoutes):
     """KubernetesEmulator that looks objects up by key and routes its own requests directly."""
@@ -139,6 +184,31 @@ class IndexedEmulator(kmock.KubernetesEmulator, DirectRoutes):
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self._own_reactions = len(self._payloads)
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        """kmock's RawHandler.__call__ with the cheaper `_parse`; kmock's own when a test added reactions."""
+        if len(self._payloads) != self._own_reactions:
+            return await super().__call__(raw_request)
+        raw_response: aiohttp.web.StreamResponse | None = None
+        try:
+            if self.limit is not None and len(self._requests) >= self.limit:
+                raise kmock.KMockError("Too many requests have been served so far.")
+            request = await _parse(raw_request, id=len(self._requests))
+            self._requests.append(request)
+            try:
+                return await self._handle(request)
+            except rendering.StreamingError as exc:  # a stream that failed after its headers went out
+                raw_response = exc.args[0]
+                raise exc.__cause__ or exc  # noqa: B904 - kmock re-raises the cause the same way
+        except Exception as exc:  # as kmock: raised outside `async with emulator`, else answered
+            if not self._errors:
+                raise
+            self._errors[-1].append(exc)
+            if raw_response is None or not raw_response.prepared:
+                return await self._render_error(exc)
+            await self._stream_error(exc, raw_response)
+            await raw_response.write_eof()
+            return raw_response
 
     def _own_route(self, request: kmock.Request) -> str | None:
         resource = request.resource
