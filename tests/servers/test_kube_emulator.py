@@ -14,6 +14,7 @@ import httpx
 import kmock
 import pytest
 
+from tests import kube_routes
 from tests.kube import MAX_ANNOTATIONS_BYTES, ApiServerEmulator, KubeApi
 
 NS, OTHER = "emu", "emu-other"
@@ -34,6 +35,38 @@ class KmockMatched(ApiServerEmulator):
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self["get /test-reaction"] << {"served": "by the test's reaction"}
+
+
+class BothParses(ApiServerEmulator):
+    """Parses every request the emulator's way and kmock's way and keeps the fields that differ."""
+
+    FIELDS = ("method", "url", "params", "headers", "cookies", "body", "text", "data", "action")
+    FIELDS += ("resource", "namespace", "name", "subresource")
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.parsed: list[str] = []
+        self.differences: list[tuple[str, str, Any, Any]] = []
+
+    async def __call__(self, raw_request: Any) -> Any:
+        self.parsed.append(f"{raw_request.method} {raw_request.path}")
+        ours = await self._parse(kube_routes._parse, raw_request)
+        theirs = await self._parse(kmock.Request._parse, raw_request)
+        if isinstance(ours, str) or isinstance(theirs, str):
+            fields = {"outcome": (ours, theirs)}
+        else:
+            fields = {name: (getattr(ours, name), getattr(theirs, name)) for name in self.FIELDS}
+        self.differences += [(self.parsed[-1], name, a, b) for name, (a, b) in fields.items() if a != b]
+        return await super().__call__(raw_request)
+
+    @staticmethod
+    async def _parse(parse: Any, raw_request: Any) -> Any:
+        """The parsed request, or the name of the error (kmock cannot parse a few paths that the
+        emulator serves itself before parsing, such as the namespace list)."""
+        try:
+            return await parse(raw_request, id=0)
+        except Exception as exc:
+            return type(exc).__name__
 
 
 class Watch:
@@ -215,3 +248,15 @@ def test_a_burst_of_changes_reaches_every_watch_whole_and_in_order() -> None:
     assert {event["type"] for event in seen[0]} == {"ADDED"}
     versions = [int(event["object"]["metadata"]["resourceVersion"]) for event in seen[0]]
     assert versions == sorted(versions)
+
+
+def test_the_emulator_parses_requests_as_kmock_does() -> None:
+    kube = KubeApi(BothParses).start()
+    kube.add_namespace(NS)
+    kube.add_namespace(OTHER)
+    try:
+        _script(kube)
+    finally:
+        kube.stop()
+    assert isinstance(kube.emulator, BothParses)
+    assert len(kube.emulator.parsed) > 30 and kube.emulator.differences == []
