@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from reconciler.cache.base import CacheBackend, HistoryWrite
 from reconciler.errors import CacheUnavailable
+from reconciler.fleet.riders import for_task, unbind
 from reconciler.models.task import TASK_ID_PATTERN, ReconcileRef, TaskRecord, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -67,13 +68,28 @@ class TaskStore:
     def save(self, record: TaskRecord, *, new: bool = True, unlock: tuple[str, str] | None = None) -> None:
         """Write the record; a `new` one also goes first in its Reconcile's history, and the records
         trimmed off that history are deleted. With `unlock` (lock, owner): the run's last save, which
-        also counts it (`count_finished`) and then releases its lock. Raises CacheUnavailable."""
-        self.cache.save_record(
-            task_key(record.task_id),
-            record.model_dump_json(),
-            self.ttl_seconds,
-            self._filing(record, new, unlock),
-        )
+        also counts it (`count_finished`) and then releases its lock. Raises CacheUnavailable.
+
+        The run's queued commands (`riders.for_task`: its first budget token, its last
+        write-throughs) go first in the same round trip; the last save takes all that is left, so
+        a write-through is in Valkey before the lock that keeps the next run out is released. When
+        that save fails, they are dropped as a failed write-through always was (logged)."""
+        riders = for_task(record.task_id)
+        try:
+            self.cache.save_record(
+                task_key(record.task_id),
+                record.model_dump_json(),
+                self.ttl_seconds,
+                self._filing(record, new, unlock),
+                riders,
+            )
+        except CacheUnavailable:
+            if unlock is not None and riders is not None:
+                riders.forget(f"task {record.task_id}: its final save failed")
+            raise
+        finally:
+            if unlock is not None:
+                unbind(record.task_id)
 
     def start(self, record: TaskRecord, lock_ttl_seconds: int) -> Started | None:
         """A run's start in one round trip: take its Reconcile's lock (owner: the task id), read the

@@ -259,7 +259,7 @@ class RunExecutor:
             with contextlib.suppress(KeyError, ValueError, TypeError):  # no interval: resume, conflict
                 max_age = min(max_age, parse_duration(str(raw_spec["interval"])).total_seconds())
             fresh_after -= max_age
-        return Fleet.create(cache.client, self.settings, fresh_after=fresh_after)
+        return Fleet.create(cache.client, self.settings, fresh_after=fresh_after, task_id=request.task_id)
 
     def claimer(self, uid: str, ref: ReconcileRef, *, peek: bool) -> Claimer | None:
         """Claims as this Reconcile; a dry run only looks (it neither takes nor releases a claim)."""

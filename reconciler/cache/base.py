@@ -10,9 +10,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel, ValidationError
+
+if TYPE_CHECKING:
+    from reconciler.fleet.riders import Riders
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -122,8 +125,11 @@ class CacheBackend(ABC):
         """Raise CacheUnavailable unless the server answers."""
 
     @abstractmethod
-    def save_record(self, key: str, value: str, ttl_seconds: int, history: HistoryWrite) -> None:
-        """Set `key` and file it in a bounded history, atomically and in one round trip."""
+    def save_record(
+        self, key: str, value: str, ttl_seconds: int, history: HistoryWrite, riders: Riders | None = None
+    ) -> None:
+        """Set `key` and file it in a bounded history, atomically and in one round trip, with the
+        run's queued `riders` (fleet/riders.py) sent first in that trip."""
 
     @abstractmethod
     def usage(self) -> tuple[int, int]:

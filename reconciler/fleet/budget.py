@@ -18,7 +18,7 @@ import valkey.exceptions
 
 from reconciler import deadline as run_deadline
 from reconciler.errors import CacheUnavailable, RateLimited
-from reconciler.fleet.riders import Riders
+from reconciler.fleet.riders import Rider, Riders
 
 log = logging.getLogger(__name__)
 
@@ -72,17 +72,56 @@ class RateBudget:
         self._max_wait = max_wait
         self._prefix = prefix
         self._riders = riders
+        self._queued: dict[str, Rider] = {}
+        self._answers: dict[str, tuple[object, float]] = {}
+        """`queue_token`'s answers by key: the script's reply and when it was received."""
         self._take = client.register_script(_TAKE)
         self._block = client.register_script(_BLOCK)
         self.waited = 0.0
         """Seconds this instance slept for budget (for logs and benchmarks)."""
 
+    def queue_token(self, key: str, limit: int, window: float) -> None:
+        """Ask for `key`'s next token in the run's next round trip (its planned save, where the
+        task's saves carry its riders); the `acquire` right after it uses that answer."""
+        if self._riders is None or not self._riders.task_id:
+            return  # no save carries it: acquire asks itself
+        window_ms = int((window + window_margin(window)) * 1000)
+        keys, args = self._take_call(key, limit, window_ms)
+        sha = self._take.sha
+
+        def on_reply(replies: list[object]) -> None:
+            self._answers[key] = (replies[0], time.monotonic())
+
+        self._queued[key] = self._riders.add(
+            f"the budget token of {key}",
+            lambda pipe: pipe.evalsha(sha, len(keys), *keys, *args),
+            1,
+            on_reply,
+        )
+
+    def _queued_answer(self, key: str, window: float) -> int | None:
+        """The wait (ms) `queue_token` got for `key`, if it is recent: within half the window's
+        margin, the same slack a token taken in the trip right before its call has. Else None (a
+        token granted but left unused only lowers what the window grants)."""
+        rider = self._queued.pop(key, None)
+        if rider is not None and self._riders is not None and self._riders.cancel(rider):
+            return None  # never sent
+        answer = self._answers.pop(key, None)
+        if answer is None:
+            return None
+        reply, at = answer
+        if not isinstance(reply, int) or time.monotonic() - at > window_margin(window) / 2:
+            return None
+        return reply
+
     def acquire(self, key: str, limit: int, window: float, what: str) -> None:
         """Take one call from `key`'s budget, sleeping at most `max_wait` in all; else RateLimited."""
         window_ms = int((window + window_margin(window)) * 1000)
         deadline = time.monotonic() + self._max_wait
+        answer = self._queued_answer(key, window)
         while True:
-            wait = self._try(key, limit, window_ms) / 1000
+            wait = (answer if answer is not None else self._try(key, limit, window_ms)) / 1000
+            answer = None
             if wait <= 0:
                 return
             # Never past the run's own deadline either (RECONCILER_RUN_DEADLINE_SECONDS).
@@ -105,9 +144,13 @@ class RateBudget:
         except _ERRORS as exc:
             raise CacheUnavailable(f"Valkey is unreachable (rate budget): {exc}") from None
 
-    def _try(self, key: str, limit: int, window_ms: int) -> int:
+    def _take_call(self, key: str, limit: int, window_ms: int) -> tuple[list[str], list[str]]:
+        """`_TAKE`'s keys and arguments."""
         keys = [f"{self._prefix}:{key}", f"{self._prefix}:{key}:blocked"]
-        args = [str(limit), str(window_ms), uuid.uuid4().hex]
+        return keys, [str(limit), str(window_ms), uuid.uuid4().hex]
+
+    def _try(self, key: str, limit: int, window_ms: int) -> int:
+        keys, args = self._take_call(key, limit, window_ms)
         try:
             if self._riders is not None and len(self._riders):
                 return self._try_with_riders(self._riders, keys, args)

@@ -28,8 +28,12 @@ class Fleet:
     """This run's writes waiting for its next round trip (write-throughs: see riders.py)."""
 
     @classmethod
-    def create(cls, client: valkey.Valkey, settings: Settings, *, fresh_after: float) -> Fleet:
-        riders = Riders()
+    def create(
+        cls, client: valkey.Valkey, settings: Settings, *, fresh_after: float, task_id: str = ""
+    ) -> Fleet:
+        """`task_id`: the run's task, whose record's saves (TaskStore) then carry the run's queued
+        commands: the planned save its first budget token, the final save its last write-throughs."""
+        riders = Riders(client, task_id=task_id)
         return cls(
             client=client,
             settings=settings,

@@ -79,6 +79,10 @@ class IntegrationService(ABC):
         """Queue `plan()`'s first shared-cache reads to ride with the claims' round trip (the run
         calls it after `targets()`, before claiming); `plan()` reads them itself if they did not."""
 
+    def queue_first_call(self, actions: list[Action]) -> None:  # noqa: B027 - optional
+        """Queue what the apply's first call of `actions` needs from the shared cache (its budget
+        token) to ride with the run's next round trip, the save of its plan."""
+
     @abstractmethod
     def apply_one(self, action: Action) -> None:
         """Perform one action of this integration's plan; raise a ReconcileError when it fails."""

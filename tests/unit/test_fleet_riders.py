@@ -4,6 +4,7 @@ budget's token, on their own at the end, and when Valkey is full, forgets script
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,9 +13,14 @@ from typing import Any
 import pytest
 import valkey
 
+from reconciler.cache import ValkeyCache
 from reconciler.errors import CacheUnavailable, RateLimited
-from reconciler.fleet import RateBudget
+from reconciler.fleet import Fleet, RateBudget
 from reconciler.fleet.riders import Riders
+from reconciler.fleet.riders import for_task as riders_for_task
+from reconciler.models.task import ReconcileRef, TaskRecord, TaskStatus
+from reconciler.settings import Settings
+from reconciler.tasks import TaskStore, lock_key
 from tests.valkey_server import ValkeyProcess
 
 
@@ -115,3 +121,121 @@ def test_a_dead_valkey_keeps_the_riders_for_the_last_flush_which_only_warns(
         riders.flush(client)  # the run's end: warns, never raises
     assert "learns of a test write of reconciler:test:lost" in caplog.text
     assert len(riders) == 0
+
+
+# --- riders bound to a task: carried by its record's saves (the operator's runs) ----------------
+
+
+def task_store(client: valkey.Valkey) -> TaskStore:
+    return TaskStore(ValkeyCache(client), ttl_seconds=600, history_size=5)
+
+
+def record(status: TaskStatus = TaskStatus.RUNNING) -> TaskRecord:
+    return TaskRecord(
+        reconcile=ReconcileRef(namespace="ns", name=f"rec-{uuid.uuid4().hex[:6]}", generation=1),
+        integration="slack-usergroups",
+        status=status,
+    )
+
+
+def test_the_planned_save_carries_the_first_token_and_the_final_save_the_last_writes(
+    client: valkey.Valkey,
+) -> None:
+    store, run = task_store(client), record()
+    fleet = Fleet.create(client, Settings(), fresh_after=0, task_id=run.task_id)
+    key = f"acct-{uuid.uuid4().hex}:usergroups.create"
+    fleet.budget.queue_token(key, 1, 60)
+    store.save(run, new=True)  # the planned save: the token rides along
+    assert client.zcard(f"reconciler:budget:{key}") == 1, "taken in the save's trip"
+    fleet.budget.acquire(key, 1, 60, "create")  # uses that answer: no second token
+    assert client.zcard(f"reconciler:budget:{key}") == 1
+    write = f"reconciler:test:{uuid.uuid4().hex}"
+    queue_write(fleet.riders, write, "through")
+    lock = lock_key(run.reconcile.namespace, run.reconcile.name)
+    client.set(lock, run.task_id)
+    run.status = TaskStatus.SUCCESS
+    store.save(run, new=False, unlock=(lock, run.task_id))
+    assert client.hget(write, "field") == "through"
+    assert client.get(lock) is None, "released in the same trip, after the write-through"
+    assert riders_for_task(run.task_id) is None
+    assert len(fleet.riders) == 0
+
+
+def test_a_token_never_carried_is_asked_for_by_acquire_itself(client: valkey.Valkey) -> None:
+    """No planned save (or one that failed): the queued token is cancelled, not sent later."""
+    run = record()
+    fleet = Fleet.create(client, Settings(), fresh_after=0, task_id=run.task_id)
+    key = f"acct-{uuid.uuid4().hex}:m"
+    fleet.budget.queue_token(key, 5, 60)
+    fleet.budget.acquire(key, 5, 60, "m")
+    assert client.zcard(f"reconciler:budget:{key}") == 1
+    assert len(fleet.riders) == 0
+
+
+def test_a_carried_token_answer_honours_a_retry_after_block(client: valkey.Valkey) -> None:
+    """Slack said Retry-After before the planned save: the answer it carried is that wait, and a
+    run may not sleep that long (RateLimited), exactly as when acquire asks itself."""
+    store, run = task_store(client), record()
+    fleet = Fleet.create(client, Settings(), fresh_after=0, task_id=run.task_id)
+    key = f"acct-{uuid.uuid4().hex}:m"
+    fleet.budget.block(key, 30)
+    fleet.budget.queue_token(key, 5, 60)
+    store.save(run, new=True)
+    with pytest.raises(RateLimited):
+        fleet.budget.acquire(key, 5, 60, "m")
+    assert client.zcard(f"reconciler:budget:{key}") == 0
+
+
+def test_a_stale_carried_answer_is_not_used(client: valkey.Valkey) -> None:
+    """A token granted longer ago than half the window's margin could land too late in the
+    service's window: acquire takes a fresh one (the old one only lowers what the window grants)."""
+    store, run = task_store(client), record()
+    fleet = Fleet.create(client, Settings(), fresh_after=0, task_id=run.task_id)
+    key = f"acct-{uuid.uuid4().hex}:m"
+    fleet.budget.queue_token(key, 5, 1.0)  # 1 s window: margin 50 ms
+    store.save(run, new=True)
+    time.sleep(0.05)
+    fleet.budget.acquire(key, 5, 1.0, "m")
+    assert client.zcard(f"reconciler:budget:{key}") == 2
+
+
+def test_a_failed_final_save_drops_the_write_throughs_and_defers_the_record(
+    doomed: ValkeyProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = valkey.Valkey.from_url(doomed.url, decode_responses=True, socket_timeout=1)
+    store, run = task_store(client), record(TaskStatus.SUCCESS)
+    fleet = Fleet.create(client, Settings(), fresh_after=0, task_id=run.task_id)
+    queue_write(fleet.riders, "reconciler:test:lost", "x")
+    doomed.stop()
+    with caplog.at_level(logging.WARNING):
+        saved = store.save_or_defer(run, unlock=("lock", run.task_id))
+    assert not saved and store.deferred == 1
+    assert "learns of a test write of reconciler:test:lost" in caplog.text
+    assert len(fleet.riders) == 0
+    assert riders_for_task(run.task_id) is None
+
+
+def test_a_full_valkey_refuses_the_final_save_with_its_riders(
+    client: valkey.Valkey, caplog: pytest.LogCaptureFixture
+) -> None:
+    """OOM: the write-through and the save are both refused; the record waits in the outbox and
+    the lock stays taken (its TTL frees it), so no run starts on a snapshot missing that write."""
+    store, run = task_store(client), record(TaskStatus.SUCCESS)
+    fleet = Fleet.create(client, Settings(), fresh_after=0, task_id=run.task_id)
+    write = f"reconciler:test:{uuid.uuid4().hex}"
+    queue_write(fleet.riders, write, "refused")
+    lock = lock_key(run.reconcile.namespace, run.reconcile.name)
+    client.set(lock, run.task_id)
+    old = client.config_get("maxmemory*")
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", "1")
+    try:
+        with caplog.at_level(logging.WARNING):
+            saved = store.save_or_defer(run, unlock=(lock, run.task_id))
+    finally:
+        client.config_set("maxmemory", old["maxmemory"])
+        client.config_set("maxmemory-policy", old["maxmemory-policy"])
+    assert not saved and store.deferred == 1
+    assert client.hget(write, "field") is None
+    assert client.get(lock) == run.task_id
+    assert "Valkey refused a test write" in caplog.text

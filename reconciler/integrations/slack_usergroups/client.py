@@ -496,14 +496,23 @@ class SlackClient:
             self.go_alone()
             return self._send(method, send)
 
+    def queue_token(self, method: str) -> None:
+        """Ask for `method`'s budget token in the run's next round trip (see RateBudget.queue_token):
+        for the apply's first call, whose token then rides with the planned save."""
+        if self._fleet is not None:
+            self._fleet.budget.queue_token(
+                self._budget_key(method), TIERS.get(method, TIER_2), self._settings.slack_rate_window_seconds
+            )
+
+    def _budget_key(self, method: str) -> str:
+        if method == "auth.test":
+            return f"slack-token:{self._token_hash}:{method}"
+        return f"{self.account()}:{method}"
+
     def _call_within_budget(self, method: str, send: Callable[[], SlackResponse]) -> SlackResponse:
         if self._fleet is None:
             return self._send(method, send)
-        budget_key = (
-            f"slack-token:{self._token_hash}:{method}"
-            if method == "auth.test"
-            else f"{self.account()}:{method}"
-        )
+        budget_key = self._budget_key(method)
         window = self._settings.slack_rate_window_seconds
         for _ in range(self._settings.rate_limit_retries + 1):
             self._fleet.budget.acquire(budget_key, TIERS.get(method, TIER_2), window, f"Slack {method}")

@@ -34,6 +34,16 @@ from reconciler.settings import Settings
 
 log = logging.getLogger(__name__)
 
+_METHODS: dict[type[Action], str] = {
+    CreateUsergroup: "usergroups.create",
+    EnableUsergroup: "usergroups.enable",
+    UpdateUsergroup: "usergroups.update",
+    AddUsers: "usergroups.users.update",
+    RemoveUsers: "usergroups.users.update",
+    DisableUsergroup: "usergroups.disable",
+}
+"""The Slack method that applies each action (`apply_one`), for its budget token."""
+
 
 class SlackUsergroupsService(IntegrationService):
     def __init__(
@@ -146,6 +156,10 @@ class SlackUsergroupsService(IntegrationService):
         self._ids = {g.handle: g.id for g in groups}
         self._states = {g.handle: g for g in groups if g.handle in set(handles)}
         return list(planner.plan_teardown(handles, groups))
+
+    def queue_first_call(self, actions: list[Action]) -> None:
+        if self.shared is not None and actions:
+            self.client.queue_token(_METHODS[type(actions[0])])
 
     def apply(self, outcome: RunOutcome) -> None:
         self._users_set = set()
