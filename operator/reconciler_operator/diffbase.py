@@ -139,8 +139,9 @@ class UnmarkedProgressStorage(kopf.AnnotationsProgressStorage):
         annotations = _annotations(body)
         for full_key in self.make_keys(key, body=body):
             encoded = annotations.get(full_key)
-            if encoded is not None:
-                return cast(kopf.ProgressRecord, json.loads(encoded))
+            decoded = json.loads(encoded) if encoded is not None else None
+            if decoded is not None:  # as Kopf's: a "null" record falls through to the next key
+                return cast(kopf.ProgressRecord, decoded)
         return None
 
     def purge(self, *, key: kopf.HandlerId, body: kopf.Body, patch: kopf.Patch) -> None:

@@ -193,6 +193,7 @@ def _progress_bodies() -> list[kopf.Body]:
         _body({"integration": "slack-usergroups"}),  # a run that succeeded at once left nothing
         _body({}, {f"{prefix}/run": record, "other.example.com/x": "1"}),  # a retry in progress
         _body({}, {f"{prefix}/run-update": record, f"{prefix}/touch-dummy": "x"}),
+        _body({}, {f"{prefix}/run": "null"}),
         kopf.Body({"apiVersion": "reconciler.dev/v1alpha1", "kind": "Reconcile", "metadata": {"name": "r"}}),
     ]
 
