@@ -31,7 +31,7 @@ import jsonpointer
 import kmock
 from kmock._internal import dicts as kmock_dicts
 
-from tests.kube_routes import IndexedEmulator
+from tests.kube_routes import IndexedEmulator, compact_json
 
 CRD_GROUP, CRD_VERSION, CRD_PLURAL = "reconciler.dev", "v1alpha1", "reconciles"
 SSAR_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
@@ -255,7 +255,7 @@ class ApiServerEmulator(IndexedEmulator):
                 await self._buses[request.resource].put({"type": "DELETED", "object": raw})  # type: ignore[index]
             else:
                 await self._buses[request.resource].put({"type": "MODIFIED", "object": raw})  # type: ignore[index]
-        return aiohttp.web.json_response(raw)
+        return aiohttp.web.json_response(raw, dumps=compact_json)
 
     # These two edit the request's own parsed body, which nothing else holds.
 
@@ -347,7 +347,7 @@ def _size_error(obj: dict[str, Any]) -> aiohttp.web.Response | None:
             "Invalid",
             f"metadata.annotations: Too long: must have at most {MAX_ANNOTATIONS_BYTES} bytes",
         )
-    size = len(json.dumps(obj, separators=(",", ":")).encode())
+    size = len(compact_json(obj).encode())
     if size > MAX_OBJECT_BYTES:
         return _status(413, "RequestEntityTooLarge", "etcdserver: request is too large")
     return None

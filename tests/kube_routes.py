@@ -56,7 +56,12 @@ class DirectRoutes(kmock.RawHandler):
         answer: Awaitable[Any] | AsyncGenerator[Any, None] = getattr(self, route)(request)
         if isinstance(answer, AsyncGenerator):  # a watch
             return await _stream(request, answer)
-        return aiohttp.web.json_response(await answer)
+        return aiohttp.web.json_response(await answer, dumps=compact_json)
+
+
+def compact_json(value: Any) -> str:
+    """JSON without blanks after separators, as the API server (Go's encoding/json) writes it."""
+    return json.dumps(value, separators=(",", ":"))
 
 
 async def _stream(request: kmock.Request, events: AsyncGenerator[Any, None]) -> aiohttp.web.StreamResponse:
@@ -123,7 +128,7 @@ def _line(event: Any) -> bytes:
     known = _encoded.get(id(event))
     if known is not None and known[0] is event:
         return known[1]
-    line = json.dumps(event).encode("utf-8") + b"\n"
+    line = compact_json(event).encode("utf-8") + b"\n"
     _encoded[id(event)] = (event, line)  # holding the event keeps its id from being reused
     if len(_encoded) > 256:
         _encoded.popitem(last=False)
