@@ -247,7 +247,9 @@ class ApiServerEmulator(IndexedEmulator):
             if (too_big := _size_error(new)) is not None:
                 return too_big
             new.setdefault("metadata", {})["resourceVersion"] = self._next_version()
-            self.objects[key].patch(_merge_diff(current, new))
+            # `new` is the patched copy jsonpatch made: stored as the next version as it is (a
+            # merge patch of the difference would deep-copy and merge the whole object again).
+            self.objects[key].history.append(new)
             raw = self.objects[key].raw
             meta = raw.get("metadata", {})
             if meta.get("deletionTimestamp") and not meta.get("finalizers"):
@@ -365,19 +367,6 @@ def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
         },
         status=code,
     )
-
-
-def _merge_diff(old: Any, new: Any) -> Any:
-    """The JSON merge patch (RFC 7386) that turns `old` into `new`."""
-    if not isinstance(old, dict) or not isinstance(new, dict):
-        return new
-    diff: dict[str, Any] = {key: None for key in old if key not in new}
-    for key, value in new.items():
-        if key not in old:
-            diff[key] = value
-        elif old[key] != value:
-            diff[key] = _merge_diff(old[key], value)
-    return diff
 
 
 def _replace(target: dict[str, Any], new: dict[str, Any]) -> None:
