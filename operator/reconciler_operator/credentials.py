@@ -1,8 +1,8 @@
 """Reads an integration's token from the Secret a Reconcile names, at run time. Sync (worker threads).
 
 It uses the very credentials Kopf logged in with (a `kopf.ConnectionInfo`, renewed whenever Kopf
-re-logs in), over httpx: no second Kubernetes client library in the process, which would cost
-about 50 MB of memory for one GET.
+re-logs in), over kubehttp (urllib3): no second Kubernetes client library in the process, which
+would cost about 50 MB of memory for one GET.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from urllib.parse import quote
 
-import httpx
 import kopf
 from pydantic import SecretStr
 
@@ -18,6 +17,7 @@ from reconciler.credentials import token_from_secret
 from reconciler.errors import CredentialsNotFound, Forbidden, TransientError
 from reconciler.models.spec import SecretRef
 from reconciler.tenancy import check_credentials_label
+from reconciler_operator.kubehttp import KubeHttp, KubeHttpError
 
 
 class SecretReader:
@@ -25,18 +25,12 @@ class SecretReader:
 
     def __init__(self, timeout_seconds: float = 15.0) -> None:
         self._timeout = timeout_seconds
-        self._client: httpx.Client | None = None
+        self._client: KubeHttp | None = None
         self._lock = threading.Lock()
 
     def use(self, connection: kopf.ConnectionInfo) -> None:
         """Adopt Kopf's (new) login: server, CA, client certificate and token."""
-        client = httpx.Client(
-            base_url=connection.server,
-            headers=connection.as_http_headers(),
-            verify=connection.as_ssl_context(),
-            timeout=self._timeout,
-            trust_env=connection.trust_env,
-        )
+        client = KubeHttp.from_connection(connection, timeout=self._timeout)
         with self._lock:
             old, self._client = self._client, client
         if old is not None:
@@ -48,7 +42,7 @@ class SecretReader:
         if client is not None:
             client.close()
 
-    def http(self) -> httpx.Client | None:
+    def http(self) -> KubeHttp | None:
         """The client on Kopf's current login (None before the first login), for other small reads."""
         with self._lock:
             return self._client
@@ -61,10 +55,8 @@ class SecretReader:
             raise TransientError("KubernetesUnavailable", "the operator has not logged in to Kubernetes yet")
         try:
             response = client.get(f"/api/v1/namespaces/{quote(namespace)}/secrets/{quote(ref.name)}")
-        except httpx.HTTPError as exc:
-            raise TransientError(
-                "KubernetesUnavailable", f"reading {where} failed: {type(exc).__name__}"
-            ) from None
+        except KubeHttpError as exc:
+            raise TransientError("KubernetesUnavailable", f"reading {where} failed: {exc}") from None
         if response.status_code == 404:
             raise CredentialsNotFound(
                 f"{where} does not exist; create it with the token under key {ref.key!r}"

@@ -1,4 +1,4 @@
-"""The Reconcile object itself, read and patched from a worker thread during a run (sync, httpx).
+"""The Reconcile object itself, read and patched from a worker thread during a run (sync, kubehttp).
 
 Kopf writes status only when a handler returns; two things cannot wait that long: a run queued
 behind another run of the same Reconcile must use the newest spec (so it re-reads the object
@@ -19,18 +19,17 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
 from reconciler.models.task import ReconcileRef
 from reconciler_operator import conditions, observability
 from reconciler_operator.executor import FreshObject
+from reconciler_operator.kubehttp import KubeHttp, KubeHttpError
 
 log = logging.getLogger(__name__)
 
 GROUP, VERSION, PLURAL = "reconciler.dev", "v1alpha1", "reconciles"
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 RUNNING_PATCH_WAIT_SECONDS = 60.0
-"""Bound on waiting for the "running" status patch at a run's end (httpx's own timeouts end it sooner)."""
+"""Bound on waiting for the "running" status patch at a run's end (the client's timeouts end it sooner)."""
 
 
 class ObjectLock:
@@ -85,7 +84,7 @@ class RunningMark:
 
 
 class ReconcileObjects:
-    def __init__(self, client: Callable[[], httpx.Client | None], mark_threads: int = 4) -> None:
+    def __init__(self, client: Callable[[], KubeHttp | None], mark_threads: int = 4) -> None:
         self._client = client
         # Long-lived threads (starting one per run waited for a GIL hand-off while Kopf was busy),
         # as many as runs at once (the operator's workers), so no mark waits behind another.
@@ -101,8 +100,8 @@ class ReconcileObjects:
             if response.status_code != 200:
                 return None
             body = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            log.info("could not re-read %s (%s); running the spec Kopf gave", ref.key, type(exc).__name__)
+        except (KubeHttpError, ValueError) as exc:
+            log.info("could not re-read %s (%s); running the spec Kopf gave", ref.key, _kind(exc))
             return None
         if not isinstance(body, dict) or not isinstance(body.get("spec"), dict):
             return None
@@ -128,7 +127,7 @@ class ReconcileObjects:
             if response.status_code != 200:
                 return True
             found = (response.json().get("metadata") or {}).get("uid")
-        except (httpx.HTTPError, ValueError, AttributeError):
+        except (KubeHttpError, ValueError, AttributeError):
             return True
         return found is None or found == uid
 
@@ -179,13 +178,18 @@ class ReconcileObjects:
             return
         try:
             response = client.patch(f"{_path(ref)}/status", json={"status": status}, headers=MERGE_PATCH)
-        except httpx.HTTPError as exc:
-            log.info("could not mark %s %s (%s)", ref.key, what, type(exc).__name__)
+        except KubeHttpError as exc:
+            log.info("could not mark %s %s (%s)", ref.key, what, exc)
             return
         if response.status_code >= 400:
             log.info("could not mark %s %s: HTTP %s", ref.key, what, response.status_code)
             return
         observability.observe_status(ref.namespace, ref.name, status)
+
+
+def _kind(exc: Exception) -> str:
+    """What failed: the connection's kind (KubeHttpError says it), or the decoding error's type."""
+    return str(exc) if isinstance(exc, KubeHttpError) else type(exc).__name__
 
 
 def _path(ref: ReconcileRef) -> str:

@@ -8,10 +8,11 @@ import threading
 from collections.abc import Iterator
 
 import aiohttp.web
-import httpx
+import kopf
 import pytest
 
 from reconciler.models.task import ReconcileRef
+from reconciler_operator.kubehttp import KubeHttp
 from reconciler_operator.objects import ObjectLock, ReconcileObjects
 from tests import builders
 from tests.kube import ApiServerEmulator, KubeApi, condition
@@ -79,7 +80,7 @@ def held_kube() -> Iterator[KubeApi]:
 def test_the_running_patch_travels_beside_the_run_and_has_landed_when_waited_for(held_kube: KubeApi) -> None:
     body = builders.slack_reconcile("beside", NS, "http://127.0.0.1:9", [{"handle": "h", "users": []}])
     created = held_kube.create_reconcile(body)
-    client = httpx.Client(base_url=held_kube.url, timeout=15)
+    client = KubeHttp.from_connection(kopf.ConnectionInfo(server=held_kube.url), timeout=15)
     objects = ReconcileObjects(lambda: client)
     try:
         ref = ReconcileRef(namespace=NS, name="beside", generation=int(created["metadata"]["generation"]))
