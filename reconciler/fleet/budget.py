@@ -67,7 +67,7 @@ class RateBudget:
         prefix: str = "reconciler:budget",
         riders: Riders | None = None,
     ) -> None:
-        """`riders`: the run's queued writes, sent in the same round trip as its next token."""
+        """`riders`: the run's queued commands, sent in the same round trip as its next token."""
         self._client = client
         self._max_wait = max_wait
         self._prefix = prefix
