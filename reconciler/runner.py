@@ -105,18 +105,18 @@ def _run_integration(
             service.exclude({state.target.name for state in conflicts})
         if not conflicts or len(conflicts) < len(outcome.claims or ()):
             outcome.actions = service.plan()
-        missing: MissingScope | None = None
+        refused: ReconcileError | None = None
         if not dry_run and outcome.actions:
             try:
                 check_scopes(integration, spec, service)
-            except MissingScope as exc:
-                missing = exc  # raised once the plan is saved, as before
+            except ReconcileError as exc:
+                refused = exc  # raised once the plan is saved, as before
             else:
                 service.queue_first_call(outcome.actions)  # its token rides with the plan's save
         if on_planned is not None:
             on_planned(outcome.actions)
-        if missing is not None:
-            raise missing
+        if refused is not None:
+            raise refused
         if not dry_run and outcome.actions:
             service.apply(outcome)
         if conflicts and outcome.error is None:
