@@ -12,7 +12,8 @@ import valkey
 
 from reconciler.deadline import run_deadline
 from reconciler.errors import RateLimited, Timeout
-from reconciler.fleet import RateBudget, ReadStamp, SharedReads
+from reconciler.fleet import Fleet, RateBudget, ReadStamp, SharedReads
+from reconciler.settings import Settings
 from tests.valkey_server import ValkeyProcess
 
 
@@ -345,3 +346,24 @@ def test_a_worker_asking_late_releases_a_pausing_leader(client: valkey.Valkey) -
     assert time.monotonic() - began < 10
     assert len(fetches) == 1
     assert all(stamp.started >= asked for asked, stamp in served)
+
+
+def test_the_fleet_gives_shared_reads_the_operators_pool_size(client: valkey.Valkey) -> None:
+    """RECONCILER_MAX_WORKERS reaches the shared reads through Fleet.create: with a pool of 2, two
+    runs asking at once with a 5 s window share a read that starts at once."""
+    settings = Settings(max_workers=2, shared_read_coalesce_seconds=5.0)
+    key = f"reconciler:test:{uuid.uuid4().hex}"
+    fetches: list[float] = []
+
+    def fetch(stamp: ReadStamp) -> ReadStamp:
+        fetches.append(time.time())
+        return stamp
+
+    def work(_: int) -> None:
+        fleet = Fleet.create(client, settings, fresh_after=time.time())
+        fleet.reads.fresh(key, fleet.fresh_after, (), fetch, gather=True)
+
+    began = time.monotonic()
+    assert in_threads(2, work) == []
+    assert len(fetches) == 1
+    assert time.monotonic() - began < 4, "not the whole 5 s window"
