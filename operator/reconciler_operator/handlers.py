@@ -14,6 +14,7 @@ creation either way.
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.util
 import logging
 from collections.abc import Mapping
@@ -67,6 +68,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo["loop_lag"] = asyncio.create_task(watch_loop_lag())
     context.start_background()
     observability.watch_leadership()
+    # What lives as long as the process (modules, classes, Kopf's registry, this context: ~75,000
+    # objects) leaves the collector's generations: each full collection scanned them all, ~100 ms
+    # with every thread stopped, twice in P5's 9 s (GC there: 270-415 -> 170-200 ms; longest pause
+    # 95 -> 38 ms).
+    gc.freeze()
 
 
 def _warm_up_integrations() -> None:
