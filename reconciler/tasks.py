@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from reconciler.cache.base import CacheBackend, HistoryWrite
 from reconciler.errors import CacheUnavailable
-from reconciler.fleet.riders import for_task, unbind
+from reconciler.fleet.riders import Riders
 from reconciler.models.task import TASK_ID_PATTERN, ReconcileRef, TaskRecord, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -65,16 +65,22 @@ class TaskStore:
         self._deferred: dict[str, TaskRecord] = {}
         self._lock = threading.Lock()
 
-    def save(self, record: TaskRecord, *, new: bool = True, unlock: tuple[str, str] | None = None) -> None:
+    def save(
+        self,
+        record: TaskRecord,
+        *,
+        new: bool = True,
+        unlock: tuple[str, str] | None = None,
+        riders: Riders | None = None,
+    ) -> None:
         """Write the record; a `new` one also goes first in its Reconcile's history, and the records
         trimmed off that history are deleted. With `unlock` (lock, owner): the run's last save, which
         also counts it (`count_finished`) and then releases its lock. Raises CacheUnavailable.
 
-        The run's queued commands (`riders.for_task`: its first budget token, its last
-        write-throughs) go first in the same round trip; the last save takes all that is left, so
-        a write-through is in Valkey before the lock that keeps the next run out is released. When
-        that save fails, they are dropped as a failed write-through always was (logged)."""
-        riders = for_task(record.task_id)
+        The run's queued `riders` (its first budget token, its last write-throughs) go first in the
+        same round trip; the last save takes all that is left, so a write-through is in Valkey
+        before the lock that keeps the next run out is released. When that save fails, they are
+        dropped as a failed write-through always was (logged)."""
         try:
             self.cache.save_record(
                 task_key(record.task_id),
@@ -87,9 +93,6 @@ class TaskStore:
             if unlock is not None and riders is not None:
                 riders.forget(f"task {record.task_id}: its final save failed")
             raise
-        finally:
-            if unlock is not None:
-                unbind(record.task_id)
 
     def start(self, record: TaskRecord, lock_ttl_seconds: int) -> Started | None:
         """A run's start in one round trip: take its Reconcile's lock (owner: the task id), read the
@@ -128,12 +131,14 @@ class TaskStore:
             unlock=unlock,
         )
 
-    def save_or_defer(self, record: TaskRecord, *, unlock: tuple[str, str] | None = None) -> bool:
+    def save_or_defer(
+        self, record: TaskRecord, *, unlock: tuple[str, str] | None = None, riders: Riders | None = None
+    ) -> bool:
         """Save an existing record now, or keep it for `flush()` when the cache refuses it (down, full,
         read-only). True if saved now (with `unlock`, also counted and the lock released: see
         `save`; when deferred, neither)."""
         try:
-            self.save(record, new=False, unlock=unlock)
+            self.save(record, new=False, unlock=unlock, riders=riders)
         except CacheUnavailable as exc:
             log.warning(
                 "task %s: cache down, keeping its record to write later (%s)", record.task_id, exc.message

@@ -166,8 +166,10 @@ class RunExecutor:
             named = request.named and ref.generation == request.ref.generation
             if self.objects is not None and status is not None and not named:
                 marking = self.objects.mark_running(ref, status, record.task_id, request.trigger)
+            fleet = self._fleet(request, raw_spec)
+            riders = fleet.riders if fleet is not None else None  # ride with this run's saves
             try:
-                outcome = self._run(raw_spec, ref, record, self._fleet(request, raw_spec), request.uid)
+                outcome = self._run(raw_spec, ref, record, fleet, request.uid)
             except BaseException:
                 if marking is not None:
                     marking.wait()  # landed before whatever the caller writes next
@@ -175,7 +177,7 @@ class RunExecutor:
             self._finish(record, outcome)
             lease.stop()
             # One round trip: the record, its count, the lock's release (else each on its own).
-            if self.store.save_or_defer(record, unlock=(lock, request.task_id)):
+            if self.store.save_or_defer(record, unlock=(lock, request.task_id), riders=riders):
                 lease.released()
             else:
                 self.store.count_finished(record)
@@ -236,7 +238,7 @@ class RunExecutor:
         def planned(actions: list[Action]) -> None:
             record.actions = [a.to_record() for a in actions]  # the one conversion of the plan
             if actions and not spec.dry_run:  # else the finished record follows at once: one write fewer
-                self.store.save_or_defer(record)
+                self.store.save_or_defer(record, riders=fleet.riders if fleet is not None else None)
 
         return run_integration(
             spec,
@@ -259,7 +261,7 @@ class RunExecutor:
             with contextlib.suppress(KeyError, ValueError, TypeError):  # no interval: resume, conflict
                 max_age = min(max_age, parse_duration(str(raw_spec["interval"])).total_seconds())
             fresh_after -= max_age
-        return Fleet.create(cache.client, self.settings, fresh_after=fresh_after, task_id=request.task_id)
+        return Fleet.create(cache.client, self.settings, fresh_after=fresh_after, carried=True)
 
     def claimer(self, uid: str, ref: ReconcileRef, *, peek: bool) -> Claimer | None:
         """Claims as this Reconcile; a dry run only looks (it neither takes nor releases a claim)."""

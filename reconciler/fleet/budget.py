@@ -83,7 +83,7 @@ class RateBudget:
     def queue_token(self, key: str, limit: int, window: float) -> None:
         """Ask for `key`'s next token in the run's next round trip (its planned save, where the
         task's saves carry its riders); the `acquire` right after it uses that answer."""
-        if self._riders is None or not self._riders.task_id:
+        if self._riders is None or not self._riders.carried:
             return  # no save carries it: acquire asks itself
         window_ms = int((window + window_margin(window)) * 1000)
         keys, args = self._take_call(key, limit, window_ms)

@@ -29,11 +29,11 @@ class Fleet:
 
     @classmethod
     def create(
-        cls, client: valkey.Valkey, settings: Settings, *, fresh_after: float, task_id: str = ""
+        cls, client: valkey.Valkey, settings: Settings, *, fresh_after: float, carried: bool = False
     ) -> Fleet:
-        """`task_id`: the run's task, whose record's saves (TaskStore) then carry the run's queued
-        commands: the planned save its first budget token, the final save its last write-throughs."""
-        riders = Riders(client, task_id=task_id)
+        """`carried`: the run's task record's saves (TaskStore.save) carry its queued commands: the
+        planned save its first budget token, the final save its last write-throughs."""
+        riders = Riders(client, carried=carried)
         return cls(
             client=client,
             settings=settings,

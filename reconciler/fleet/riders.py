@@ -3,8 +3,8 @@
 Reads ride too: a plan's first reads are queued before its claims and board the claims' trip (a
 reader given `on_reply` gets its results; one that never boarded is cancelled and read directly).
 
-In the operator, a run's riders are also bound to its task id (`for_task`): its task record's saves
-carry them. The planned save then carries the budget token of the apply's first call (taken in
+In the operator, a run's task record's saves carry its riders too (`carried`; the executor hands
+them to `TaskStore.save`). The planned save then carries the budget token of the apply's first call (taken in
 the trip right before that call, as always), and the final save carries the last write-throughs in
 the same pipeline as, and before, the script that releases the run's lock.
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -45,42 +44,17 @@ class Rider:
     """A read's results (errors included, as exceptions); None: a write, whose errors are logged."""
 
 
-BOUND_FOR_SECONDS = 3600.0
-"""A task's riders not taken by its final save (the run died) are forgotten after this long."""
-
-_BY_TASK: dict[str, tuple[Riders, float]] = {}
-_BY_TASK_LOCK = threading.Lock()
-
-
-def for_task(task_id: str) -> Riders | None:
-    """The riders of the run of `task_id`, if it made them (`Riders(task_id=...)`) and still runs."""
-    with _BY_TASK_LOCK:
-        found = _BY_TASK.get(task_id)
-    return found[0] if found is not None else None
-
-
-def unbind(task_id: str) -> None:
-    """The run's final save was made (or tried): its riders are no longer the task's."""
-    with _BY_TASK_LOCK:
-        _BY_TASK.pop(task_id, None)
-
-
 class Riders:
     """One run's queued riders (a run is one thread; the lock only keeps the queue consistent)."""
 
-    def __init__(self, client: valkey.Valkey | None = None, *, task_id: str = "") -> None:
-        """`task_id`: bind them to the run's task, so its record's saves carry them (`client`: the
-        Valkey they are meant for; a save on another sends them first on their own)."""
+    def __init__(self, client: valkey.Valkey | None = None, *, carried: bool = False) -> None:
+        """`carried`: the run's task record's saves carry them (its executor passes them to
+        `TaskStore.save`), so nothing waits for a trip of its own (`client`: the Valkey they are
+        meant for; a save on another sends them first on their own)."""
         self._queued: list[Rider] = []
         self._lock = threading.Lock()
         self.client = client
-        self.task_id = task_id
-        if task_id:
-            now = time.monotonic()
-            with _BY_TASK_LOCK:
-                for old in [t for t, (_, at) in _BY_TASK.items() if now - at > BOUND_FOR_SECONDS]:
-                    del _BY_TASK[old]
-                _BY_TASK[task_id] = (self, now)
+        self.carried = carried
 
     def add(
         self, what: str, commands: Commands, count: int, on_reply: Callable[[list[Any]], None] | None = None

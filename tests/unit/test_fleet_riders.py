@@ -17,7 +17,6 @@ from reconciler.cache import ValkeyCache
 from reconciler.errors import CacheUnavailable, RateLimited
 from reconciler.fleet import Fleet, RateBudget
 from reconciler.fleet.riders import Riders
-from reconciler.fleet.riders import for_task as riders_for_task
 from reconciler.models.task import ReconcileRef, TaskRecord, TaskStatus
 from reconciler.settings import Settings
 from reconciler.tasks import TaskStore, lock_key
@@ -142,10 +141,10 @@ def test_the_planned_save_carries_the_first_token_and_the_final_save_the_last_wr
     client: valkey.Valkey,
 ) -> None:
     store, run = task_store(client), record()
-    fleet = Fleet.create(client, Settings(), fresh_after=0, task_id=run.task_id)
+    fleet = Fleet.create(client, Settings(), fresh_after=0, carried=True)
     key = f"acct-{uuid.uuid4().hex}:usergroups.create"
     fleet.budget.queue_token(key, 1, 60)
-    store.save(run, new=True)  # the planned save: the token rides along
+    store.save(run, new=True, riders=fleet.riders)  # the planned save: the token rides along
     assert client.zcard(f"reconciler:budget:{key}") == 1, "taken in the save's trip"
     fleet.budget.acquire(key, 1, 60, "create")  # uses that answer: no second token
     assert client.zcard(f"reconciler:budget:{key}") == 1
@@ -154,17 +153,15 @@ def test_the_planned_save_carries_the_first_token_and_the_final_save_the_last_wr
     lock = lock_key(run.reconcile.namespace, run.reconcile.name)
     client.set(lock, run.task_id)
     run.status = TaskStatus.SUCCESS
-    store.save(run, new=False, unlock=(lock, run.task_id))
+    store.save(run, new=False, unlock=(lock, run.task_id), riders=fleet.riders)
     assert client.hget(write, "field") == "through"
     assert client.get(lock) is None, "released in the same trip, after the write-through"
-    assert riders_for_task(run.task_id) is None
     assert len(fleet.riders) == 0
 
 
 def test_a_token_never_carried_is_asked_for_by_acquire_itself(client: valkey.Valkey) -> None:
     """No planned save (or one that failed): the queued token is cancelled, not sent later."""
-    run = record()
-    fleet = Fleet.create(client, Settings(), fresh_after=0, task_id=run.task_id)
+    fleet = Fleet.create(client, Settings(), fresh_after=0, carried=True)
     key = f"acct-{uuid.uuid4().hex}:m"
     fleet.budget.queue_token(key, 5, 60)
     fleet.budget.acquire(key, 5, 60, "m")
@@ -176,11 +173,11 @@ def test_a_carried_token_answer_honours_a_retry_after_block(client: valkey.Valke
     """Slack said Retry-After before the planned save: the answer it carried is that wait, and a
     run may not sleep that long (RateLimited), exactly as when acquire asks itself."""
     store, run = task_store(client), record()
-    fleet = Fleet.create(client, Settings(), fresh_after=0, task_id=run.task_id)
+    fleet = Fleet.create(client, Settings(), fresh_after=0, carried=True)
     key = f"acct-{uuid.uuid4().hex}:m"
     fleet.budget.block(key, 30)
     fleet.budget.queue_token(key, 5, 60)
-    store.save(run, new=True)
+    store.save(run, new=True, riders=fleet.riders)
     with pytest.raises(RateLimited):
         fleet.budget.acquire(key, 5, 60, "m")
     assert client.zcard(f"reconciler:budget:{key}") == 0
@@ -190,10 +187,10 @@ def test_a_stale_carried_answer_is_not_used(client: valkey.Valkey) -> None:
     """A token granted longer ago than half the window's margin could land too late in the
     service's window: acquire takes a fresh one (the old one only lowers what the window grants)."""
     store, run = task_store(client), record()
-    fleet = Fleet.create(client, Settings(), fresh_after=0, task_id=run.task_id)
+    fleet = Fleet.create(client, Settings(), fresh_after=0, carried=True)
     key = f"acct-{uuid.uuid4().hex}:m"
     fleet.budget.queue_token(key, 5, 1.0)  # 1 s window: margin 50 ms
-    store.save(run, new=True)
+    store.save(run, new=True, riders=fleet.riders)
     time.sleep(0.05)
     fleet.budget.acquire(key, 5, 1.0, "m")
     assert client.zcard(f"reconciler:budget:{key}") == 2
@@ -204,15 +201,14 @@ def test_a_failed_final_save_drops_the_write_throughs_and_defers_the_record(
 ) -> None:
     client = valkey.Valkey.from_url(doomed.url, decode_responses=True, socket_timeout=1)
     store, run = task_store(client), record(TaskStatus.SUCCESS)
-    fleet = Fleet.create(client, Settings(), fresh_after=0, task_id=run.task_id)
+    fleet = Fleet.create(client, Settings(), fresh_after=0, carried=True)
     queue_write(fleet.riders, "reconciler:test:lost", "x")
     doomed.stop()
     with caplog.at_level(logging.WARNING):
-        saved = store.save_or_defer(run, unlock=("lock", run.task_id))
+        saved = store.save_or_defer(run, unlock=("lock", run.task_id), riders=fleet.riders)
     assert not saved and store.deferred == 1
     assert "learns of a test write of reconciler:test:lost" in caplog.text
     assert len(fleet.riders) == 0
-    assert riders_for_task(run.task_id) is None
 
 
 def test_a_full_valkey_refuses_the_final_save_with_its_riders(
@@ -221,7 +217,7 @@ def test_a_full_valkey_refuses_the_final_save_with_its_riders(
     """OOM: the write-through and the save are both refused; the record waits in the outbox and
     the lock stays taken (its TTL frees it), so no run starts on a snapshot missing that write."""
     store, run = task_store(client), record(TaskStatus.SUCCESS)
-    fleet = Fleet.create(client, Settings(), fresh_after=0, task_id=run.task_id)
+    fleet = Fleet.create(client, Settings(), fresh_after=0, carried=True)
     write = f"reconciler:test:{uuid.uuid4().hex}"
     queue_write(fleet.riders, write, "refused")
     lock = lock_key(run.reconcile.namespace, run.reconcile.name)
@@ -231,7 +227,7 @@ def test_a_full_valkey_refuses_the_final_save_with_its_riders(
     client.config_set("maxmemory", "1")
     try:
         with caplog.at_level(logging.WARNING):
-            saved = store.save_or_defer(run, unlock=(lock, run.task_id))
+            saved = store.save_or_defer(run, unlock=(lock, run.task_id), riders=fleet.riders)
     finally:
         client.config_set("maxmemory", old["maxmemory"])
         client.config_set("maxmemory-policy", old["maxmemory-policy"])

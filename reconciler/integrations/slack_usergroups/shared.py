@@ -267,7 +267,7 @@ class SlackWorkspaceCache:
     def send_writes(self) -> None:
         """Send the write-throughs still queued (one round trip; nothing when none are), unless
         the run's final save carries them (a run of a task: fleet/riders.py)."""
-        if not self.fleet.riders.task_id:
+        if not self.fleet.riders.carried:
             self.fleet.riders.flush(self.valkey)
 
     @staticmethod
