@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import valkey
 import valkey.exceptions
@@ -203,25 +203,12 @@ class ClaimStore:
         keys = [owner_index_key(owner.uid), *(claim_key(t.key) for t in targets)]
         args = [owner.to_json(), owner.uid, *(t.key for t in targets)]
         with self._errors():
-            if riders is not None and len(riders):
-                raw = self._claim_many_with(riders, keys, args)
+            if riders is not None:
+                raw = riders.run_script(self.cache.client, self._claim_many, keys, args)
             else:
                 raw = self._claim_many(keys=keys, args=args)
         holders = [self._parse(str(r), t.key) or owner for r, t in zip(raw[:-1], targets, strict=True)]
         return holders, {str(m) for m in raw[-1]}
-
-    def _claim_many_with(self, riders: Riders, keys: list[str], args: list[str]) -> Any:
-        """The riders, then the claims script by its hash (a pipeline would first ask SCRIPT EXISTS:
-        a trip of its own); a server that does not know it yet gets it again on its own."""
-        pipe = self.cache.client.pipeline(transaction=False)
-        boarded = riders.board(pipe)
-        pipe.evalsha(self._claim_many.sha, len(keys), *keys, *args)
-        (reply,) = riders.landed(boarded, pipe.execute(raise_on_error=False))  # type: ignore[no-untyped-call]
-        if isinstance(reply, valkey.exceptions.NoScriptError):
-            return self._claim_many(keys=keys, args=args)
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
 
     def owner_of(self, target: Target) -> ClaimOwner | None:
         with self._errors():

@@ -194,24 +194,12 @@ class ValkeyCache(CacheBackend):
         try:
             if riders is not None and riders.client is not None and riders.client is not self.client:
                 riders.flush(riders.client)  # meant for another Valkey: on their own, first
-            if riders is not None and len(riders):
-                self._save_with(riders, keys, args)
+            if riders is not None:
+                riders.run_script(self.client, self._save_record, keys, args)
             else:
                 self._save_record(keys=keys, args=args)
         except _ERRORS as exc:
             raise self._fail(exc) from None
-
-    def _save_with(self, riders: Riders, keys: list[str], args: list[Any]) -> None:
-        """The riders, then the save script by its hash (a pipeline would first ask SCRIPT EXISTS:
-        a trip of its own); a server that does not know it yet gets it again on its own."""
-        pipe = self.client.pipeline(transaction=False)
-        boarded = riders.board(pipe)
-        pipe.evalsha(self._save_record.sha, len(keys), *keys, *args)
-        (reply,) = riders.landed(boarded, pipe.execute(raise_on_error=False))  # type: ignore[no-untyped-call]
-        if isinstance(reply, valkey.exceptions.NoScriptError):
-            self._save_record(keys=keys, args=args)
-        elif isinstance(reply, Exception):
-            raise reply
 
     def start_record(
         self, key: str, value: str, ttl_seconds: int, history: HistoryWrite, lock: tuple[str, str, int]

@@ -152,22 +152,8 @@ class RateBudget:
     def _try(self, key: str, limit: int, window_ms: int) -> int:
         keys, args = self._take_call(key, limit, window_ms)
         try:
-            if self._riders is not None and len(self._riders):
-                return self._try_with_riders(self._riders, keys, args)
+            if self._riders is not None:  # the run's queued commands ride along
+                return int(self._riders.run_script(self._client, self._take, keys, args))
             return int(self._take(keys=keys, args=args))
         except _ERRORS as exc:
             raise CacheUnavailable(f"Valkey is unreachable (rate budget): {exc}") from None
-
-    def _try_with_riders(self, riders: Riders, keys: list[str], args: list[str]) -> int:
-        """The run's queued writes first, then the token script, in one round trip. The script goes
-        by its hash (a pipeline would first ask SCRIPT EXISTS: a trip of its own); on a server that
-        does not know it yet, it is sent again on its own, which loads it."""
-        pipe = self._client.pipeline(transaction=False)
-        boarded = riders.board(pipe)
-        pipe.evalsha(self._take.sha, len(keys), *keys, *args)
-        (reply,) = riders.landed(boarded, pipe.execute(raise_on_error=False))  # type: ignore[no-untyped-call]
-        if isinstance(reply, valkey.exceptions.NoScriptError):
-            return int(self._take(keys=keys, args=args))
-        if isinstance(reply, Exception):
-            raise reply
-        return int(reply)

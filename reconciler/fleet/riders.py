@@ -26,6 +26,7 @@ from typing import Any
 
 import valkey
 import valkey.exceptions
+from valkey.commands.core import Script
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,23 @@ class Riders:
                 )
             at += rider.count
         return results[at:]
+
+    def run_script(self, client: valkey.Valkey, script: Script, keys: list[str], args: list[Any]) -> Any:
+        """The queued riders, then `script`, in one round trip; its reply, or its error raised. The
+        script goes by its hash (a pipeline would first ask SCRIPT EXISTS: a trip of its own); a
+        server that does not know it yet gets it again on its own, which loads it. Nothing queued:
+        the script on its own."""
+        if not len(self):
+            return script(keys=keys, args=args)
+        pipe = client.pipeline(transaction=False)
+        boarded = self.board(pipe)
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
+        (reply,) = self.landed(boarded, pipe.execute(raise_on_error=False))  # type: ignore[no-untyped-call]
+        if isinstance(reply, valkey.exceptions.NoScriptError):
+            return script(keys=keys, args=args)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     def _drop(self, boarded: list[Rider]) -> None:
         gone = {id(r) for r in boarded}
