@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from reconciler.integrations.base import RunOutcome
 from reconciler.integrations.slack_usergroups.client import SlackClient
+from reconciler.integrations.slack_usergroups.service import _METHODS
 from reconciler.models.spec import ReconcileSpec
 from reconciler.runner import run_integration
 from reconciler.settings import Settings
@@ -654,3 +655,26 @@ def test_team_id_comes_from_auth_test_once_per_client(slack: SlackTestServer) ->
     assert client.team_id() == TEAM_ID
     assert client.team_id() == TEAM_ID
     assert methods(slack) == ["auth.test"]
+
+
+def test_the_token_queued_for_a_runs_first_call_is_for_the_method_that_call_uses(
+    slack: SlackTestServer, ids: dict[str, str]
+) -> None:
+    """`queue_first_call` names the first action's Slack method from its own table (`_METHODS`), so
+    that table must follow `apply_one`: every action type, applied first, makes that call first."""
+    steps: list[list[str]] = [[ALICE], [ALICE, BOB], [ALICE], [], [BOB]]
+    names = ["Engineering", "Engineering", "Eng", "Eng", "Eng"]
+    seen: set[type[Any]] = set()
+    for users, name in zip(steps, names, strict=True):
+        slack.reset_calls()
+        outcome = run(slack, [{"handle": "engineers", "name": name, "users": users}])
+        assert outcome.ok, outcome.error
+        first = type(outcome.actions[0])
+        assert writes(slack)[0] == _METHODS[first], first.__name__
+        seen.add(first)
+    slack.reset_calls()
+    slack.add_usergroup("pair", name="Pair", users=[ids[ALICE], ids[BOB]])
+    outcome = run(slack, [{"handle": "pair", "name": "Pair", "users": [ALICE]}])
+    assert writes(slack)[0] == _METHODS[type(outcome.actions[0])]
+    seen.add(type(outcome.actions[0]))
+    assert seen == set(_METHODS)
