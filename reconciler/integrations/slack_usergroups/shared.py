@@ -172,8 +172,12 @@ class SlackWorkspaceCache:
         keys, args = self._read_groups_call(None, list(wanted), [n.casefold() for n in names])
         pipe.evalsha(self._read_groups_script.sha, len(keys), *keys, *args)
         if emails:
-            pipe.get(self._sweep_key)
-            pipe.hmget(self._users_key, list(emails))
+            self._entries_commands(pipe, list(emails))
+
+    def _entries_commands(self, pipe: Any, wanted: list[str]) -> None:
+        """The directory's first read (`users`): the sweep's stamp, then the entries of `wanted`."""
+        pipe.get(self._sweep_key)
+        pipe.hmget(self._users_key, wanted)
 
     def usergroups(
         self, handles: Collection[str], names: Iterable[str], *, first: Any = None
@@ -349,8 +353,7 @@ class SlackWorkspaceCache:
         # shared read first (wait or sweep), then the entries again.
         if first is None:
             pipe = self.valkey.pipeline(transaction=False)
-            pipe.get(self._sweep_key)
-            pipe.hmget(self._users_key, wanted)
+            self._entries_commands(pipe, wanted)
             first = pipe.execute()  # type: ignore[no-untyped-call]
         raw_stamp, entries = first
         sweep = ReadStamp.from_json(raw_stamp)
