@@ -1,7 +1,8 @@
 """The only code that talks to Slack: slack-sdk's WebClient with retries, pagination and typed answers.
 
-Errors become ReconcileErrors with the condition reason the operator reports. The token goes into
-the WebClient and nowhere else; slack-sdk never puts it into exceptions or (at INFO) logs.
+Errors become ReconcileErrors with the condition reason the operator reports (errors.py). The token
+goes into the WebClient (web_client.py) and nowhere else; slack-sdk never puts it into exceptions or
+(at INFO) logs. Slack's answers are validated by the models in answers.py.
 """
 
 from __future__ import annotations
@@ -11,63 +12,45 @@ import hashlib
 import http.client
 import logging
 import math
-import re
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Callable, Collection
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter
-from slack_sdk import WebClient
+from pydantic import SecretStr
 from slack_sdk.errors import SlackApiError, SlackRequestError
-from slack_sdk.http_retry import HttpRequest, HttpResponse, RetryState
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler,
-    RateLimitErrorRetryHandler,
-    ServerErrorRetryHandler,
-)
 from slack_sdk.web import SlackResponse
 
 from reconciler import deadline
-from reconciler.errors import (
-    Forbidden,
-    MissingScope,
-    PermanentError,
-    RateLimited,
-    ReconcileError,
-    TransientError,
-    Unauthorized,
-)
+from reconciler.errors import PermanentError, RateLimited, ReconcileError, TransientError
 from reconciler.fleet import CACHE_ERRORS, Fleet
 from reconciler.fleet.memo import LocalMemo
-from reconciler.integrations.common import parse_answer, service_text, unreadable_answer
-from reconciler.integrations.egress import guarded_opener, policy_for
-from reconciler.integrations.slack_usergroups.models import SlackUser, SlackUsergroupState
-from reconciler.integrations.transport import (
-    cap_retry_after,
-    deadline_opener,
-    inline_wait,
-    retry_after_seconds,
-    sleep_within_deadline,
+from reconciler.integrations.common import parse_answer, unreadable_answer
+from reconciler.integrations.slack_usergroups.answers import (
+    AUTH,
+    CHANNELS,
+    MEMBER,
+    MEMBERS,
+    USERGROUP,
+    USERGROUP_NAMES,
+    USERGROUPS,
 )
+from reconciler.integrations.slack_usergroups.errors import header, translate
+from reconciler.integrations.slack_usergroups.models import SlackUser, SlackUsergroupState
+from reconciler.integrations.slack_usergroups.web_client import web_client
+from reconciler.integrations.transport import cap_retry_after
 from reconciler.settings import Settings
 from reconciler.tenancy import HostPolicy
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 200
-SLACK_ERROR_CODE = re.compile(r"[a-z0-9_.]{1,80}")
-"""Slack's documented `error` field: a short snake_case code such as `invalid_auth`."""
-_NOT_JSON = "Received a response in a non-JSON format"
-"""How slack-sdk reports an answer that is not JSON (it puts it where Slack's `error` code goes)."""
-AUTH_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
 TEAM_ID_TTL_SECONDS = 3600
 TEAM_ID_CLAIM_MS = 3000
+"""How long the runs of a new token wait for the first run's `auth.test` before asking themselves."""
 TEAM_IDS = LocalMemo(60.0)
 """A token's "team|scopes" as stored in Valkey, kept a minute in the process (one GET fewer a run)."""
-"""How long the runs of a new token wait for the first run's `auth.test` before asking themselves."""
 
 TIERS: dict[str, int] = {
     "auth.test": 100,
@@ -77,165 +60,6 @@ TIERS: dict[str, int] = {
 """Calls per window (Slack's minute) per method and workspace; every other method reconciler uses
 (usergroups.*, users.list, conversations.list) is Tier 2: 20 a minute."""
 TIER_2 = 20
-
-
-# --- Slack's answers, validated -----------------------------------------------------------------
-
-
-class _Answer(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class _Profile(_Answer):
-    email: str | None = None
-
-
-class _Member(_Answer):
-    id: str
-    deleted: bool = False
-    is_bot: bool = False
-    profile: _Profile = Field(default_factory=_Profile)
-
-
-class _Channel(_Answer):
-    id: str
-    name: str
-    is_archived: bool = False
-
-
-class _Prefs(_Answer):
-    channels: list[str] = Field(default_factory=list)
-
-
-class _UsergroupName(_Answer):
-    """An unmanaged group: only what name-conflict checks need."""
-
-    id: str
-    handle: str
-    name: str
-
-    def to_state(self) -> SlackUsergroupState:
-        return SlackUsergroupState(id=self.id, handle=self.handle, name=self.name)
-
-
-class _Usergroup(_Answer):
-    id: str
-    handle: str
-    name: str
-    description: str | None = ""
-    date_delete: int = 0
-    users: list[str] = Field(default_factory=list)
-    prefs: _Prefs = Field(default_factory=_Prefs)
-
-    def to_state(self) -> SlackUsergroupState:
-        return SlackUsergroupState(
-            id=self.id,
-            handle=self.handle,
-            name=self.name,
-            description=self.description or "",
-            enabled=self.date_delete == 0,
-            users=frozenset(self.users),
-            channels=frozenset(self.prefs.channels),
-        )
-
-
-class _Auth(_Answer):
-    team_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9]+$")
-
-
-_AUTH = TypeAdapter(_Auth)
-_USERGROUPS = TypeAdapter(list[_Usergroup])
-_USERGROUP = TypeAdapter(_Usergroup)
-_USERGROUP_NAMES = TypeAdapter(list[_UsergroupName])
-_MEMBERS = TypeAdapter(list[_Member])
-_MEMBER = TypeAdapter(_Member)
-_CHANNELS = TypeAdapter(list[_Channel])
-
-
-class _ServerErrorRetryHandler(ServerErrorRetryHandler):
-    """Retries every HTTP 5xx: slack-sdk's own handler retries only 500 and 503, not gateway 502/504."""
-
-    def _can_retry(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
-        return response is not None and 500 <= response.status_code <= 599 and not deadline.current().expired
-
-
-class _DeadlineConnectionErrorRetryHandler(ConnectionErrorRetryHandler):
-    """slack-sdk's retry of connection errors, except once the run's deadline has passed."""
-
-    def _can_retry(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
-        if deadline.current().expired:
-            return False
-        return bool(super()._can_retry(state=state, request=request, response=response, error=error))
-
-
-class _InlineRateLimitRetryHandler(RateLimitErrorRetryHandler):
-    """Waits out a short Retry-After in place; a long one (or one past the run's deadline) is not
-    retried, so the 429 reaches `_translate` and the run ends as RateLimited instead of sleeping."""
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(max_retry_count=settings.rate_limit_retries)
-        self._settings = settings
-        self._wait = 0.0
-
-    def _can_retry(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
-        if not super()._can_retry(state=state, request=request, response=response, error=error):
-            return False
-        try:
-            self._wait = inline_wait(
-                retry_after_seconds(response.headers if response else None), "", self._settings
-            )
-        except RateLimited:
-            return False
-        return True
-
-    def prepare_for_next_attempt(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> None:
-        state.next_attempt_requested = True
-        sleep_within_deadline(self._wait)
-        state.increment_current_attempt()
-
-
-class _GuardedWebClient(WebClient):
-    """WebClient whose sockets go through the operator's HostPolicy and the run deadline's guard,
-    kept alive between calls where the policy applies (egress.guarded_opener); slack-sdk has no hook
-    for its opener, so the one method that opens URLs is replaced."""
-
-    opener: urllib.request.OpenerDirector | None = None
-
-    def _perform_urllib_http_request_internal(self, url: str, req: urllib.request.Request) -> dict[str, Any]:
-        if self.opener is None:
-            return super()._perform_urllib_http_request_internal(url, req)
-        with self.opener.open(req, timeout=self.timeout) as resp:
-            body: bytes = resp.read()
-            charset = resp.headers.get_content_charset() or "utf-8"
-            return {"status": resp.status, "headers": resp.headers, "body": body.decode(charset, "replace")}
 
 
 class SlackClient:
@@ -257,24 +81,7 @@ class SlackClient:
         self._settings = settings
         self._token_hash = hashlib.sha256(f"{api_url}\n{token.get_secret_value()}".encode()).hexdigest()
         # With a fleet, 429s go through the shared budget (everyone waits, nobody sleeps long).
-        rate_limit_handlers: list[RateLimitErrorRetryHandler] = []
-        if fleet is None:
-            rate_limit_handlers.append(_InlineRateLimitRetryHandler(settings))
-        self._web = _GuardedWebClient(
-            token=token.get_secret_value(),
-            base_url=api_url,
-            timeout=int(max(1, settings.http_timeout_seconds)),
-            retry_handlers=[
-                _DeadlineConnectionErrorRetryHandler(max_retry_count=settings.transient_retries),
-                _ServerErrorRetryHandler(max_retry_count=settings.transient_retries),
-                *rate_limit_handlers,
-            ],
-        )
-        policy = policy or policy_for(settings)
-        # Either opener lets the run deadline cut a slow answer (transport.DeadlineGuard).
-        self._web.opener = (
-            guarded_opener(policy, self._web.ssl) if policy is not None else deadline_opener(self._web.ssl)
-        )
+        self._web = web_client(token, api_url, settings, policy, inline_rate_limits=fleet is None)
         self._team_id: str | None = None
         self.scopes: frozenset[str] | None = None
         """The token's scopes, from the `x-oauth-scopes` header Slack sends on every answer."""
@@ -306,7 +113,7 @@ class SlackClient:
                 self.scopes = frozenset(scopes.split(","))
             return team
         answer = self._call("auth.test", lambda: self._web.auth_test())
-        self._team_id = parse_answer(_AUTH, answer.data, "Slack auth.test").team_id
+        self._team_id = parse_answer(AUTH, answer.data, "Slack auth.test").team_id
         try:
             if self._fleet:
                 value = f"{self._team_id}|{','.join(sorted(self.scopes or ()))}"
@@ -355,7 +162,7 @@ class SlackClient:
         raw: object = answer.get("usergroups", [])
         if not isinstance(raw, list):
             raise TransientError("BadResponse", "Slack usergroups.list answered without a list of usergroups")
-        return [g.to_state() for g in parse_answer(_USERGROUPS, raw, "Slack usergroups.list")]
+        return [g.to_state() for g in parse_answer(USERGROUPS, raw, "Slack usergroups.list")]
 
     def lookup_user(self, email: str) -> SlackUser | None:
         """One user by e-mail (Tier 3); None when Slack knows no active user with it."""
@@ -365,7 +172,7 @@ class SlackClient:
             if exc.message.endswith("users_not_found"):
                 return None
             raise
-        member = parse_answer(_MEMBER, answer.get("user"), "Slack users.lookupByEmail")
+        member = parse_answer(MEMBER, answer.get("user"), "Slack users.lookupByEmail")
         if member.is_bot:
             return None
         return SlackUser(id=member.id, email=email.lower(), deleted=member.deleted)
@@ -387,20 +194,16 @@ class SlackClient:
         wanted = set(managed)
         full = [item for item in raw if isinstance(item, dict) and item.get("handle") in wanted]
         others = [item for item in raw if not (isinstance(item, dict) and item.get("handle") in wanted)]
-        groups = [g.to_state() for g in parse_answer(_USERGROUPS, full, "Slack usergroups.list")]
-        groups += [g.to_state() for g in parse_answer(_USERGROUP_NAMES, others, "Slack usergroups.list")]
+        groups = [g.to_state() for g in parse_answer(USERGROUPS, full, "Slack usergroups.list")]
+        groups += [g.to_state() for g in parse_answer(USERGROUP_NAMES, others, "Slack usergroups.list")]
         return groups
 
     def list_users(self) -> list[SlackUser]:
         members = self._paginate(
             "users.list", "members", lambda cursor: self._web.users_list(cursor=cursor, limit=PAGE_SIZE)
         )
-        parsed = parse_answer(_MEMBERS, members, "Slack users.list")
-        return [
-            SlackUser(id=m.id, email=m.profile.email.lower() if m.profile.email else None, deleted=m.deleted)
-            for m in parsed
-            if not m.is_bot
-        ]
+        parsed = parse_answer(MEMBERS, members, "Slack users.list")
+        return [m.to_user() for m in parsed if not m.is_bot]
 
     def list_users_page(self, cursor: str | None) -> tuple[list[SlackUser], str | None]:
         """One page of users.list (bots left out) and the next cursor, for resumable sweeps."""
@@ -408,12 +211,8 @@ class SlackClient:
         page: object = answer.get("members", [])
         if not isinstance(page, list):
             raise TransientError("BadResponse", "Slack users.list answered without a list of members")
-        parsed = parse_answer(_MEMBERS, page, "Slack users.list")
-        users = [
-            SlackUser(id=m.id, email=m.profile.email.lower() if m.profile.email else None, deleted=m.deleted)
-            for m in parsed
-            if not m.is_bot
-        ]
+        parsed = parse_answer(MEMBERS, page, "Slack users.list")
+        users = [m.to_user() for m in parsed if not m.is_bot]
         return users, (answer.get("response_metadata") or {}).get("next_cursor") or None
 
     def list_channels(self) -> dict[str, str]:
@@ -425,7 +224,7 @@ class SlackClient:
                 cursor=cursor, limit=PAGE_SIZE, exclude_archived=True, types="public_channel"
             ),
         )
-        parsed = parse_answer(_CHANNELS, channels, "Slack conversations.list")
+        parsed = parse_answer(CHANNELS, channels, "Slack conversations.list")
         return {c.name: c.id for c in parsed if not c.is_archived}
 
     # --- writes ----------------------------------------------------------------------------------
@@ -437,7 +236,7 @@ class SlackClient:
                 name=name, handle=handle, description=description, channels=list(channel_ids)
             ),
         )
-        return parse_answer(_USERGROUP, answer.get("usergroup"), "Slack usergroups.create").id
+        return parse_answer(USERGROUP, answer.get("usergroup"), "Slack usergroups.create").id
 
     def update_usergroup(
         self,
@@ -539,7 +338,7 @@ class SlackClient:
             answer = send()
         except SlackApiError as exc:
             self._remember_scopes(exc.response)
-            error = _translate(method, exc.response)
+            error = translate(method, exc.response)
             raise (
                 cap_retry_after(error, self._settings) if isinstance(error, RateLimited) else error
             ) from None
@@ -561,45 +360,6 @@ class SlackClient:
         return answer
 
     def _remember_scopes(self, response: SlackResponse) -> None:
-        raw = _header(response, "x-oauth-scopes")
+        raw = header(response, "x-oauth-scopes")
         if raw is not None:
             self.scopes = frozenset(scope.strip() for scope in raw.split(",") if scope.strip())
-
-
-def _translate(method: str, response: SlackResponse) -> ReconcileError:
-    status = response.status_code
-    data = response.data if isinstance(response.data, dict) else {}
-    error = str(data.get("error", ""))
-    if status != 429 and (not isinstance(response.data, dict) or error.startswith(_NOT_JSON)):
-        return unreadable_answer("Slack", method, status)
-    if not SLACK_ERROR_CODE.fullmatch(error):
-        # Not a Slack error code: slack-sdk puts the start of a non-JSON body here. Never quote it.
-        error = f"HTTP {status}, not a Slack API answer" if error else f"HTTP {status}"
-    if status == 429 or error == "ratelimited":
-        retry_after = retry_after_seconds(response.headers)
-        wait = f"{retry_after:.0f}s" if retry_after is not None else "a while"
-        return RateLimited(
-            f"Slack {method} is rate limited: Slack asked to wait {wait}; the run gave its worker back",
-            retry_after=retry_after,
-        )
-    if status >= 500:
-        return TransientError("SlackUnavailable", f"Slack {method} answered HTTP {status}")
-    if error in AUTH_ERRORS:
-        return Unauthorized(f"Slack rejected the token ({error}); put a valid bot token in the Secret")
-    if error == "missing_scope":
-        needed = service_text(data.get("needed", "unknown"))
-        return MissingScope(
-            f"the Slack token lacks the scope {needed} (needed by {method}); add it to the app"
-        )
-    if error in {"not_allowed_token_type", "no_permission", "permission_denied", "paid_teams_only"}:
-        return Forbidden(f"Slack refused {method}: {error}")
-    if error in {"name_already_exists", "handle_already_exists"}:
-        return PermanentError("Conflict", f"Slack refused {method}: {error}")
-    return PermanentError("SlackError", f"Slack {method} failed: {error}")
-
-
-def _header(response: SlackResponse, name: str) -> str | None:
-    for key, value in (response.headers or {}).items():
-        if key.lower() == name:
-            return str(value[0] if isinstance(value, list) else value)
-    return None
