@@ -4,7 +4,7 @@ Retries, per HTTP request (so a retried page of a listing does not restart the l
 - HTTP 429: python-gitlab waits out `Retry-After` (`obey_rate_limit`, passed on every call), at most
   `settings.rate_limit_retries` times (`max_retries`, also a per-call argument in python-gitlab 8).
 - connection errors, timeouts and 5xx: at most `settings.transient_retries` times, with a short
-  backoff, by the urllib3 retry of the session python-gitlab uses. python-gitlab's own
+  backoff, by the urllib3 retry of the session python-gitlab uses (session.py). python-gitlab's own
   `retry_transient_errors` is off because it counts against the same `max_retries` as 429s, so
   neither setting could be honoured exactly.
 Every request has `settings.http_timeout_seconds` as timeout (the Gitlab object's default), cut to
@@ -13,9 +13,10 @@ asking for more than `rate_limit_inline_wait_seconds` ends the run as RateLimite
 sleeping. Listings are our own page loop, at most `settings.max_pages` pages, following GitLab's
 `X-Next-Page` number (never a URL from the answer, which could name another host).
 
-Errors become ReconcileErrors with the condition reason the operator reports. The token goes into
-the PRIVATE-TOKEN header and nowhere else: it is dropped on redirects to another host, and every
-message is scrubbed of it as a last line of defence.
+Errors become ReconcileErrors with the condition reason the operator reports (errors.py). The token
+goes into the PRIVATE-TOKEN header and nowhere else: it is dropped on redirects to another host, and
+every message is scrubbed of it as a last line of defence. GitLab's answers are validated by the
+models in answers.py.
 """
 
 from __future__ import annotations
@@ -23,41 +24,27 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import date
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import gitlab
-import gitlab.const
 import gitlab.exceptions
 import requests
-from pydantic import BaseModel, ConfigDict, SecretStr, TypeAdapter
+from pydantic import SecretStr
 
 from reconciler import __version__, deadline
-from reconciler.errors import (
-    Forbidden,
-    MissingScope,
-    PermanentError,
-    RateLimited,
-    ReconcileError,
-    TransientError,
-    Unauthorized,
-)
+from reconciler.errors import PermanentError, RateLimited, ReconcileError, TransientError, Unauthorized
 from reconciler.fleet import CACHE_ERRORS, Fleet
-from reconciler.integrations.common import parse_answer, service_text, unreadable_answer
-from reconciler.integrations.egress import GuardedAdapter, policy_for
+from reconciler.integrations.common import parse_answer, unreadable_answer
+from reconciler.integrations.gitlab_members.answers import MEMBERS, TOKEN_INFO, USER, USERS
+from reconciler.integrations.gitlab_members.errors import translate
 from reconciler.integrations.gitlab_members.models import GitlabMemberState, GitlabUser, SourceKind
-from reconciler.integrations.transport import (
-    DeadlineAdapter,
-    DeadlineRetry,
-    cap_retry_after,
-    inline_wait,
-    retry_after_seconds,
-)
+from reconciler.integrations.gitlab_members.session import gitlab_session
+from reconciler.integrations.transport import cap_retry_after, inline_wait, retry_after_seconds
 from reconciler.settings import Settings
 from reconciler.tenancy import HostPolicy
 
@@ -66,72 +53,6 @@ T = TypeVar("T")
 
 PER_PAGE = 100
 USER_AGENT = f"reconciler/{__version__}"
-
-
-# --- GitLab's answers, validated ------------------------------------------------------------------
-
-
-class _Answer(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class _User(_Answer):
-    id: int
-    username: str
-    state: str = "active"
-
-    def to_user(self) -> GitlabUser:
-        return GitlabUser(id=self.id, username=self.username, state=self.state)
-
-
-class _Member(_User):
-    access_level: int
-    expires_at: date | None = None
-
-    def to_member(self) -> GitlabMemberState:
-        return GitlabMemberState(
-            id=self.id,
-            username=self.username,
-            state=self.state,
-            access_level=self.access_level,
-            expires_at=self.expires_at,
-        )
-
-
-class _TokenInfo(_Answer):
-    scopes: list[str]
-
-
-_USER = TypeAdapter(_User)
-_TOKEN_INFO = TypeAdapter(_TokenInfo)
-_USERS = TypeAdapter(list[_User])
-_MEMBERS = TypeAdapter(list[_Member])
-
-
-class _Session(requests.Session):
-    """requests strips `Authorization` on a redirect to another host; do the same for PRIVATE-TOKEN.
-
-    Every request (retries and redirects included) gets min(its timeout, time left of the run).
-    """
-
-    before_send: Callable[[], None] | None = None
-    """Draws one request from the shared rate budget (set when the run has a fleet)."""
-
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        if self.before_send is not None:
-            self.before_send()
-        timeout = kwargs.get("timeout")
-        call_timeout = float(max(timeout) if isinstance(timeout, tuple) else timeout or 30.0)
-        kwargs["timeout"] = deadline.current().timeout(call_timeout, "calling GitLab")
-        return super().send(request, **kwargs)
-
-    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
-        super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
-        old_url, new_url = response.request.url, prepared_request.url
-        if old_url and new_url and self.should_strip_auth(old_url, new_url):  # type: ignore[no-untyped-call]
-            prepared_request.headers.pop("PRIVATE-TOKEN", None)
-
-
 TOKEN_USER_TTL_SECONDS = 3600
 """How long the token -> user id mapping (the budget's key before GET /user) is kept in Valkey."""
 
@@ -158,25 +79,7 @@ class GitlabClient:
         self._rate_limit_retries = settings.rate_limit_retries
         self._retry_after: float | None = None
         self._limited = 0
-        session = _Session()
-        policy = policy or policy_for(settings)
-        adapter_cls = functools.partial(GuardedAdapter, policy) if policy is not None else DeadlineAdapter
-        if policy is not None:
-            session.trust_env = False  # a proxy from the environment would resolve names unchecked
-        adapter = adapter_cls(
-            max_retries=DeadlineRetry(
-                total=settings.transient_retries,
-                status_forcelist=gitlab.const.RETRYABLE_TRANSIENT_ERROR_CODES,
-                allowed_methods=None,  # writes too: add/remove are made idempotent by the callers
-                backoff_factor=0.25,
-                backoff_max=5,
-                raise_on_status=False,  # the last 5xx answer reaches python-gitlab and is translated
-                raise_on_redirect=False,
-                respect_retry_after_header=False,  # 429s are python-gitlab's, counted separately
-            )
-        )
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
+        session = gitlab_session(settings, policy)
         session.hooks["response"].append(self._on_rate_limit)
         self._token_hash = hashlib.sha256(f"{self.url}\n{self._secret}".encode()).hexdigest()
         self._user_id: int | None = None
@@ -200,7 +103,7 @@ class GitlabClient:
     def current_user(self) -> GitlabUser:
         """The token's own user (`GET /user`); also proves the token works before anything else."""
         answer = self._call("read the token's user", lambda **kw: self._gl.http_get("/user", **kw))
-        user = parse_answer(_USER, answer, "GitLab GET /user").to_user()
+        user = parse_answer(USER, answer, "GitLab GET /user").to_user()
         if self._fleet is not None and self._user_id != user.id:
             # The next run of this token draws even its GET /user from the user's budget.
             with contextlib.suppress(*CACHE_ERRORS):
@@ -260,7 +163,7 @@ class GitlabClient:
             if exc.reason in ("NotFound", "Unauthorized", "Forbidden", "MissingScope"):
                 return None
             raise
-        return frozenset(parse_answer(_TOKEN_INFO, answer, "GitLab GET /personal_access_tokens/self").scopes)
+        return frozenset(parse_answer(TOKEN_INFO, answer, "GitLab GET /personal_access_tokens/self").scopes)
 
     def list_members(self, kind: SourceKind, path: str) -> list[GitlabMemberState] | None:
         """Direct members (never inherited ones) of a group or project; None if GitLab shows no such one."""
@@ -271,14 +174,14 @@ class GitlabClient:
             if exc.reason == "NotFound":
                 return None
             raise
-        return [m.to_member() for m in parse_answer(_MEMBERS, answer, f"GitLab GET {url}")]
+        return [m.to_member() for m in parse_answer(MEMBERS, answer, f"GitLab GET {url}")]
 
     def find_user(self, username: str) -> GitlabUser | None:
         answer = self._call(
             f"look up the user {username}",
             lambda **kw: self._gl.http_list("/users", query_data={"username": username}, get_all=False, **kw),
         )
-        users = parse_answer(_USERS, answer, "GitLab GET /users")
+        users = parse_answer(USERS, answer, "GitLab GET /users")
         return next((u.to_user() for u in users if u.username.casefold() == username.casefold()), None)
 
     # --- writes ----------------------------------------------------------------------------------
@@ -422,11 +325,7 @@ class GitlabClient:
     def _translate(
         self, what: str, exc: gitlab.exceptions.GitlabHttpError, *, member_gone: bool
     ) -> ReconcileError:
-        status = exc.response_code or 0
-        body = _json_body(exc.response_body)
-        # Only GitLab's documented `message`/`error` fields, never a raw (HTML, proxy) body.
-        message = self._scrub(_describe(body, f"HTTP {status}"))
-        if status == 429:
+        if exc.response_code == 429:
             return cap_retry_after(
                 RateLimited(
                     f"GitLab is still rate limiting after {self._rate_limit_retries} retries ({what})",
@@ -434,25 +333,7 @@ class GitlabClient:
                 ),
                 self._settings,
             )
-        if status >= 500 or not _is_json(exc.response_body):
-            return unreadable_answer("GitLab", what, status)
-        if status == 403:
-            if body.get("error") == "insufficient_scope":
-                return MissingScope(f"the token lacks the api scope needed to {what} (GitLab: {message})")
-            return Forbidden(f"GitLab refused to {what}: {message}")
-        if status == 404:
-            if "group not found" in message.lower() or "project not found" in message.lower():
-                return PermanentError("NotFound", f"cannot {what}: GitLab answered {message}")
-            if member_gone:
-                return TransientError("MemberGone", f"cannot {what}: not a member now; the next run re-plans")
-            if "user not found" in message.lower():
-                return TransientError("UserGone", f"cannot {what}: the user is gone; the next run re-plans")
-            return PermanentError("NotFound", f"cannot {what}: GitLab answered {message}")
-        if status == 409:
-            return PermanentError("Conflict", f"GitLab refused to {what}: {message}")
-        if status == 400:
-            return PermanentError("InvalidSpec", f"GitLab refused to {what}: {message}")
-        return PermanentError("GitLabError", f"GitLab answered HTTP {status} to {what}: {message}")
+        return translate(what, exc, member_gone=member_gone, secret=self._secret)
 
     def _on_rate_limit(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         """Before python-gitlab sleeps through a 429: allow only a short wait (else RateLimited).
@@ -486,9 +367,6 @@ class GitlabClient:
         if self._limited <= self._rate_limit_retries:
             inline_wait(wait, f"GitLab at {self.url}", self._settings)
 
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._secret, "[token]") if self._secret else text
-
 
 def _next_page(response: requests.Response) -> int | None:
     """The next page's number from `X-Next-Page` (empty on the last page)."""
@@ -498,36 +376,3 @@ def _next_page(response: requests.Response) -> int | None:
 
 def _source_url(kind: SourceKind, path: str) -> str:
     return f"/{kind}s/{quote(path, safe='')}"
-
-
-def _is_json(raw: bytes | None) -> bool:
-    try:
-        json.loads(raw or b"")
-    except (ValueError, UnicodeDecodeError):
-        return False
-    return True
-
-
-def _json_body(raw: bytes | None) -> dict[str, Any]:
-    try:
-        parsed = json.loads(raw or b"")
-    except (ValueError, UnicodeDecodeError):
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
-
-
-def _describe(body: Mapping[str, Any], fallback: object) -> str:
-    """GitLab's error body as one line: `{"message": {"access_level": ["should be ..."]}}` ->
-    `access_level should be ...`; OAuth errors as `error: error_description`."""
-    message = body.get("message", body.get("error", fallback))
-    if isinstance(message, Mapping):
-        parts = [
-            f"{field} {text}"
-            for field, texts in message.items()
-            for text in (texts if isinstance(texts, list) else [texts])
-        ]
-        return service_text("; ".join(parts))
-    text = str(message)
-    if "error_description" in body:
-        text = f"{text}: {body['error_description']}"
-    return service_text(text)
