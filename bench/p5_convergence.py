@@ -7,6 +7,10 @@ Ready (Ready=True for its generation). Ideal = (Slack calls counted by the Slack
 run) x 50 ms / W: the time W workers need if they did nothing but wait for Slack. The Slack server
 also reports the time-weighted mean of calls in flight: divided by W, how busy the workers kept
 Slack (1.0 = the ideal).
+
+Each worker count runs twice, side by side: as installed by default (the operator's threads on any
+CPU), and with RECONCILER_PIN_CPU=auto, as docs/scaling.md advises for a large fleet (every thread
+on one CPU: the GIL-bound process stops handing the GIL between cores).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ TARGET_FACTOR = 1.2
 def run(cfg: Config, profiler: Profiler | None = None) -> ScenarioResult:
     count = 20 if cfg.quick else 500
     worker_counts = (8, 32)
+    pinnings = (False, True)
     repeats = cfg.repeats(2)
     result = ScenarioResult(
         "P5",
@@ -33,23 +38,30 @@ def run(cfg: Config, profiler: Profiler | None = None) -> ScenarioResult:
             "reconciles": count,
             "slack_latency_s": LATENCY,
             "max_workers": list(worker_counts),
+            "pin_cpu": ["unset", "auto"],
             "repeats": repeats,
             "create_concurrency": 16,
         },
     )
-    for workers in worker_counts:
+    for workers, pinned in [(w, p) for w in worker_counts for p in pinnings]:
+        how = "operator on one CPU (RECONCILER_PIN_CPU=auto)" if pinned else "default (threads on any CPU)"
         seconds: list[float] = []
         ideals: list[float] = []
         ready_after: list[float] = []
         details: list[str] = []
         for rep in range(repeats):
-            world = OperatorWorld(cfg.subdir(f"p5-w{workers}-r{rep}"), workers=workers, slack_latency=LATENCY)
+            world = OperatorWorld(
+                cfg.subdir(f"p5-w{workers}{'-pinned' if pinned else ''}-r{rep}"),
+                workers=workers,
+                slack_latency=LATENCY,
+                env_extra={"RECONCILER_PIN_CPU": "auto"} if pinned else None,
+            )
             try:
                 assert world.kube is not None and world.slack is not None and world.operator is not None
                 bodies = world.reconciles("p5", count)
                 names = {str(b["metadata"]["name"]) for b in bodies}
                 if profiler is not None:
-                    profiler.start(world.operator.pid, f"P5 operator {workers} workers")
+                    profiler.start(world.operator.pid, f"P5 operator {workers} workers, {how}")
                 with ReadyWatch(world.kube, NAMESPACE) as watch:
                     world.slack.reset()
                     first, created = world.kube.create_many(bodies, concurrency=16)
@@ -75,7 +87,7 @@ def run(cfg: Config, profiler: Profiler | None = None) -> ScenarioResult:
                     if v >= count / 2
                 }
                 result.notes.append(
-                    f"{workers} workers, per Reconcile: {valkey_calls / count:.1f} Valkey commands "
+                    f"{workers} workers, {how}, per Reconcile: {valkey_calls / count:.1f} Valkey commands "
                     "(each command of a "
                     "MULTI/EXEC pipeline counted); Kubernetes API "
                     "requests: "
@@ -103,11 +115,17 @@ def run(cfg: Config, profiler: Profiler | None = None) -> ScenarioResult:
         median = Dist.of(seconds).median
         ideal = Dist.of(ideals).median
         result.series.setdefault("ready_timelines", []).append(
-            {"workers": workers, "ready_after_s": ready_after, "ideal_s": round(ideal, 3), "count": count}
+            {
+                "workers": workers,
+                "pinned": pinned,
+                "ready_after_s": ready_after,
+                "ideal_s": round(ideal, 3),
+                "count": count,
+            }
         )
         result.metrics.append(
             Metric(
-                name=f"{count} Reconciles, {workers} workers: first create -> all Ready",
+                name=f"{count} Reconciles, {workers} workers, {how}: first create -> all Ready",
                 unit="s",
                 result=median,
                 baseline=ideal,

@@ -89,6 +89,10 @@ def plot_loop_lag(result: ScenarioResult, path: Path) -> bool:
     return _save(fig, plt, path)
 
 
+def _convergence_label(timeline: dict[str, Any]) -> str:
+    return f"{timeline['workers']} workers{', one CPU' if timeline.get('pinned') else ''}"
+
+
 def plot_convergence(result: ScenarioResult, path: Path) -> bool:
     timelines = result.series.get("ready_timelines") or []
     if not timelines:
@@ -106,7 +110,7 @@ def plot_convergence(result: ScenarioResult, path: Path) -> bool:
             where="post",
             color=colour,
             linewidth=2,
-            label=f"{timeline['workers']} workers: Ready",
+            label=f"{_convergence_label(timeline)}: Ready",
         )
         ax.plot(
             [0, ideal],
@@ -114,7 +118,7 @@ def plot_convergence(result: ScenarioResult, path: Path) -> bool:
             color=colour,
             linestyle="--",
             linewidth=1,
-            label=f"{timeline['workers']} workers: lower bound ({ideal:.1f} s)",
+            label=f"{_convergence_label(timeline)}: lower bound ({ideal:.1f} s)",
         )
     ax.set_xlabel("time since the first create (s)")
     ax.set_ylabel("Reconciles Ready")

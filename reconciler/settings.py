@@ -132,6 +132,11 @@ class Settings(BaseSettings):
     this operator runs only the Reconciles it matches, other shards the rest (docs/scaling.md).
     Unset: every Reconcile it watches."""
 
+    pin_cpu: str | None = Field(default=None, pattern=r"^(auto|[0-9]{1,4})?$")
+    """Keep every thread of the operator on one CPU: `auto` (the idlest one it may use at start) or
+    a CPU number. The operator is GIL-bound, and handing the GIL between cores cost it about a fifth
+    of its CPU in bench P5. Pin only where it has that core to itself (docs/scaling.md). Unset: off."""
+
     peering_name: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
     """Kopf peering object this operator's replicas share. Unset: `reconciler`, or for a shard one
     derived from its selector, so that shards never pause each other."""

@@ -10,6 +10,7 @@ import kopf
 import uvloop
 
 from reconciler.settings import get_settings
+from reconciler_operator.affinity import pin_to_one_cpu
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,9 @@ def run_operator(
     if not namespaces and not clusterwide:
         clusterwide = True
     settings = get_settings()
+    cpu = pin_to_one_cpu(settings.pin_cpu)  # before Kopf and the pools start their threads
+    if cpu is not None:
+        log.info("every thread of this operator runs on CPU %d (RECONCILER_PIN_CPU)", cpu)
     log.info(
         "watching %s%s",
         "all namespaces" if clusterwide else ", ".join(namespaces),

@@ -49,6 +49,7 @@ def run(
     settings = load_settings()
     if namespace and all_namespaces:
         raise typer.BadParameter("use either -n NAMESPACE or -A, not both")
+    from reconciler_operator.affinity import PinError
     from reconciler_operator.main import run_operator
     from reconciler_operator.preflight import ClusterUnreachable, check_cluster
 
@@ -64,6 +65,8 @@ def run(
             standalone=standalone,
             liveness_endpoint=liveness,
         )
+    except PinError as exc:
+        fail(str(exc))
     finally:
         if settings.valkey_url is None:
             _stop_own_embedded_valkey(settings)

@@ -655,3 +655,12 @@ def test_a_pod_disruption_budget_per_operator_deployment(render: Render, helm_ru
 
     off = render_values(helm_run, {"podDisruptionBudget": {"enabled": False}})
     assert find(off, "PodDisruptionBudget") == []
+
+
+def test_pin_cpu_reaches_the_operator_only_and_is_checked(helm_run: HelmRun) -> None:
+    assert "RECONCILER_PIN_CPU" not in env(container(render_values(helm_run, {}), "operator"))
+    docs = render_values(helm_run, {"pinCpu": "auto"})
+    assert env_value(container(docs, "operator"), "RECONCILER_PIN_CPU") == "auto"
+    assert "RECONCILER_PIN_CPU" not in env(container(docs, "api"))  # the sidecar is async
+    bad = helm_run.template({"pinCpu": "the fast one"})
+    assert bad.returncode != 0 and "pinCpu" in bad.stderr
