@@ -4,7 +4,7 @@ The operator is GIL-bound: its Python work never uses more than one core's worth
 its threads spread over several cores, every hand-over of the GIL (each Valkey, Slack or API
 round trip a worker makes gives it up and takes it back) wakes a thread on another core and
 bounces the interpreter's state between caches. On one core the same work took about a fifth less
-CPU, and 500 Reconciles created at once were all Ready about 8% sooner (bench P5). Off by default:
+CPU, and 500 Reconciles created at once were all Ready about a tenth sooner (bench P5). Off by default:
 a pinned process stays on its core even when a neighbour keeps that core busy, so pin only where
 the operator has a core to itself (docs/scaling.md).
 """
@@ -38,7 +38,7 @@ def pin_to_one_cpu(setting: str | None) -> int | None:
         return None
     allowed = sorted(os.sched_getaffinity(0))
     if setting == "auto":
-        cpu = idlest(allowed)
+        cpu = idlest(allowed) if len(allowed) > 1 else allowed[0]
     else:
         cpu = int(setting)
         if cpu not in allowed:
