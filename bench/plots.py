@@ -100,6 +100,7 @@ def plot_convergence(result: ScenarioResult, path: Path) -> bool:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=SIZE)
     colours = ["tab:blue", "tab:green", "tab:purple", "tab:brown"]
+    bounds: set[int] = set()  # one lower bound per worker count (pinned or not, it is the same)
     for timeline, colour in zip(timelines, colours, strict=False):
         ready, count, ideal = timeline["ready_after_s"], timeline["count"], timeline["ideal_s"]
         if not ready:
@@ -112,13 +113,16 @@ def plot_convergence(result: ScenarioResult, path: Path) -> bool:
             linewidth=2,
             label=f"{_convergence_label(timeline)}: Ready",
         )
+        if timeline["workers"] in bounds:
+            continue
+        bounds.add(timeline["workers"])
         ax.plot(
             [0, ideal],
             [0, count],
-            color=colour,
+            color="grey",
             linestyle="--",
             linewidth=1,
-            label=f"{_convergence_label(timeline)}: lower bound ({ideal:.1f} s)",
+            label=f"{timeline['workers']} workers: lower bound ({ideal:.1f} s)",
         )
     ax.set_xlabel("time since the first create (s)")
     ax.set_ylabel("Reconciles Ready")
