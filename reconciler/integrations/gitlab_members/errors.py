@@ -23,10 +23,11 @@ def translate(
     """The error GitLab's answer `exc` to `what` ends the run with (any status but 429).
     `member_gone`: a 404 means the member is no longer there (the next run re-plans)."""
     status = exc.response_code or 0
-    body = _json_body(exc.response_body)
+    parsed = _parse(exc.response_body)
+    body = parsed if isinstance(parsed, dict) else {}
     # Only GitLab's documented `message`/`error` fields, never a raw (HTML, proxy) body.
     message = scrub(_describe(body, f"HTTP {status}"), secret)
-    if status >= 500 or not _is_json(exc.response_body):
+    if status >= 500 or parsed is _NOT_JSON:
         return unreadable_answer("GitLab", what, status)
     if status == 403:
         if body.get("error") == "insufficient_scope":
@@ -51,20 +52,16 @@ def scrub(text: str, secret: str) -> str:
     return text.replace(secret, "[token]") if secret else text
 
 
-def _is_json(raw: bytes | None) -> bool:
-    try:
-        json.loads(raw or b"")
-    except (ValueError, UnicodeDecodeError):
-        return False
-    return True
+_NOT_JSON = object()
+"""What `_parse` returns for a body that is not JSON (an HTML error page, a proxy's answer)."""
 
 
-def _json_body(raw: bytes | None) -> dict[str, Any]:
+def _parse(raw: bytes | None) -> Any:
+    """The body as JSON (any type), else `_NOT_JSON`: parsed once for both questions asked of it."""
     try:
-        parsed = json.loads(raw or b"")
+        return json.loads(raw or b"")
     except (ValueError, UnicodeDecodeError):
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
+        return _NOT_JSON
 
 
 def _describe(body: Mapping[str, Any], fallback: object) -> str:
