@@ -14,9 +14,10 @@ spread over a few hundred ms) then share one read, instead of one read per arriv
 previous fetch. A read's stamp is taken when its fetch really starts, after the pause, so every run
 it serves was requested before it. A run whose request is already older than the window (queued
 behind busy workers, an interval run) does not pause at all. Nor does a leader wait out the window
-once every worker of this process (`workers`, the operator's pool) is inside `fresh` for the same
-key: nobody else here can join before the read starts, so pausing would only delay them all.
-Waiters of this process are woken when the read lands, not at the leader's planned start.
+once every worker of this process (`workers`, the operator's pool) is inside a shared read (this
+one, or another that a worker fetches with `lead_if_free`): nobody else here can join before the
+read starts, so pausing would only delay them all. Waiters of this process are woken when the read
+lands, not at the leader's planned start.
 """
 
 from __future__ import annotations
@@ -135,6 +136,11 @@ class _LocalAsks:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._asks: dict[tuple[int, str], _Asking] = {}
+        self._inside: dict[int, int] = {}
+        """Per Valkey client: threads of this process inside any shared read."""
+
+    def inside(self, client: valkey.Valkey) -> int:
+        return self._inside.get(id(client), 0)
 
     @contextmanager
     def asking(self, client: valkey.Valkey, key: str) -> Iterator[_Asking]:
@@ -142,13 +148,17 @@ class _LocalAsks:
         with self._lock:
             slot = self._asks.setdefault(slot_key, _Asking())
             slot.threads += 1
-        with slot.changed:
-            slot.changed.notify_all()
+            self._inside[id(client)] = self._inside.get(id(client), 0) + 1
+            others = [s for k, s in self._asks.items() if k[0] == id(client)]
+        for other in others:  # a gathering leader of any key counts this thread (`_pause_until`)
+            with other.changed:
+                other.changed.notify_all()
         try:
             yield slot
         finally:
             with self._lock:
                 slot.threads -= 1
+                self._inside[id(client)] -= 1
                 if slot.threads == 0:
                     del self._asks[slot_key]
 
@@ -209,6 +219,25 @@ class SharedReads:
         lock = f"{key}:lock"
         with _LOCAL.asking(self.client, key) as here:
             return self._fresh(key, fresh_after, parts, fetch, gather, run, deadline, lock, here)
+
+    def lead_if_free(
+        self, key: str, fresh_after: float, parts: Sequence[str], fetch: Callable[[ReadStamp], ReadStamp]
+    ) -> ReadStamp | None:
+        """`fresh` without waiting: the read if one fresh enough exists, else this worker fetches it
+        (no gathering) if nobody is; None when another worker is fetching it. A run that needs two
+        reads asks this for the second before waiting on the first, so that two workers fetch both
+        at once instead of one after the other."""
+        token = uuid.uuid4().hex
+        mine = f"{token} {time.time()}"
+        with _LOCAL.asking(self.client, key) as here:
+            try:
+                stamp, won, _ = self._fresh_or_take_lock(key, f"{key}:lock", fresh_after, mine)
+                if stamp is not None or not won:
+                    return stamp
+                here.leading = mine
+                return self._lead(key, mine, ReadStamp(token, time.time()), parts, fetch, here)
+            except _ERRORS as exc:
+                raise CacheUnavailable(f"Valkey is unreachable (shared reads): {exc}") from None
 
     def _fresh(
         self,
@@ -274,14 +303,16 @@ class SharedReads:
 
     def _pause_until(self, starts: float, here: _Asking) -> None:
         """Hold the lock (others asking meanwhile wait for this read) until `starts`, or until every
-        worker of this process asks for this read (no one else here can join it)."""
+        worker of this process is inside a shared read, this one or another (no run can start here
+        to join it: a worker leading another read was requested earlier and is served anyway)."""
         began = time.time()
         if starts <= began:
             return
         workers = self._workers
         with here.changed:
             here.changed.wait_for(
-                lambda: workers is not None and here.threads >= workers, timeout=starts - began
+                lambda: workers is not None and _LOCAL.inside(self.client) >= workers,
+                timeout=starts - began,
             )
         self.gathered += min(time.time(), starts) - began  # a late wake-up is not gathering
 

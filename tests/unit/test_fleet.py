@@ -367,3 +367,67 @@ def test_the_fleet_gives_shared_reads_the_operators_pool_size(client: valkey.Val
     assert in_threads(2, work) == []
     assert len(fetches) == 1
     assert time.monotonic() - began < 4, "not the whole 5 s window"
+
+
+def test_lead_if_free_fetches_when_nobody_does_and_never_waits_for_another(client: valkey.Valkey) -> None:
+    """While another worker fetches a read, `lead_if_free` returns None at once (no wait, no second
+    fetch); once it landed, the read itself; with none at all, it fetches it."""
+    key = f"reconciler:test:{uuid.uuid4().hex}"
+    fetches: list[float] = []
+    leading = threading.Event()
+
+    def slow(stamp: ReadStamp) -> ReadStamp:
+        fetches.append(time.time())
+        leading.set()
+        time.sleep(0.5)
+        return stamp
+
+    reads = SharedReads(client, wait_seconds=60, ttl_seconds=60)
+    asked = time.time()
+    leader = threading.Thread(target=reads.fresh, args=(key, asked, (), slow))
+    leader.start()
+    assert leading.wait(10)
+    began = time.monotonic()
+    assert reads.lead_if_free(key, asked, (), slow) is None
+    assert time.monotonic() - began < 0.3, "did not wait for the leader"
+    leader.join(timeout=10)
+    landed = reads.lead_if_free(key, asked, (), slow)
+    assert landed is not None and landed.started >= asked
+    assert len(fetches) == 1
+
+    other = f"reconciler:test:{uuid.uuid4().hex}"
+    fetched = reads.lead_if_free(other, time.time(), (), lambda stamp: stamp)
+    assert fetched is not None and reads.current(other) == fetched
+
+
+def test_a_worker_fetching_another_read_cannot_join_so_a_gathering_leader_starts_at_once(
+    client: valkey.Valkey,
+) -> None:
+    """A pool of 3: one worker sweeps another read (1 s), two ask for this one with a 30 s window.
+    No worker of the process is left to join, so this read starts at once, during the sweep."""
+    key, other = (f"reconciler:test:{uuid.uuid4().hex}" for _ in range(2))
+    starts: dict[str, float] = {}
+    sweeping = threading.Event()
+
+    def sweep(stamp: ReadStamp) -> ReadStamp:
+        starts["other"] = time.time()
+        sweeping.set()
+        time.sleep(1.0)
+        return stamp
+
+    def fetch(stamp: ReadStamp) -> ReadStamp:
+        starts.setdefault("this", time.time())
+        return stamp
+
+    def work(i: int) -> None:
+        reads = SharedReads(client, wait_seconds=60, ttl_seconds=60, gather_seconds=30.0, workers=3)
+        if i == 0:
+            reads.lead_if_free(other, time.time(), (), sweep)
+            return
+        assert sweeping.wait(10)
+        reads.fresh(key, time.time(), (), fetch, gather=True)
+
+    began = time.monotonic()
+    assert in_threads(3, work) == []
+    assert time.monotonic() - began < 10, "not the 30 s window"
+    assert starts["this"] - starts["other"] < 0.9, "started while the other read was in flight"

@@ -275,3 +275,41 @@ def test_a_tokens_workspace_is_read_from_valkey_once_a_minute_per_process(
     other = valkey.Valkey.from_url(valkey_server.url, decode_responses=True)
     assert team_of(other) == slack.team_id
     assert slack.calls_to("auth.test") == 2, "the other Valkey's client asked Slack again"
+
+
+def test_a_cold_fleet_sweeps_the_directory_while_another_worker_reads_the_user_groups(
+    cache: valkey.Valkey,
+) -> None:
+    """Two runs of a pool of two start on a cold cache: one sweeps users.list while the other
+    fetches usergroups.list, at the same time instead of one after the other (each call takes
+    0.3 s here), and each read is still made once."""
+    latency = 0.3
+    with SlackTestServer(team_id=f"T{uuid.uuid4().hex[:10].upper()}", latency=latency) as slack:
+        slack.add_token(TOKEN)
+        for email in (ALICE, BOB):
+            slack.add_user(email)
+        settings = Settings(
+            **{**SETTINGS.model_dump(), "max_workers": 2, "shared_read_coalesce_seconds": 5.0}
+        )
+        SlackClient(
+            SecretStr(TOKEN), slack.api_url, settings, Fleet.create(cache, settings, fresh_after=0)
+        ).team_id()
+        slack.reset_calls()
+        start = threading.Barrier(2)
+        outcomes: list[RunOutcome] = []
+
+        def first_run(i: int) -> None:
+            start.wait()
+            outcomes.append(
+                run(slack, cache, [group(f"cold{i}", [ALICE, BOB])], asked=time.time(), settings=settings)
+            )
+
+        threads = [threading.Thread(target=first_run, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert len(outcomes) == 2 and all(o.ok for o in outcomes)
+        reads = {c.method: c.at for c in slack.calls if c.method in ("users.list", "usergroups.list")}
+        assert slack.calls_to("users.list") == slack.calls_to("usergroups.list") == 1
+        assert abs(reads["users.list"] - reads["usergroups.list"]) < latency, "one read waited for the other"

@@ -102,6 +102,15 @@ class SlackDirectory:
         found.update(self.look_up(misses))
         return found
 
+    def sweep_if_due(self, raw_stamp: Any) -> None:
+        """Sweep now when the sweep `raw_stamp` (as `entries_commands` read it) is due and no other
+        worker is sweeping: a run then makes the sweep while another fetches its other shared read,
+        instead of waiting for that one first (both at once on a cold start: one call's time less)."""
+        fresh_after = time.time() - self.fleet.settings.directory_refresh_seconds
+        sweep = ReadStamp.from_json(raw_stamp)
+        if sweep is None or sweep.started < fresh_after:
+            self.fleet.reads.lead_if_free(self._sweep_key, fresh_after, (), self._sweep)
+
     def look_up(self, emails: Iterable[str]) -> dict[str, DirectoryEntry]:
         """Ask Slack now (Tier 3, one call per e-mail) and keep the answers."""
         found: dict[str, DirectoryEntry] = {}

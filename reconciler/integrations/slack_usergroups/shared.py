@@ -117,6 +117,8 @@ class SlackWorkspaceCache:
         wanted, names, emails = ask
         first_groups = None if isinstance(replies[0], Exception) else replies[0]  # NOSCRIPT: ask again
         first_users = (replies[1], replies[2]) if emails else None
+        if first_users is not None:
+            self.directory.sweep_if_due(first_users[0])
         return (
             self.usergroups(wanted, names, first=first_groups),
             self.users(emails, first=first_users),
