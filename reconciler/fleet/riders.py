@@ -8,12 +8,14 @@ them to `TaskStore.save`). The planned save then carries the budget token of the
 the trip right before that call, as always), and the final save carries the last write-throughs in
 the same pipeline as, and before, the script that releases the run's lock.
 
-A run's write-through (its own change to a shared snapshot) must land before anything can read the
-snapshot expecting it: this Reconcile's next run, which starts only after this run's final save
-releases its lock. So a write-through is queued here and boards the run's next trip that happens
-anyway (the rate-budget token for its next Slack call), and the service sends whatever is still
-queued when its apply ends, before the run returns. A Valkey that refuses a rider (full, read-only)
-loses it as a failed write-through always did: the snapshot learns the change at its next read.
+A run's write-through (its own change to a shared snapshot: a Slack user group, a GitLab member
+listing) must land before anything can read the snapshot expecting it: this Reconcile's next run,
+which starts only after this run's final save releases its lock. So a write-through is queued here
+and boards the run's next trip that happens anyway (the rate-budget token for its next Slack or
+GitLab call), and the service sends whatever is still queued when its apply ends, before the run
+returns (`send_unless_carried`; in the operator the final save carries it). A Valkey that refuses a
+rider (full, read-only) loses it as a failed write-through always did: the snapshot learns the
+change at its next read.
 """
 
 from __future__ import annotations
@@ -133,6 +135,12 @@ class Riders:
         writes = [r.what for r in dropped if r.on_reply is None]
         if writes:
             log.warning("%s: the shared snapshot learns of %s at its next read", why, ", ".join(writes))
+
+    def send_unless_carried(self) -> None:
+        """At the end of a run's apply: send what is still queued (one round trip; none when nothing
+        is), unless the run's final save carries it (`carried`: a run of a task, in the operator)."""
+        if not self.carried and self.client is not None:
+            self.flush(self.client)
 
     def flush(self, client: valkey.Valkey) -> None:
         """Send what is still queued, in one round trip (at the end of a run's apply)."""

@@ -5,17 +5,26 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import valkey
 from pydantic import SecretStr
 
+from reconciler.cache import ValkeyCache
 from reconciler.errors import RateLimited
 from reconciler.fleet import Fleet
 from reconciler.integrations.gitlab_members.client import GitlabClient
+from reconciler.models.base import Action
+from reconciler.models.spec import ReconcileSpec
+from reconciler.models.task import ReconcileRef, TaskRecord, TaskStatus
+from reconciler.runner import run_integration
 from reconciler.settings import Settings
-from reconciler_testing.gitlab import GitLabTestServer
+from reconciler.tasks import TaskStore, lock_key
+from reconciler_testing.gitlab import DEVELOPER, OWNER, GitLabTestServer
 from tests.valkey_server import ValkeyProcess
 
 TOKEN = "glpat-Fleet-Budget-Token-0123456789"
@@ -159,3 +168,141 @@ def test_the_test_server_limits_removals_per_group_and_user(gitlab: GitLabTestSe
     with pytest.raises(RateLimited):
         client.remove_member("group", "acme", gitlab.user_id("bob"), "bob")
     assert gitlab.rate_limited == 1 and set(gitlab.members("group", "acme")) == {"bob"}
+
+
+# --- write-throughs riding with the budget's round trips (fleet/riders.py) ---------------------
+
+
+class TripLog(valkey.Connection):
+    """A real connection that notes every request it sends (one round trip: a command, or a whole
+    pipeline) as the names of the commands in it."""
+
+    def __init__(self, *, trips: list[list[str]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.trips = trips
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        chunks = [command] if isinstance(command, str | bytes) else command
+        packed = b"".join(c.encode() if isinstance(c, str) else bytes(c) for c in chunks)
+        self.trips.append(_command_names(packed))
+        super().send_packed_command(command, check_health)
+
+
+def _command_names(packed: bytes) -> list[str]:
+    """The command names in RESP-encoded requests (arrays of bulk strings, as a client sends them)."""
+    names: list[str] = []
+    at = 0
+    while at < len(packed):
+        end = packed.index(b"\r\n", at)
+        count, at = int(packed[at + 1 : end]), end + 2
+        for i in range(count):
+            end = packed.index(b"\r\n", at)
+            size, start = int(packed[at + 1 : end]), end + 2
+            if i == 0:
+                names.append(packed[start : start + size].decode().upper())
+            at = start + size + 2
+    return names
+
+
+def logged_client(valkey_server: ValkeyProcess) -> tuple[valkey.Valkey, list[list[str]]]:
+    trips: list[list[str]] = []
+    pool = valkey.ConnectionPool.from_url(
+        valkey_server.url, connection_class=TripLog, trips=trips, decode_responses=True
+    )
+    return valkey.Valkey(connection_pool=pool), trips
+
+
+def members_spec(gitlab: GitLabTestServer, wanted: list[tuple[str, str]]) -> ReconcileSpec:
+    members = [{"username": u, "accessLevel": level} for u, level in wanted]
+    return ReconcileSpec.model_validate(
+        {
+            "integration": "gitlab-members",
+            "credentials": {"secretRef": {"name": "gitlab-token"}},
+            "gitlabMembers": {"url": gitlab.url, "groups": [{"path": "acme", "members": members}]},
+        }
+    )
+
+
+@pytest.fixture
+def four_writes(gitlab: GitLabTestServer) -> ReconcileSpec:
+    """A spec whose run makes four member writes to group acme: two adds, an update, a removal."""
+    for name in ("bob", "carol", "dave"):
+        gitlab.add_user(name)
+    gitlab.add_group("acme")
+    gitlab.add_member("group", "acme", "robot", OWNER)
+    gitlab.add_member("group", "acme", "alice", DEVELOPER)
+    gitlab.add_member("group", "acme", "bob", DEVELOPER)
+    return members_spec(gitlab, [("alice", "maintainer"), ("carol", "developer"), ("dave", "developer")])
+
+
+def writes_key(gitlab: GitLabTestServer) -> str:
+    user = gitlab.user_id("robot")
+    return f"reconciler:fleet:gitlab:{urlsplit(gitlab.url).netloc}:user:{user}:member-writes:group:acme"
+
+
+def test_a_runs_write_throughs_ride_with_its_next_budget_tokens(
+    gitlab: GitLabTestServer, valkey_server: ValkeyProcess, four_writes: ReconcileSpec
+) -> None:
+    """Each write-through boards the trip of the next GitLab call's budget token; the last one is
+    sent when the apply ends: all four are in Valkey when the run returns, for one trip of their
+    own (a trip per write-through before)."""
+    client, trips = logged_client(valkey_server)
+    apply_from: list[int] = []
+    run_fleet = Fleet.create(client, Settings(), fresh_after=time.time())
+    outcome = run_integration(
+        four_writes,
+        SecretStr(TOKEN),
+        Settings(),
+        dry_run=False,
+        fleet=run_fleet,
+        on_planned=lambda _: apply_from.append(len(trips)),
+    )
+    assert outcome.ok and sorted(a.type for a in outcome.applied) == [
+        "add_member",
+        "add_member",
+        "remove_member",
+        "update_member",
+    ]
+    applying = trips[apply_from[0] :]
+    tokens = [t for t in applying if t[-1] == "EVALSHA"]
+    assert len(tokens) == 5  # one per call, and the removal's from the group's removal budget too
+    assert sum(t.count("HSET") for t in applying) == 4
+    assert len(applying) == len(tokens) + 1
+    assert applying[-1] == ["HSET", "EXPIRE"], "the last write-through, when the apply ends"
+    ids = {str(gitlab.user_id(u)) for u in ("alice", "bob", "carol", "dave")}
+    assert set(client.hgetall(writes_key(gitlab))) == ids  # type: ignore[arg-type]
+
+
+def test_in_the_operator_the_final_save_carries_the_last_write_through_before_the_lock_is_released(
+    gitlab: GitLabTestServer, valkey_server: ValkeyProcess, four_writes: ReconcileSpec
+) -> None:
+    """A run of a task (the executor's steps: start, the planned save, the run, the final save):
+    the write-throughs take no trip of their own; the last one goes in the final save's trip,
+    ahead of the script that releases the run's lock."""
+    client, trips = logged_client(valkey_server)
+    store = TaskStore(ValkeyCache(client), ttl_seconds=600, history_size=5)
+    ref = ReconcileRef(namespace="ns", name=f"members-{uuid.uuid4().hex[:6]}", generation=1)
+    record = TaskRecord(reconcile=ref, integration="gitlab-members", status=TaskStatus.RUNNING)
+    assert store.start(record, lock_ttl_seconds=30) is not None
+    run_fleet = Fleet.create(client, Settings(), fresh_after=time.time(), carried=True)
+    apply_from: list[int] = []
+
+    def planned(actions: list[Action]) -> None:
+        store.save_or_defer(record, riders=run_fleet.riders)
+        apply_from.append(len(trips))
+
+    outcome = run_integration(
+        four_writes, SecretStr(TOKEN), Settings(), dry_run=False, fleet=run_fleet, on_planned=planned
+    )
+    assert outcome.ok and len(outcome.applied) == 4
+    applying = trips[apply_from[0] :]
+    assert len(applying) == 5 and all(t[-1] == "EVALSHA" for t in applying), "budget tokens only"
+    assert len(run_fleet.riders) == 1 and len(client.hgetall(writes_key(gitlab))) == 3
+    lock = lock_key(ref.namespace, ref.name)
+    assert client.get(lock) == record.task_id
+    record.status = TaskStatus.SUCCESS
+    before = len(trips)
+    store.save(record, new=False, unlock=(lock, record.task_id), riders=run_fleet.riders)
+    assert trips[before:] == [["HSET", "EXPIRE", "EVALSHA"]], "one trip: the write-through, then the save"
+    assert client.get(lock) is None and len(client.hgetall(writes_key(gitlab))) == 4
+    assert len(run_fleet.riders) == 0

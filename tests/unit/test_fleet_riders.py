@@ -98,6 +98,22 @@ def test_a_full_valkey_refuses_the_riders_and_answers_the_token_as_without_them(
     assert len(riders) == 0
 
 
+def test_the_apply_end_sends_what_is_left_unless_the_final_save_carries_it(client: valkey.Valkey) -> None:
+    """`send_unless_carried` (Slack's and GitLab's `send_writes`): a run without a task record sends
+    its last write-throughs itself; a run of a task leaves them to its final save."""
+    alone, carried = (
+        Fleet.create(client, Settings(), fresh_after=0),
+        Fleet.create(client, Settings(), fresh_after=0, carried=True),
+    )
+    sent, kept = f"reconciler:test:{uuid.uuid4().hex}", f"reconciler:test:{uuid.uuid4().hex}"
+    queue_write(alone.riders, sent, "sent")
+    queue_write(carried.riders, kept, "kept")
+    alone.riders.send_unless_carried()
+    carried.riders.send_unless_carried()
+    assert client.hget(sent, "field") == "sent" and len(alone.riders) == 0
+    assert client.hget(kept, "field") is None and len(carried.riders) == 1
+
+
 @pytest.fixture
 def doomed(tmp_path: Path) -> Iterator[ValkeyProcess]:
     server = ValkeyProcess(tmp_path / "doomed").start()

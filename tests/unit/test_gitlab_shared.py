@@ -3,9 +3,11 @@ the real GitlabClient against the GitLab test server, whose call log counts the 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -15,6 +17,10 @@ from pydantic import SecretStr
 
 from reconciler.fleet import Fleet
 from reconciler.integrations.base import RunOutcome
+from reconciler.integrations.gitlab_members.client import GitlabClient
+from reconciler.integrations.gitlab_members.models import GitlabMemberState
+from reconciler.integrations.gitlab_members.shared import GitlabInstanceCache
+from reconciler.models.base import Action
 from reconciler.models.spec import ReconcileSpec
 from reconciler.runner import run_integration
 from reconciler.settings import Settings
@@ -289,3 +295,136 @@ def test_a_rate_limited_write_is_not_written_through_and_keeps_the_listing(
     assert retried.ok and len(retried.applied) == 2
     assert set(gitlab.members("group", "acme/one")) == {"alice", "bob"}
     assert listings(gitlab, "acme/one") == 0
+
+
+# --- write-throughs riding with the run's round trips, and what a failing Valkey costs ---------
+
+
+def members_key(gitlab: GitLabTestServer, kind: str, group: str) -> str:
+    """The key of a shared member listing (kind: "members"), or of its write-through overlay."""
+    netloc = urlsplit(gitlab.url).netloc
+    return f"reconciler:fleet:gitlab:{netloc}:user:{gitlab.user_id('bot')}:{kind}:group:{group}"
+
+
+def apply_planned(
+    gitlab: GitLabTestServer,
+    fleet_cache: valkey.Valkey,
+    wanted: list[tuple[str, str]],
+    on_planned: Callable[[list[Action]], None],
+) -> RunOutcome:
+    """A run on acme/one asked for now, calling `on_planned` between its plan and its apply."""
+    members: list[dict[str, Any]] = [{"username": u, "accessLevel": level} for u, level in wanted]
+    spec = ReconcileSpec.model_validate(
+        {
+            "integration": "gitlab-members",
+            "credentials": {"secretRef": {"name": "gitlab-token"}},
+            "gitlabMembers": {"url": gitlab.url, "groups": [{"path": "acme/one", "members": members}]},
+        }
+    )
+    fleet = Fleet.create(fleet_cache, SETTINGS, fresh_after=time.time())
+    return run_integration(
+        spec, SecretStr(TOKEN), SETTINGS, dry_run=False, fleet=fleet, on_planned=on_planned
+    )
+
+
+def test_a_write_through_and_a_later_forget_of_its_listing_lose_nothing_in_either_order(
+    gitlab: GitLabTestServer, cache: valkey.Valkey
+) -> None:
+    """A write-through is stamped with its write's time, not its trip's, and lands in the overlay,
+    not the listing: whether it lands before or after `forget` drops the listing, the next read
+    lists again and shows the write (GitLab has it), and the entry never wins over that listing."""
+    alice = gitlab.user_id("alice")
+    for group, forget_first in (("acme/one", False), ("acme/two", True)):
+        gitlab.add_member("group", group, "bob", DEVELOPER)
+        asked = time.time()
+        fleet = Fleet.create(cache, SETTINGS, fresh_after=asked)
+        shared = GitlabInstanceCache(fleet, GitlabClient(gitlab.url, SecretStr(TOKEN), SETTINGS, fleet))
+        shared.own_user()
+        assert [m.username for m in shared.members("group", group) or []] == ["bob"]
+        shared.client.add_member("group", group, alice, "alice", MAINTAINER, None)
+        member = GitlabMemberState(id=alice, username="alice", access_level=MAINTAINER)
+        shared.record_write("group", group, alice, member)
+        assert len(fleet.riders) == 1 and cache.hlen(members_key(gitlab, "member-writes", group)) == 0
+        if forget_first:
+            shared.forget("group", group)
+            shared.send_writes()
+        else:
+            shared.send_writes()
+            shared.forget("group", group)
+        assert cache.hlen(members_key(gitlab, "member-writes", group)) == 1
+        assert not cache.exists(members_key(gitlab, "members", group))
+        # Someone else changes alice meanwhile: the listing read next shows that, not our entry.
+        gitlab.add_member("group", group, "alice", REPORTER)
+        gitlab.reset_calls()
+        later = run_levels(gitlab, cache, group, [("alice", "maintainer"), ("bob", "developer")], asked=asked)
+        assert [(a.type, a.username) for a in later.actions] == [("update_member", "alice")]
+        assert listings(gitlab, group) == 1
+
+
+def test_a_failed_write_after_successful_ones_keeps_their_write_throughs_and_drops_the_listing(
+    gitlab: GitLabTestServer, cache: valkey.Valkey
+) -> None:
+    """The add's write-through boards the update's budget token trip (before the update fails and
+    the listing is dropped); the next run lists again and only retries the update."""
+    gitlab.add_member("group", "acme/one", "bob", DEVELOPER)
+    run(gitlab, cache, "acme/one", ["bob"], asked=time.time())  # a listing to drop
+    gitlab.fail(2, 500, "PUT")  # both tries of the update (one retry) fail
+    wanted = [("alice", "developer"), ("bob", "maintainer")]
+    failed = apply_planned(gitlab, cache, wanted, lambda _: None)
+    assert failed.error is not None and [a.type for a in failed.applied] == ["add_member"]
+    written = cache.hgetall(members_key(gitlab, "member-writes", "acme/one"))
+    assert set(written) == {str(gitlab.user_id("alice"))}  # type: ignore[arg-type]
+    assert not cache.exists(members_key(gitlab, "members", "acme/one"))
+    gitlab.reset_calls()
+    retried = run_levels(gitlab, cache, "acme/one", wanted, asked=0.0, dry_run=False)
+    assert [a.type for a in retried.applied] == ["update_member"] and listings(gitlab, "acme/one") == 1
+    assert levels(gitlab, "acme/one") == {"alice": DEVELOPER, "bob": MAINTAINER}
+
+
+def test_a_full_valkey_loses_only_the_write_throughs(
+    gitlab: GitLabTestServer, cache: valkey.Valkey, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Valkey fills up between the plan and the apply (noeviction): the writes are made anyway
+    (without the shared budget), their write-throughs are refused with a warning, and a run asked
+    for afterwards lists the group again and finds nothing to do."""
+    old = cache.config_get("maxmemory*")
+
+    def fill(actions: list[Action]) -> None:
+        cache.config_set("maxmemory-policy", "noeviction")
+        cache.config_set("maxmemory", "1")
+
+    wanted = [("alice", "developer"), ("bob", "developer"), ("carol", "developer")]
+    try:
+        with caplog.at_level(logging.WARNING):
+            outcome = apply_planned(gitlab, cache, wanted, fill)
+    finally:
+        cache.config_set("maxmemory", old["maxmemory"])
+        cache.config_set("maxmemory-policy", old["maxmemory-policy"])
+    assert outcome.ok and len(outcome.applied) == 3
+    assert set(gitlab.members("group", "acme/one")) == {"alice", "bob", "carol"}
+    assert "Valkey refused the write-through of member" in caplog.text
+    assert cache.hlen(members_key(gitlab, "member-writes", "acme/one")) == 0
+    gitlab.reset_calls()
+    again = apply_planned(gitlab, cache, wanted, lambda _: None)
+    assert again.ok and again.actions == [] and listings(gitlab, "acme/one") == 1
+
+
+@pytest.fixture
+def doomed(tmp_path: Path) -> Iterator[ValkeyProcess]:
+    server = ValkeyProcess(tmp_path / "doomed").start()
+    yield server
+    server.stop()
+
+
+def test_a_dead_valkey_loses_only_the_write_throughs(
+    gitlab: GitLabTestServer, doomed: ValkeyProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Valkey dies between the plan and the apply: the writes are made anyway, the write-throughs
+    still queued at the apply's end are dropped with a warning, and the run succeeds."""
+    client = valkey.Valkey.from_url(doomed.url, decode_responses=True, socket_timeout=1)
+    wanted = [("alice", "developer"), ("bob", "developer")]
+    with caplog.at_level(logging.WARNING):
+        outcome = apply_planned(gitlab, client, wanted, lambda _: doomed.stop())
+    assert outcome.ok and len(outcome.applied) == 2
+    assert set(gitlab.members("group", "acme/one")) == {"alice", "bob"}
+    assert "the shared snapshot learns of the write-through of member" in caplog.text

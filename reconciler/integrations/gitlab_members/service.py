@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from reconciler.errors import RateLimited, ReconcileError
 from reconciler.fleet import CACHE_ERRORS, Fleet
-from reconciler.integrations.base import IntegrationService
+from reconciler.integrations.base import IntegrationService, RunOutcome
 from reconciler.integrations.gitlab_members import planner
 from reconciler.integrations.gitlab_members.client import GitlabClient
 from reconciler.integrations.gitlab_members.models import (
@@ -136,6 +136,14 @@ class GitlabMembersService(IntegrationService):
                 self._go_alone()
         return self.client.token_scopes()
 
+    def apply(self, outcome: RunOutcome) -> None:
+        shared = self.shared  # a failed `forget` drops it; what was queued before still goes
+        try:
+            super().apply(outcome)
+        finally:
+            if shared is not None:  # the last write-throughs, before the run's final save
+                shared.send_writes()
+
     def after_apply(self, action: Action, error: ReconcileError | None) -> None:
         if error is None:
             self._write_through(action)
@@ -157,7 +165,8 @@ class GitlabMembersService(IntegrationService):
         return GitlabSourceState(kind=kind, path=membership.path, members=tuple(members))
 
     def _write_through(self, action: Action) -> None:
-        """Our own change into the shared listing, so that no listing read before it hides it."""
+        """Our own change into the shared listing, so that no listing read before it hides it
+        (queued: it rides with the run's next round trip, see `apply`)."""
         if self.shared is None or not isinstance(action, AddMember | UpdateMember | RemoveMember):
             return
         member: GitlabMemberState | None = None
@@ -170,10 +179,7 @@ class GitlabMembersService(IntegrationService):
                 access_level=action.access_level,
                 expires_at=action.expires_at,
             )
-        try:
-            self.shared.record_write(action.kind, action.target, action.user_id, member)
-        except CACHE_ERRORS:
-            self._go_alone()
+        self.shared.record_write(action.kind, action.target, action.user_id, member)
 
     def _forget(self, action: Action) -> None:
         """A write failed or its outcome is unknown: the next run lists that group or project again."""

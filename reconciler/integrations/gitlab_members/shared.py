@@ -12,7 +12,11 @@ that a fleet asked for at once shares them (a group's listing is wanted by its o
 
 - Member listings: our own adds, level changes and removals are written through to an overlay
   that wins over any listing started before them, so a stale listing never hides our own change.
-  A write that fails (or whose outcome is unknown) drops the listing: the next run reads again.
+  A write-through rides with the run's next Valkey round trip (fleet/riders.py), at the latest
+  when the apply ends or with the run's final save: before this Reconcile's next run can start.
+  A write that fails (or whose outcome is unknown) drops the listing at once: the next run reads
+  again (whether a write-through queued before it lands earlier or later does not matter, as each
+  entry carries the time of its write, not of its trip: see `forget`).
 - The directory: only usernames a run is about to add are looked up (the listings name everyone
   else). Blocked users and unknown usernames are entries too, so they end as `UnknownUsers`
   without a lookup per run.
@@ -24,7 +28,7 @@ import json
 import logging
 import time
 from collections.abc import Collection
-from typing import cast
+from typing import Any, cast
 
 from pydantic import TypeAdapter
 
@@ -155,16 +159,31 @@ class GitlabInstanceCache:
     def record_write(
         self, kind: SourceKind, path: str, user_id: int, member: GitlabMemberState | None
     ) -> None:
-        """Write-through of our own change (None: removed): it wins over any listing started before."""
-        key = self._writes_key(kind, path)
-        entry = {"at": time.time(), "member": member.model_dump(mode="json") if member else None}
-        pipe = self.valkey.pipeline(transaction=False)
-        pipe.hset(key, str(user_id), json.dumps(entry))
-        pipe.expire(key, self._ttl)
-        pipe.execute()  # type: ignore[no-untyped-call]
+        """Write-through of our own change (None: removed): it wins over any listing started before
+        the write (its time is taken now, not when it lands). Queued to ride with the run's next
+        round trip (its next GitLab call's budget token), else sent by `send_writes` when the apply
+        ends or carried by the run's final save: either way before the run's lock is released, so
+        this Reconcile's next run reads it (fleet/riders.py)."""
+        key, ttl = self._writes_key(kind, path), self._ttl
+        entry = json.dumps({"at": time.time(), "member": member.model_dump(mode="json") if member else None})
+
+        def commands(pipe: Any) -> None:
+            pipe.hset(key, str(user_id), entry)
+            pipe.expire(key, ttl)
+
+        self.fleet.riders.add(f"the write-through of member {user_id} of {kind} {path}", commands, 2)
+
+    def send_writes(self) -> None:
+        """Send the write-throughs still queued when the apply ends (fleet/riders.py)."""
+        self.fleet.riders.send_unless_carried()
 
     def forget(self, kind: SourceKind, path: str) -> None:
-        """A write failed or its outcome is unknown: the next run lists this one again."""
+        """A write failed or its outcome is unknown: the next run lists this one again. Sent at once,
+        not queued (a full Valkey still takes a DEL, and a dropped rider would keep a listing that
+        may be wrong). A write-through of this listing still queued (the run's client lost the
+        budget's trips) may land before or after it: it goes to the overlay, not the listing, and
+        any listing read after this DEL started after that write, so GitLab shows the write in it
+        and the entry, older than the listing, never wins over it."""
         self.valkey.delete(self._listing_key(kind, path))
 
     # --- the user directory ------------------------------------------------------------------------

@@ -227,10 +227,8 @@ class SlackWorkspaceCache:
         self.fleet.riders.add(f"the write-through of user group {group.handle}", commands, 2)
 
     def send_writes(self) -> None:
-        """Send the write-throughs still queued (one round trip; nothing when none are), unless
-        the run's final save carries them (a run of a task: fleet/riders.py)."""
-        if not self.fleet.riders.carried:
-            self.fleet.riders.flush(self.valkey)
+        """Send the write-throughs still queued when the apply ends (fleet/riders.py)."""
+        self.fleet.riders.send_unless_carried()
 
     @staticmethod
     def _overlay(stamp: ReadStamp, writes: dict[str, str | None]) -> dict[str, SlackUsergroupState]:
