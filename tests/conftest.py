@@ -18,6 +18,14 @@ def valkey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyPr
     server.stop()
 
 
+@pytest.fixture
+def doomed(tmp_path: Path) -> Iterator[ValkeyProcess]:
+    """A valkey-server of the test's own, for a test that stops it (a Valkey dying mid-run)."""
+    server = ValkeyProcess(tmp_path / "doomed").start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(autouse=True)
 def restore_logging() -> Iterator[None]:
     """A command run in-process (CliRunner) sets up logging on the runner's stderr, which is closed

@@ -6,8 +6,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -112,13 +110,6 @@ def test_the_apply_end_sends_what_is_left_unless_the_final_save_carries_it(clien
     carried.riders.send_unless_carried()
     assert client.hget(sent, "field") == "sent" and len(alone.riders) == 0
     assert client.hget(kept, "field") is None and len(carried.riders) == 1
-
-
-@pytest.fixture
-def doomed(tmp_path: Path) -> Iterator[ValkeyProcess]:
-    server = ValkeyProcess(tmp_path / "doomed").start()
-    yield server
-    server.stop()
 
 
 def test_a_dead_valkey_keeps_the_riders_for_the_last_flush_which_only_warns(

@@ -7,7 +7,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -407,13 +406,6 @@ def test_a_full_valkey_loses_only_the_write_throughs(
     gitlab.reset_calls()
     again = apply_planned(gitlab, cache, wanted, lambda _: None)
     assert again.ok and again.actions == [] and listings(gitlab, "acme/one") == 1
-
-
-@pytest.fixture
-def doomed(tmp_path: Path) -> Iterator[ValkeyProcess]:
-    server = ValkeyProcess(tmp_path / "doomed").start()
-    yield server
-    server.stop()
 
 
 def test_a_dead_valkey_loses_only_the_write_throughs(
