@@ -4,7 +4,8 @@ A sliding-window log per key (a sorted set of grant times, Valkey's own clock): 
 while fewer than `limit` calls were granted in the last `window`, which is exactly what a service
 enforcing "N calls per window" accepts. A `Retry-After` from the service blocks the key for
 everyone. A worker sleeps at most `max_wait` seconds for budget; a longer wait raises RateLimited
-so the run gives its worker back and is retried later.
+so the run gives its worker back and is retried later. Both are counted (fleet/metrics.py) by the
+integration and method the caller names, never by the key (which names the account).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import valkey.exceptions
 
 from reconciler import deadline as run_deadline
 from reconciler.errors import CacheUnavailable, RateLimited
+from reconciler.fleet import metrics
 from reconciler.fleet.riders import Rider, Riders
 
 log = logging.getLogger(__name__)
@@ -114,8 +116,18 @@ class RateBudget:
             return None
         return reply
 
-    def acquire(self, key: str, limit: int, window: float, what: str) -> None:
-        """Take one call from `key`'s budget, sleeping at most `max_wait` in all; else RateLimited."""
+    def acquire(
+        self,
+        key: str,
+        limit: int,
+        window: float,
+        what: str,
+        *,
+        integration: str = metrics.OTHER,
+        method: str = metrics.OTHER,
+    ) -> None:
+        """Take one call from `key`'s budget, sleeping at most `max_wait` in all; else RateLimited.
+        `integration` and `method`: the metrics' labels (bounded names, never the account)."""
         window_ms = int((window + window_margin(window)) * 1000)
         deadline = time.monotonic() + self._max_wait
         answer = self._queued_answer(key, window)
@@ -127,12 +139,14 @@ class RateBudget:
             # Never past the run's own deadline either (RECONCILER_RUN_DEADLINE_SECONDS).
             remaining = min(deadline - time.monotonic(), run_deadline.current().remaining())
             if wait > remaining:
+                metrics.budget_deferred(integration, method)
                 raise RateLimited(
                     f"{what} is rate limited for this account; the next try is in {wait:.0f}s",
                     retry_after=wait,
                 )
             time.sleep(wait)
             self.waited += wait
+            metrics.budget_waited(integration, method, wait)
 
     def block(self, key: str, seconds: float) -> None:
         """The service said Retry-After: nobody on this account calls `key` before it passes."""

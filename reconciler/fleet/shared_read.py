@@ -18,6 +18,9 @@ once every worker of this process (`workers`, the operator's pool) is inside a s
 one, or another that a worker fetches with `lead_if_free`): nobody else here can join before the
 read starts, so pausing would only delay them all. Waiters of this process are woken when the read
 lands, not at the leader's planned start.
+
+Each read is counted (fleet/metrics.py) under the kind its caller names (`read`): `fetched` when
+this process fetches it, `shared` when a run uses one it did not fetch itself.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import valkey.exceptions
 
 from reconciler import deadline as run_deadline
 from reconciler.errors import CacheUnavailable
+from reconciler.fleet import metrics
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +192,8 @@ class SharedReads:
         self._fresh_or_lock = client.register_script(_FRESH_OR_LOCK)
         self.fetched = 0
         """Fetches this instance made itself (the rest were shared)."""
+        self._mine: set[str] = set()
+        """Versions this instance fetched: a run using one again did not share it."""
         self.gathered = 0.0
         """Seconds this instance paused before its fetches, gathering runs to share them."""
 
@@ -201,6 +207,12 @@ class SharedReads:
         except _ERRORS as exc:
             raise CacheUnavailable(f"Valkey is unreachable (shared reads): {exc}") from None
 
+    def used(self, read: str, stamp: ReadStamp) -> None:
+        """Count a run's use of `stamp` (a read of kind `read`) that it found without `fresh`:
+        shared, unless this instance fetched it."""
+        if stamp.version not in self._mine:
+            metrics.read_shared(read)
+
     def fresh(
         self,
         key: str,
@@ -209,24 +221,33 @@ class SharedReads:
         fetch: Callable[[ReadStamp], ReadStamp],
         *,
         gather: bool = False,
+        read: str = metrics.OTHER,
     ) -> ReadStamp:
         """A read of `key` that started at or after `fresh_after`; `fetch(stamp)` stores a new one's
         parts (hashes at `part(key, stamp, name)`) when no such read exists or is in flight, and
         returns the stamp to install (the same, or an earlier start when it resumed a read). With
-        `gather`, a fetch starts no earlier than `gather_seconds` after `fresh_after` (see above)."""
+        `gather`, a fetch starts no earlier than `gather_seconds` after `fresh_after` (see above).
+        `read`: the kind of read, for the metrics (a bounded name, never the account)."""
         run = run_deadline.current()
         deadline = time.monotonic() + min(self._wait, run.remaining())
         lock = f"{key}:lock"
         with _LOCAL.asking(self.client, key) as here:
-            return self._fresh(key, fresh_after, parts, fetch, gather, run, deadline, lock, here)
+            return self._fresh(key, fresh_after, parts, fetch, gather, run, deadline, lock, here, read)
 
     def lead_if_free(
-        self, key: str, fresh_after: float, parts: Sequence[str], fetch: Callable[[ReadStamp], ReadStamp]
+        self,
+        key: str,
+        fresh_after: float,
+        parts: Sequence[str],
+        fetch: Callable[[ReadStamp], ReadStamp],
+        *,
+        read: str = metrics.OTHER,
     ) -> ReadStamp | None:
         """`fresh` without waiting: the read if one fresh enough exists, else this worker fetches it
         (no gathering) if nobody is; None when another worker is fetching it. A run that needs two
         reads asks this for the second before waiting on the first, so that two workers fetch both
-        at once instead of one after the other."""
+        at once instead of one after the other. Only a fetch is counted here: the run uses the read
+        later (through `fresh`, which counts a use of another's read as shared)."""
         token = uuid.uuid4().hex
         mine = f"{token} {time.time()}"
         with _LOCAL.asking(self.client, key) as here:
@@ -235,7 +256,7 @@ class SharedReads:
                 if stamp is not None or not won:
                     return stamp
                 here.leading = mine
-                return self._lead(key, mine, ReadStamp(token, time.time()), parts, fetch, here)
+                return self._lead(key, mine, ReadStamp(token, time.time()), parts, fetch, here, read)
             except _ERRORS as exc:
                 raise CacheUnavailable(f"Valkey is unreachable (shared reads): {exc}") from None
 
@@ -250,6 +271,7 @@ class SharedReads:
         deadline: float,
         lock: str,
         here: _Asking,
+        read: str,
     ) -> ReadStamp:
         try:
             while True:
@@ -260,17 +282,18 @@ class SharedReads:
                 # One round trip: a fresh enough read, else the lock, else who holds it.
                 stamp, won, holder = self._fresh_or_take_lock(key, lock, fresh_after, mine)
                 if stamp is not None:
+                    self.used(read, stamp)
                     return stamp
                 if won:
                     here.leading = mine
                     # Nothing fresh was installed when we took the lock (checked atomically).
                     self._pause_until(starts, here)
                     # Stamped now, after the pause: every run asked for until now may share it.
-                    return self._lead(key, mine, ReadStamp(token, time.time()), parts, fetch, here)
+                    return self._lead(key, mine, ReadStamp(token, time.time()), parts, fetch, here, read)
                 if time.monotonic() > deadline:
                     run.check("waiting for another worker's shared read")
                     log.warning("shared read %s: the worker fetching it is late; reading myself", key)
-                    return self._lead(key, None, ReadStamp(token, time.time()), parts, fetch, here)
+                    return self._lead(key, None, ReadStamp(token, time.time()), parts, fetch, here, read)
                 # A leader gathering runs fetches only at its start time: no need to poll before
                 # (bounded, should its clock be ahead of ours). A leader of this process wakes us
                 # as soon as its read lands (it may start before its planned time).
@@ -324,12 +347,15 @@ class SharedReads:
         parts: Sequence[str],
         fetch: Callable[[ReadStamp], ReadStamp],
         here: _Asking,
+        read: str,
     ) -> ReadStamp:
         """Fetch and install `stamp`'s read; then release `lock` (our token), if we hold it, and
         wake this process's waiters."""
         try:
             self.fetched += 1
             done = fetch(stamp)
+            self._mine.add(done.version)
+            metrics.read_fetched(read)  # a fetch that failed served no run
             for name in parts:
                 self.client.expire(self.part(key, done, name), self._ttl + OLD_VERSION_GRACE_SECONDS)
             installed = self._install(

@@ -38,7 +38,7 @@ from pydantic import SecretStr
 
 from reconciler import __version__, deadline
 from reconciler.errors import PermanentError, RateLimited, ReconcileError, TransientError, Unauthorized
-from reconciler.fleet import CACHE_ERRORS, Fleet
+from reconciler.fleet import CACHE_ERRORS, Fleet, metrics
 from reconciler.integrations.common import parse_answer, unreadable_answer
 from reconciler.integrations.gitlab_members.answers import MEMBERS, TOKEN_INFO, USER, USERS
 from reconciler.integrations.gitlab_members.errors import translate
@@ -84,7 +84,7 @@ class GitlabClient:
         self._token_hash = hashlib.sha256(f"{self.url}\n{self._secret}".encode()).hexdigest()
         self._user_id: int | None = None
         if fleet is not None:
-            session.before_send = self._take_budget
+            session.before_send = self._take_budget_for
         self._gl = gitlab.Gitlab(
             self.url,
             private_token=self._secret,
@@ -110,7 +110,7 @@ class GitlabClient:
                 self._fleet.client.set(self._token_user_key(), str(user.id), ex=TOKEN_USER_TTL_SECONDS)
             self.adopt_user(user)
             # That GET /user was drawn from the token's budget; GitLab counted it against the user's.
-            self._take_budget()
+            self._take_budget("GET /user")
         self.adopt_user(user)
         return user
 
@@ -132,9 +132,14 @@ class GitlabClient:
             return self.token_account()
         return f"gitlab:{urlsplit(self.url).netloc}:user:{self._user_id}"
 
-    def _take_budget(self, what: str | None = None, limit: int | None = None) -> None:
+    def _take_budget_for(self, request: requests.PreparedRequest) -> None:
+        """The budget's draw before each request the session sends (python-gitlab's 429 retries too)."""
+        self._take_budget(metrics.gitlab_method(request.method, request.url))
+
+    def _take_budget(self, method: str, what: str | None = None, limit: int | None = None) -> None:
         """One request from the budget every run of this GitLab user shares (all replicas); with
-        `what`, from that narrower budget of the user instead (a per-endpoint limit)."""
+        `what`, from that narrower budget of the user instead (a per-endpoint limit). `method`: the
+        request's endpoint shape (metrics.gitlab_method), for the metrics."""
         if self._fleet is None:
             return
         settings = self._fleet.settings
@@ -145,7 +150,12 @@ class GitlabClient:
                     self._user_id = int(cached)
             key = self.account() if what is None else f"{self.account()}:{what}"
             self._fleet.budget.acquire(
-                key, limit or settings.gitlab_rate_limit, settings.gitlab_rate_window_seconds, "GitLab"
+                key,
+                limit or settings.gitlab_rate_limit,
+                settings.gitlab_rate_window_seconds,
+                "GitLab",
+                integration=metrics.GITLAB,
+                method=method,
             )
         except CACHE_ERRORS:
             log.warning("Valkey is unreachable: this run calls GitLab without the shared rate budget")
@@ -239,7 +249,9 @@ class GitlabClient:
         query = {"skip_subresources": "true"} if kind == "group" else {}
         if self._fleet is not None:  # GitLab also limits removals per group or project and user
             self._take_budget(
-                f"delete-member:{kind}:{path.casefold()}", self._fleet.settings.gitlab_member_delete_limit
+                metrics.gitlab_method("DELETE", url),
+                f"delete-member:{kind}:{path.casefold()}",
+                self._fleet.settings.gitlab_member_delete_limit,
             )
         try:
             self._call(

@@ -32,7 +32,7 @@ from typing import Any, cast
 
 from pydantic import TypeAdapter
 
-from reconciler.fleet import Fleet, ReadStamp
+from reconciler.fleet import Fleet, ReadStamp, metrics
 from reconciler.integrations.gitlab_members.client import GitlabClient
 from reconciler.integrations.gitlab_members.models import GitlabMemberState, GitlabUser, SourceKind
 
@@ -42,6 +42,8 @@ SENTINEL = "\x00"
 """A field in every stored hash, so a read can tell an expired version from an empty one."""
 _MEMBERS = TypeAdapter(list[GitlabMemberState])
 NOT_FOUND = "null"
+USER_LOOKUP = "gitlab_user_lookup"
+"""The username lookups' name in reconciler_shared_reads_total."""
 """Stored for a group or project GitLab does not show, or a token whose scopes it does not describe."""
 
 
@@ -91,7 +93,9 @@ class GitlabInstanceCache:
             return stamp
 
         for _ in range(3):
-            stamp = self.fleet.reads.fresh(key, self.fleet.fresh_after, ("user",), fetch, gather=True)
+            stamp = self.fleet.reads.fresh(
+                key, self.fleet.fresh_after, ("user",), fetch, gather=True, read="gitlab_own_user"
+            )
             raw = self.valkey.hget(self.fleet.reads.part(key, stamp, "user"), SENTINEL)
             if raw:
                 user = GitlabUser.model_validate_json(cast(str, raw))
@@ -112,7 +116,7 @@ class GitlabInstanceCache:
             return stamp
 
         for _ in range(3):
-            stamp = self.fleet.reads.fresh(key, fresh_after, ("scopes",), fetch)
+            stamp = self.fleet.reads.fresh(key, fresh_after, ("scopes",), fetch, read="gitlab_token_scopes")
             raw = cast(str | None, self.valkey.hget(self.fleet.reads.part(key, stamp, "scopes"), SENTINEL))
             if raw == NOT_FOUND:
                 return None
@@ -143,7 +147,9 @@ class GitlabInstanceCache:
             return stamp
 
         for _ in range(3):
-            stamp = self.fleet.reads.fresh(key, self.fleet.fresh_after, ("members",), fetch)
+            stamp = self.fleet.reads.fresh(
+                key, self.fleet.fresh_after, ("members",), fetch, read="gitlab_members"
+            )
             pipe = self.valkey.pipeline(transaction=False)
             pipe.hget(self.fleet.reads.part(key, stamp, "members"), SENTINEL)
             pipe.hgetall(self._writes_key(kind, path))
@@ -198,11 +204,15 @@ class GitlabInstanceCache:
         fresh_after = self.fleet.fresh_after
         raw = cast(list[str | None], self.valkey.hmget(key, [folded for folded, _ in wanted]))
         found: dict[str, GitlabUser | None] = {}
+        misses = 0
         for (folded, name), value in zip(wanted, raw, strict=True):
             entry = _decode(value, fresh_after)
             if entry is None:
+                misses += 1
                 entry = self._look_up(key, folded, name)
             found[folded] = entry[0]
+        # Fresh entries are lookups shared without asking; `_look_up` counts its own.
+        metrics.read_shared(USER_LOOKUP, len(wanted) - misses)
         return found
 
     def _look_up(self, key: str, folded: str, username: str) -> tuple[GitlabUser | None]:
@@ -217,7 +227,9 @@ class GitlabInstanceCache:
             pipe.execute()  # type: ignore[no-untyped-call]
             return stamp
 
-        self.fleet.reads.fresh(f"{key}:{folded}", self.fleet.fresh_after, (), fetch, gather=True)
+        self.fleet.reads.fresh(
+            f"{key}:{folded}", self.fleet.fresh_after, (), fetch, gather=True, read=USER_LOOKUP
+        )
         entry = _decode(cast(str | None, self.valkey.hget(key, folded)), self.fleet.fresh_after)
         if entry is None:  # evicted or overwritten by an older answer meanwhile: ask ourselves
             return (self.client.find_user(username),)

@@ -24,7 +24,7 @@ from slack_sdk.web import SlackResponse
 
 from reconciler import deadline
 from reconciler.errors import PermanentError, RateLimited, ReconcileError, TransientError
-from reconciler.fleet import CACHE_ERRORS, Fleet
+from reconciler.fleet import CACHE_ERRORS, Fleet, metrics
 from reconciler.fleet.memo import LocalMemo
 from reconciler.integrations.common import parse_answer, unreadable_answer
 from reconciler.integrations.slack_usergroups.answers import (
@@ -314,7 +314,14 @@ class SlackClient:
         budget_key = self._budget_key(method)
         window = self._settings.slack_rate_window_seconds
         for _ in range(self._settings.rate_limit_retries + 1):
-            self._fleet.budget.acquire(budget_key, TIERS.get(method, TIER_2), window, f"Slack {method}")
+            self._fleet.budget.acquire(
+                budget_key,
+                TIERS.get(method, TIER_2),
+                window,
+                f"Slack {method}",
+                integration=metrics.SLACK,
+                method=method,
+            )
             try:
                 return self._send(method, send)
             except ReconcileError as exc:

@@ -25,6 +25,8 @@ from reconciler.integrations.slack_usergroups.models import SlackUser
 log = logging.getLogger(__name__)
 
 CHUNK = 1000
+SWEEP = "slack_directory_sweep"
+"""The sweep's name in reconciler_shared_reads_total."""
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,10 @@ class SlackDirectory:
         raw_stamp, entries = first
         sweep = ReadStamp.from_json(raw_stamp)
         if sweep is None or sweep.started < fresh_after:
-            sweep = self.fleet.reads.fresh(self._sweep_key, fresh_after, (), self._sweep)
+            sweep = self.fleet.reads.fresh(self._sweep_key, fresh_after, (), self._sweep, read=SWEEP)
             entries = self._hmget(self._users_key, wanted)
+        else:
+            self.fleet.reads.used(SWEEP, sweep)
         found: dict[str, DirectoryEntry] = {}
         misses: list[str] = []
         for email, raw in zip(wanted, entries, strict=True):
@@ -109,7 +113,7 @@ class SlackDirectory:
         fresh_after = time.time() - self.fleet.settings.directory_refresh_seconds
         sweep = ReadStamp.from_json(raw_stamp)
         if sweep is None or sweep.started < fresh_after:
-            self.fleet.reads.lead_if_free(self._sweep_key, fresh_after, (), self._sweep)
+            self.fleet.reads.lead_if_free(self._sweep_key, fresh_after, (), self._sweep, read=SWEEP)
 
     def look_up(self, emails: Iterable[str]) -> dict[str, DirectoryEntry]:
         """Ask Slack now (Tier 3, one call per e-mail) and keep the answers."""

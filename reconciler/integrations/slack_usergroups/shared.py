@@ -153,6 +153,7 @@ class SlackWorkspaceCache:
                 stamp, read = self._read_groups(None, wanted, folded, first)
                 if stamp is not None and stamp.started < self.fleet.fresh_after:
                     stamp = None
+            found = stamp is not None  # fresh enough as it was: counted here, not by `fresh`
             if stamp is None:
                 stamp = self.fleet.reads.fresh(
                     self._groups_key,
@@ -160,6 +161,7 @@ class SlackWorkspaceCache:
                     ("groups", "names"),
                     self._fetch_groups,
                     gather=True,
+                    read="slack_usergroups",
                 )
                 _, read = self._read_groups(stamp, wanted, folded)
             raw_groups, raw_owners, raw_writes = read
@@ -178,6 +180,8 @@ class SlackWorkspaceCache:
                 writes.update(zip(owners, owner_writes, strict=True))
             states = {h: SlackUsergroupState.model_validate_json(v) for h, v in raw.items() if v}
             states.update(self._overlay(stamp, writes))
+            if found:
+                self.fleet.reads.used("slack_usergroups", stamp)
             return list(states.values())
         raise RuntimeError("the shared user-group snapshot kept expiring while being read")
 
@@ -268,6 +272,7 @@ class SlackWorkspaceCache:
                 ("names", "ids"),
                 self._fetch_channels,
                 gather=True,
+                read="slack_channels",
             )
             pipe = self.valkey.pipeline(transaction=False)
             pipe.hmget(self.fleet.reads.part(self._channels_key, stamp, "names"), [SENTINEL, *names])

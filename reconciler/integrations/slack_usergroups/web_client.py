@@ -1,9 +1,11 @@
 """slack-sdk's WebClient as reconciler uses it: sockets only through the operator's HostPolicy and
 the run deadline's guard, and retry handlers that never retry past the run's deadline nor sleep
-through a long rate limit (the run gives its worker back instead)."""
+through a long rate limit (the run gives its worker back instead). Every attempt's answer is
+counted by method and status (reconciler_service_requests_total, fleet/metrics.py)."""
 
 from __future__ import annotations
 
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -18,6 +20,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 from reconciler import deadline
 from reconciler.errors import RateLimited
+from reconciler.fleet import metrics
 from reconciler.integrations.egress import guarded_opener, policy_for
 from reconciler.integrations.transport import (
     deadline_opener,
@@ -102,11 +105,25 @@ class InlineRateLimitRetryHandler(RateLimitErrorRetryHandler):
 class GuardedWebClient(WebClient):
     """WebClient whose sockets go through the operator's HostPolicy and the run deadline's guard,
     kept alive between calls where the policy applies (egress.guarded_opener); slack-sdk has no hook
-    for its opener, so the one method that opens URLs is replaced."""
+    for its opener, so the one method that opens URLs is replaced. It is also the one place that
+    sees every attempt (slack-sdk's retries loop around it): each answer is counted there."""
 
     opener: urllib.request.OpenerDirector | None = None
 
     def _perform_urllib_http_request_internal(self, url: str, req: urllib.request.Request) -> dict[str, Any]:
+        method = metrics.slack_method(url, self.base_url)
+        try:
+            answer = self._open(url, req)
+        except urllib.error.HTTPError as exc:  # 4xx/5xx: slack-sdk reads it and retries or raises
+            metrics.answered(metrics.SLACK, method, exc.code)
+            raise
+        except Exception:  # no answer: connection error, timeout, a body the deadline cut
+            metrics.answered(metrics.SLACK, method, None)
+            raise
+        metrics.answered(metrics.SLACK, method, int(answer["status"]))
+        return answer
+
+    def _open(self, url: str, req: urllib.request.Request) -> dict[str, Any]:
         if self.opener is None:
             return super()._perform_urllib_http_request_internal(url, req)
         with self.opener.open(req, timeout=self.timeout) as resp:
