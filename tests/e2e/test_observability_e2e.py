@@ -136,4 +136,11 @@ def test_every_metric_of_the_dashboard_and_alerts_is_exported(
     assert not missing, f"referenced by the chart but exported by neither process: {missing}"
     assert "reconciler_reconcile_condition" in operator_metrics
     assert "reconciler_operator_leader" in operator_metrics
+    for fleet_metric in (
+        "reconciler_service_requests_total",
+        "reconciler_rate_budget_wait_seconds_total",
+        "reconciler_rate_budget_deferred_total",
+        "reconciler_shared_reads_total",
+    ):
+        assert fleet_metric in operator_metrics
     assert "reconciler_api_waiters" in sidecar_metrics
