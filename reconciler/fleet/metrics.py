@@ -71,7 +71,9 @@ def answered(integration: str, method: str, status: int | None) -> None:
 
 
 def slack_method(url: str, base_url: str) -> str:
-    """The Web API method a WebClient `url` calls (`base_url` + method), as a bounded label."""
+    """The Web API method a WebClient `url` calls (`base_url` + method, a GET's query after it), as
+    a bounded label."""
+    url = url.split("?", 1)[0]
     method = url[len(base_url) :] if url.startswith(base_url) else url.rsplit("/", 1)[-1]
     return method if _SLACK_METHOD.fullmatch(method) else OTHER
 

@@ -268,6 +268,10 @@ def test_gitlab_method_names_are_bounded() -> None:
     assert (
         metrics.slack_method("https://slack.example/api/x/../../etc", "https://slack.example/api/") == "other"
     )
+    assert (
+        metrics.slack_method("https://slack.example/api/users.list?cursor=abc", "https://slack.example/api/")
+        == "users.list"
+    )
 
 
 def test_threads_asking_one_shared_read_count_one_fetch_and_the_rest_shared(cache: valkey.Valkey) -> None:
