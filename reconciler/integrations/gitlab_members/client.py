@@ -110,7 +110,7 @@ class GitlabClient:
                 self._fleet.client.set(self._token_user_key(), str(user.id), ex=TOKEN_USER_TTL_SECONDS)
             self.adopt_user(user)
             # That GET /user was drawn from the token's budget; GitLab counted it against the user's.
-            self._take_budget("GET /user")
+            self._take_budget(metrics.gitlab_method("GET", "/user"))
         self.adopt_user(user)
         return user
 

@@ -42,9 +42,9 @@ SENTINEL = "\x00"
 """A field in every stored hash, so a read can tell an expired version from an empty one."""
 _MEMBERS = TypeAdapter(list[GitlabMemberState])
 NOT_FOUND = "null"
+"""Stored for a group or project GitLab does not show, or a token whose scopes it does not describe."""
 USER_LOOKUP = "gitlab_user_lookup"
 """The username lookups' name in reconciler_shared_reads_total."""
-"""Stored for a group or project GitLab does not show, or a token whose scopes it does not describe."""
 
 
 def _encode(user: GitlabUser | None, username: str, read_at: float) -> str:
