@@ -190,6 +190,29 @@ def test_slack_attempts_without_an_answer_count_as_errors_retries_included() -> 
     assert after - before == 2  # the first attempt and its retry
 
 
+def test_a_body_cut_short_counts_as_no_answer(slack: SlackTestServer, gitlab: GitLabTestServer) -> None:
+    """The status line came, the body did not (all of it): no answer, for both clients."""
+    slack.answer_raw("conversations.list", 1, b'{"ok": true, "chan', truncated=True)
+    gitlab.answer_raw(1, b'{"id": 1, "user', path_prefix="/user", truncated=True)
+    cut = {
+        (metrics.SLACK, "conversations.list"): lambda: SlackClient(
+            SecretStr(SLACK_TOKEN), slack.api_url, Settings(transient_retries=0)
+        ).list_channels(),
+        (metrics.GITLAB, "GET /user"): lambda: GitlabClient(
+            gitlab.url, SecretStr(GITLAB_TOKEN), Settings(transient_retries=0)
+        ).current_user(),
+    }
+    for (integration, method), call in cut.items():
+        before = counters("reconciler_service_requests")
+        with pytest.raises(TransientError):
+            call()
+        counted = requests_of(integration, grown(before, counters("reconciler_service_requests")))
+        assert counted == Counter({(method, "error"): 1})
+    # Both servers did answer 200, only not the whole body.
+    assert [(c.method, c.status) for c in slack.calls] == [("conversations.list", 200)]
+    assert [(c.method, c.path, c.status) for c in gitlab.calls] == [("GET", "/api/v4/user", 200)]
+
+
 def gitlab_run(gitlab: GitLabTestServer, cache: valkey.Valkey, *, asked: float) -> bool:
     spec = ReconcileSpec.model_validate(
         {
